@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
+)
+
+// knobFlags collects repeated --knob name=value flags.
+type knobFlags map[string]string
+
+func (k knobFlags) String() string { return "" }
+
+func (k knobFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	k[name] = value
+	return nil
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("run issue-30896 --variant fixed").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+type runFlags struct {
+	variant     string
+	knobs       knobFlags
+	seed        uint64
+	dispatchers int
+	duration    time.Duration
+	timeScale   float64
+	json        bool
+	artifacts   string
+	keep        bool
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := runFlags{knobs: knobFlags{}}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.variant, "variant", "", "dispatcher variant (default: the scenario's); see 'kanbanchaos variants'")
+	fs.Var(f.knobs, "knob", "set one knob, name=value (repeatable); overrides the variant")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed for the run's timings (default: random, printed)")
+	fs.IntVar(&f.dispatchers, "dispatchers", 0, "number of dispatchers ticking the board (default: the scenario's)")
+	fs.DurationVar(&f.duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
+	fs.Float64Var(&f.timeScale, "time-scale", 0, "factor on Hermes' intervals: 0.001 makes the 60 s tick 60 ms (default: the scenario's)")
+	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
+	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
+			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
+			"fake workers through HERMES_BIN, then checks every invariant (spawns ≤ failure limit from the ledger,\n"+
+			"breaker holds, run bookkeeping, no lost runs, integrity_check). Prints the seed and the replay command.\n\n"+
+			"Example: kanbanchaos run issue-30896 --variant hermes-0.14\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nScenarios: %s\nVariants:  %s\nKnobs:\n  %s\n", strings.Join(scenarios.Names(), ", "),
+			strings.Join(dispatcher.VariantNames(), ", "), strings.Join(dispatcher.KnobDocs(), "\n  "))
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage // flag already printed the problem
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "kanbanchaos run: want exactly one scenario (valid: %s), got %d arguments\n", strings.Join(scenarios.Names(), ", "), len(pos))
+		return exitUsage
+	}
+	sc, err := scenarios.Lookup(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
+	seedGiven := false
+	fs.Visit(func(fl *flag.Flag) { seedGiven = seedGiven || fl.Name == "seed" })
+	if !seedGiven {
+		f.seed = randomSeed()
+	}
+	s := sc.Build(f.seed, f.variant)
+	if len(f.knobs) > 0 {
+		s.Knobs = f.knobs
+	}
+	if _, err := dispatcher.Resolve(s.Variant, s.Knobs); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
+	if f.dispatchers != 0 {
+		s.Dispatchers = f.dispatchers
+	}
+	if f.duration != 0 {
+		s.DurationMs = int(f.duration.Milliseconds())
+	}
+	if f.timeScale != 0 {
+		s.TimeScale = f.timeScale
+	}
+	scenarios.Respread(&s)
+	if err := s.Validate(); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
+	replay := replayCommand(sc.Name, f, s.Variant)
+	if !f.json {
+		fmt.Fprintf(stdout, "kanbanchaos run %s  variant=%s  seed=%d\n", sc.Name, s.Variant, s.Seed)
+		fmt.Fprintf(stdout, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
+			time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+	}
+	var progress io.Writer
+	if !f.json {
+		progress = stderr
+	}
+	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep, Replay: replay, Log: progress})
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run: internal error:", err)
+		if res.Artifacts != "" {
+			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
+		}
+		fmt.Fprintln(stderr, "replay:", replay)
+		return exitInternal
+	}
+	if f.json {
+		printJSON(stdout, res, replay)
+	} else {
+		printText(stdout, res, replay)
+	}
+	switch res.Verdict.Status {
+	case oracle.Pass:
+		return exitPass
+	case oracle.Fail:
+		return exitFail
+	}
+	return exitUnknown
+}
+
+func randomSeed() uint64 {
+	var b [4]byte
+	rand.Read(b[:])
+	return uint64(binary.LittleEndian.Uint32(b[:]))
+}
+
+// replayCommand is the exact command line that reruns this run.
+func replayCommand(scenario string, f runFlags, variant string) string {
+	prog := "kanbanchaos"
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
+		prog = "go run ./cmd/kanbanchaos" // started with go run: there is no installed binary to name
+	}
+	parts := []string{prog, "run", scenario, "--variant", variant, "--seed", strconv.FormatUint(f.seed, 10)}
+	names := make([]string, 0, len(f.knobs))
+	for n := range f.knobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		parts = append(parts, "--knob", n+"="+f.knobs[n])
+	}
+	if f.dispatchers != 0 {
+		parts = append(parts, "--dispatchers", strconv.Itoa(f.dispatchers))
+	}
+	if f.duration != 0 {
+		parts = append(parts, "--duration", f.duration.String())
+	}
+	if f.timeScale != 0 {
+		parts = append(parts, "--time-scale", strconv.FormatFloat(f.timeScale, 'g', -1, 64))
+	}
+	return strings.Join(parts, " ")
+}
+
+func printText(w io.Writer, res harness.Result, replay string) {
+	v := res.Verdict
+	const shown = 10
+	for i, x := range v.Violations {
+		if i == shown {
+			fmt.Fprintf(w, "… and %d more violations (see verdict.json)\n", len(v.Violations)-shown)
+			break
+		}
+		task := ""
+		if x.Task != "" {
+			task = x.Task + ": "
+		}
+		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, x.Message)
+	}
+	for _, u := range v.Unknowns {
+		fmt.Fprintf(w, "UNKNOWN %s\n", u)
+	}
+	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
+	if res.TickErrors > 0 {
+		summary += fmt.Sprintf(", %d tick errors (trace.jsonl)", res.TickErrors)
+	}
+	switch v.Status {
+	case oracle.Pass:
+		fmt.Fprintf(w, "verdict: PASS — %s held; %s\n", strings.Join(v.Checked, ", "), summary)
+	case oracle.Fail:
+		first := ""
+		if ms := v.FirstViolationMs(); ms >= 0 {
+			first = fmt.Sprintf("; first violation at +%.0fms", ms)
+		}
+		fmt.Fprintf(w, "verdict: FAIL — %s; %s%s\n", strings.Join(v.Failed(), ", "), summary, first)
+	default:
+		fmt.Fprintf(w, "verdict: UNKNOWN — the run could not decide; %s\n", summary)
+	}
+	if res.Artifacts != "" {
+		fmt.Fprintf(w, "artifacts: %s\n", res.Artifacts)
+	}
+	fmt.Fprintf(w, "replay: %s\n", replay)
+}
+
+func printJSON(w io.Writer, res harness.Result, replay string) {
+	out := struct {
+		harness.Result
+		Seed             uint64  `json:"seed"`
+		Replay           string  `json:"replay"`
+		FirstViolationMs float64 `json:"first_violation_ms"`
+	}{res, res.Schedule.Seed, replay, res.Verdict.FirstViolationMs()}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}
+
+func cmdScenarios(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "kanbanchaos scenarios: takes no arguments, got %q\n", args)
+		return exitUsage
+	}
+	for _, s := range scenarios.All() {
+		fmt.Fprintf(stdout, "%s  (default variant %s)\n  %s\n  %s\n\n", s.Name, s.Variant, s.Issue, s.Summary)
+	}
+	return exitPass
+}
+
+func cmdVariants(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "kanbanchaos variants: takes no arguments, got %q\n", args)
+		return exitUsage
+	}
+	for _, v := range dispatcher.Variants() {
+		fmt.Fprintf(stdout, "%s\n  %s\n ", v.Name, v.Doc)
+		vals := v.Knobs.Values()
+		for _, n := range dispatcher.KnobNames() {
+			fmt.Fprintf(stdout, " %s=%s", n, vals[n])
+		}
+		fmt.Fprint(stdout, "\n\n")
+	}
+	fmt.Fprintf(stdout, "Knobs (set any alone with --knob name=value):\n  %s\n", strings.Join(dispatcher.KnobDocs(), "\n  "))
+	return exitPass
+}

@@ -1,0 +1,548 @@
+// Package dispatcher is the reference dispatcher: a Go mirror of Hermes'
+// dispatch_once tick (spec/hermes-kanban.md §3) over the kanban board store,
+// with named variants made of independent knobs. It spawns workers exactly as
+// Hermes does — argv `<HERMES_BIN> -p <assignee> --accept-hooks chat -q
+// "work kanban task <id>"`, the HERMES_KANBAN_* environment, a new session,
+// never waited on synchronously — so the fake workers, or real Hermes
+// workers, cannot tell it from the original.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+)
+
+// Timing holds Hermes' intervals, already scaled.
+type Timing struct {
+	Tick              time.Duration // dispatch_interval_seconds: 60 s
+	CrashGrace        time.Duration // HERMES_KANBAN_CRASH_GRACE_SECONDS: 30 s
+	ClaimTTL          time.Duration // HERMES_KANBAN_CLAIM_TTL_SECONDS: 900 s
+	HeartbeatStale    time.Duration // a live worker silent this long is reclaimed: 3600 s
+	RateLimitCooldown time.Duration // DEFAULT_RATE_LIMIT_COOLDOWN_SECONDS: 300 s
+	BackoffBase       time.Duration // fixed variant: 1 s, ×4 per failure
+	KillGrace         time.Duration // SIGTERM → SIGKILL: 10 × 0.5 s
+	Scale             float64       // the factor applied; task max_runtime_seconds scale by it too
+}
+
+// HermesTiming scales Hermes' defaults by scale (1 = real time).
+func HermesTiming(scale float64) Timing {
+	s := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
+	return Timing{
+		Tick:              s(60 * time.Second),
+		CrashGrace:        s(30 * time.Second),
+		ClaimTTL:          s(900 * time.Second),
+		HeartbeatStale:    s(3600 * time.Second),
+		RateLimitCooldown: s(300 * time.Second),
+		BackoffBase:       s(time.Second),
+		KillGrace:         s(5 * time.Second),
+		Scale:             scale,
+	}
+}
+
+// Config is one dispatcher: which board, how to spawn, which knobs.
+type Config struct {
+	Name         string // for traces: "d1", "d2", …
+	Home         string // HERMES_KANBAN_HOME (also the profiles root)
+	Board        string // board slug
+	DBPath       string
+	HermesBin    string   // HERMES_BIN: the worker command
+	Env          []string // the dispatcher process's environment, inherited by workers
+	Knobs        Knobs
+	FailureLimit int // configured kanban.failure_limit; 0 = unset
+	MaxSpawn     int // live cap on running tasks; 0 = none
+	Timing       Timing
+	ClaimLock    string // "<hostname>:<pid>"
+	Children     *Children
+}
+
+// Tick is what one DispatchOnce did, in Hermes' tick-summary vocabulary.
+type Tick struct {
+	Dispatcher    string  `json:"dispatcher"`
+	At            float64 `json:"at"`
+	SkippedLocked bool    `json:"skipped_locked,omitempty"`
+	Reclaimed     int     `json:"reclaimed,omitempty"`
+	Extended      int     `json:"extended,omitempty"`
+	Crashed       int     `json:"crashed,omitempty"`
+	TimedOut      int     `json:"timed_out,omitempty"`
+	GaveUp        int     `json:"gave_up,omitempty"`
+	Promoted      int     `json:"promoted,omitempty"`
+	Spawned       int     `json:"spawned,omitempty"`
+	SpawnFailed   int     `json:"spawn_failed,omitempty"`
+	AutoBlocked   int     `json:"auto_blocked,omitempty"`
+	Deferred      int     `json:"deferred,omitempty"`
+	Error         string  `json:"error,omitempty"`
+	ErrorCode     int     `json:"error_code,omitempty"`
+}
+
+// Dispatcher runs ticks against one board over its own connection.
+type Dispatcher struct {
+	cfg   Config
+	board *kanban.Board
+	// exits is Hermes' process-local _recent_worker_exits: statuses this
+	// dispatcher reaped from its own children.
+	exits map[int]syscall.WaitStatus
+	host  string
+}
+
+// New connects to the board.
+func New(ctx context.Context, cfg Config) (*Dispatcher, error) {
+	if cfg.Children == nil {
+		return nil, errors.New("dispatcher: Config.Children is nil")
+	}
+	if cfg.ClaimLock == "" {
+		cfg.ClaimLock = DefaultClaimLock()
+	}
+	b, err := kanban.Connect(ctx, cfg.DBPath, cfg.Knobs.Connect)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher %s: %w", cfg.Name, err)
+	}
+	host, _, _ := strings.Cut(cfg.ClaimLock, ":")
+	return &Dispatcher{cfg: cfg, board: b, exits: map[int]syscall.WaitStatus{}, host: host}, nil
+}
+
+// DefaultClaimLock is Hermes' claim lock: "<hostname>:<pid>".
+func DefaultClaimLock() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
+// Close closes the board connection.
+func (d *Dispatcher) Close() error { return d.board.Close() }
+
+// Run ticks every Timing.Tick until ctx ends, passing each tick to onTick.
+// Tick errors are reported in the Tick and do not stop the loop, as a Hermes
+// gateway logs and carries on.
+func (d *Dispatcher) Run(ctx context.Context, onTick func(Tick)) {
+	t := time.NewTicker(max(d.cfg.Timing.Tick, time.Millisecond))
+	defer t.Stop()
+	for {
+		tick, _ := d.DispatchOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if onTick != nil {
+			onTick(tick)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// DispatchOnce is one dispatch_once: lock (if on), reap, release stale
+// claims, detect crashed workers, enforce max runtime, recompute ready,
+// spawn. Every step commits its own transaction(s), as in Hermes.
+func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
+	tick = Tick{Dispatcher: d.cfg.Name, At: d.board.Now()}
+	defer func() {
+		if err != nil {
+			tick.Error = err.Error()
+			tick.ErrorCode, _ = kanban.Code(err)
+		}
+	}()
+	if d.cfg.Knobs.DispatchLock {
+		unlock, ok, err := tryLock(d.cfg.DBPath + ".dispatch.lock")
+		if err != nil {
+			return tick, err
+		}
+		if !ok {
+			tick.SkippedLocked = true
+			return tick, nil
+		}
+		defer unlock()
+	}
+	for pid, st := range d.cfg.Children.Reap(d.cfg.Name) {
+		d.exits[pid] = st
+	}
+	steps := []func(context.Context, *Tick) error{d.releaseStaleClaims, d.detectCrashedWorkers, d.enforceMaxRuntime, d.recomputeReady, d.spawnPhase}
+	for _, step := range steps {
+		if err := step(ctx, &tick); err != nil {
+			return tick, err
+		}
+	}
+	return tick, nil
+}
+
+func (d *Dispatcher) hostLocal(lock string) bool {
+	host, _, ok := strings.Cut(lock, ":")
+	return ok && host == d.host
+}
+
+func seconds(dur time.Duration) float64 { return dur.Seconds() }
+
+// limitFor is the limit the crash path passes to _record_task_failure.
+func (d *Dispatcher) limitFor(outcome string) int {
+	if d.cfg.Knobs.CrashLimit == "configured" {
+		return d.cfg.FailureLimit
+	}
+	if outcome == kanban.OutcomeProtocol {
+		return 1
+	}
+	return 0 // None: max_retries, else DEFAULT_FAILURE_LIMIT
+}
+
+// releaseStaleClaims handles running tasks whose claim expired: a live,
+// recently heard-from local worker gets its claim extended; anything else is
+// killed and its task reclaimed (counted only with count_reclaims).
+func (d *Dispatcher) releaseStaleClaims(ctx context.Context, tick *Tick) error {
+	running, err := d.board.Running(ctx)
+	if err != nil {
+		return err
+	}
+	now := d.board.Now()
+	for _, r := range running {
+		if r.ClaimExpires >= now {
+			continue
+		}
+		heard := max(r.LastHeartbeat, r.RunStartedAt)
+		fresh := now-heard <= seconds(d.cfg.Timing.HeartbeatStale)
+		if d.hostLocal(r.Lock) && pidAlive(r.PID) && fresh {
+			if err := d.board.ExtendClaim(ctx, r.ID, r.Lock, now+seconds(d.cfg.Timing.ClaimTTL), "worker alive"); err != nil {
+				return err
+			}
+			tick.Extended++
+			continue
+		}
+		if r.PID > 0 && !d.stop(r.PID) {
+			// The worker survived SIGKILL: defer, as reclaim_deferred does.
+			if err := d.board.ExtendClaim(ctx, r.ID, r.Lock, now+120*d.cfg.Timing.Scale, "reclaim deferred"); err != nil {
+				return err
+			}
+			continue
+		}
+		released, f, err := d.board.ReleaseClaim(ctx, r.ID, r.Lock, kanban.OutcomeReclaimed, "claim expired", d.cfg.Knobs.CountReclaims, d.cfg.FailureLimit)
+		if err != nil {
+			return err
+		}
+		if released {
+			tick.Reclaimed++
+			if f != nil && f.Tripped {
+				tick.GaveUp++
+			}
+		}
+	}
+	return nil
+}
+
+// stop sends SIGTERM, waits the kill grace, then SIGKILL. It reports whether
+// the worker is gone. Only processes started through Children are signalled:
+// a pid we did not start may since have been reused.
+func (d *Dispatcher) stop(pid int) bool {
+	if !d.cfg.Children.Signal(pid, syscall.SIGTERM) {
+		return !pidAlive(pid) || !d.cfg.Children.Known(pid)
+	}
+	deadline := time.Now().Add(d.cfg.Timing.KillGrace)
+	for time.Now().Before(deadline) {
+		if !pidAlive(pid) {
+			return true
+		}
+		time.Sleep(min(d.cfg.Timing.KillGrace/10+time.Millisecond, 500*time.Millisecond))
+	}
+	d.cfg.Children.Signal(pid, syscall.SIGKILL)
+	time.Sleep(time.Millisecond)
+	return !pidAlive(pid)
+}
+
+// classify turns a worker's exit into Hermes' outcome.
+func classify(st syscall.WaitStatus) (outcome, msg string) {
+	switch {
+	case st.Exited() && st.ExitStatus() == 0:
+		return kanban.OutcomeProtocol, "worker exited 0 without completing the task"
+	case st.Exited() && st.ExitStatus() == 75:
+		return kanban.OutcomeRateLimited, "worker exited 75 (rate limited)"
+	case st.Exited():
+		return kanban.OutcomeCrashed, fmt.Sprintf("worker exited with code %d", st.ExitStatus())
+	case st.Signaled():
+		return kanban.OutcomeCrashed, "worker killed by signal " + st.Signal().String()
+	}
+	return kanban.OutcomeCrashed, "worker ended: " + strconv.Itoa(int(st))
+}
+
+// detectCrashedWorkers is detect_crashed_workers: running tasks with a pid
+// and a host-local lock whose worker is dead are reclaimed in one
+// transaction; failures are counted in it (atomic_failure) or afterwards.
+func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error {
+	running, err := d.board.Running(ctx)
+	if err != nil {
+		return err
+	}
+	now := d.board.Now()
+	var crashes []kanban.Crash
+	for _, r := range running {
+		if r.PID == 0 || !d.hostLocal(r.Lock) {
+			continue
+		}
+		// Hermes measures the grace from tasks.started_at, the first-ever
+		// start: only attempt #1 gets it.
+		if now-r.StartedAt < seconds(d.cfg.Timing.CrashGrace) {
+			continue
+		}
+		st, known := d.exits[r.PID]
+		if !known {
+			st, known = d.cfg.Children.ReapPID(d.cfg.Name, r.PID)
+		}
+		c := kanban.Crash{Task: r.ID, RunID: r.RunID, PID: r.PID, Lock: r.Lock}
+		switch {
+		case known:
+			c.Outcome, c.Error = classify(st)
+		case pidAlive(r.PID):
+			continue
+		default:
+			c.Outcome, c.Error = kanban.OutcomeCrashed, fmt.Sprintf("pid %d not alive", r.PID)
+		}
+		c.Count = c.Outcome != kanban.OutcomeRateLimited
+		c.Limit = d.limitFor(c.Outcome)
+		crashes = append(crashes, c)
+	}
+	if len(crashes) == 0 {
+		return nil
+	}
+	if d.cfg.Knobs.CrashLimit != "configured" {
+		sameErrorLimit(crashes)
+	}
+	reclaimed, err := d.board.ReclaimCrashed(ctx, crashes, d.cfg.Knobs.AtomicFailure)
+	if err != nil {
+		return err
+	}
+	for _, r := range reclaimed {
+		delete(d.exits, r.PID)
+		tick.Crashed++
+		if r.Failure == nil && r.Count {
+			f, err := d.board.RecordTaskFailure(ctx, r.Task, r.Outcome, r.Error, r.Limit)
+			if err != nil {
+				return err
+			}
+			r.Failure = &f
+		}
+		if r.Failure != nil && r.Failure.Tripped {
+			tick.GaveUp++
+		}
+	}
+	return nil
+}
+
+// sameErrorLimit applies Hermes' rule that when ≥3 crashes in one sweep share
+// an error fingerprint, each trips at once (limit 1).
+func sameErrorLimit(crashes []kanban.Crash) {
+	count := map[string]int{}
+	for _, c := range crashes {
+		count[c.Error]++
+	}
+	for i, c := range crashes {
+		if c.Count && count[c.Error] >= 3 {
+			crashes[i].Limit = 1
+		}
+	}
+}
+
+// enforceMaxRuntime times out workers running longer than their task's
+// max_runtime_seconds (scaled): SIGTERM, grace, SIGKILL, then ready +
+// timed_out and a counted failure.
+func (d *Dispatcher) enforceMaxRuntime(ctx context.Context, tick *Tick) error {
+	running, err := d.board.Running(ctx)
+	if err != nil {
+		return err
+	}
+	now := d.board.Now()
+	for _, r := range running {
+		if r.MaxRuntime <= 0 || now-r.RunStartedAt <= r.MaxRuntime*d.cfg.Timing.Scale || !d.hostLocal(r.Lock) {
+			continue
+		}
+		if r.PID > 0 && !d.stop(r.PID) {
+			continue
+		}
+		msg := fmt.Sprintf("max runtime %.0fs exceeded", r.MaxRuntime)
+		atomic := d.cfg.Knobs.AtomicFailure
+		released, f, err := d.board.ReleaseClaim(ctx, r.ID, r.Lock, kanban.OutcomeTimedOut, msg, atomic, d.limitFor(kanban.OutcomeTimedOut))
+		if err != nil || !released {
+			return err
+		}
+		tick.TimedOut++
+		if !atomic {
+			ff, err := d.board.RecordTaskFailure(ctx, r.ID, kanban.OutcomeTimedOut, msg, d.limitFor(kanban.OutcomeTimedOut))
+			if err != nil {
+				return err
+			}
+			f = &ff
+		}
+		if f != nil && f.Tripped {
+			tick.GaveUp++
+		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) recomputeReady(ctx context.Context, tick *Tick) error {
+	promoted, err := d.board.RecomputeReady(ctx, kanban.RecomputePolicy{
+		RepromoteTripped: d.cfg.Knobs.RepromoteTripped,
+		FailureLimit:     d.cfg.FailureLimit,
+	})
+	tick.Promoted += len(promoted)
+	return err
+}
+
+// profileExists is Hermes' profile_exists: `default`, or <home>/profiles/<name>.
+func (d *Dispatcher) profileExists(name string) bool {
+	if name == "default" {
+		return true
+	}
+	st, err := os.Stat(filepath.Join(d.cfg.Home, "profiles", name))
+	return err == nil && st.IsDir()
+}
+
+// backoffUntil is when a task with n consecutive failures may spawn again:
+// base × 4^(n−1) after its last run ended.
+func (d *Dispatcher) backoffUntil(c kanban.Candidate) float64 {
+	if c.ConsecutiveFailures <= 0 || c.LastRunEnded == 0 {
+		return 0
+	}
+	wait := seconds(d.cfg.Timing.BackoffBase) * math.Pow(4, float64(min(c.ConsecutiveFailures, 8)-1))
+	return c.LastRunEnded + wait
+}
+
+// spawnPhase claims ready tasks and starts their workers, up to max_spawn
+// running tasks.
+func (d *Dispatcher) spawnPhase(ctx context.Context, tick *Tick) error {
+	cands, err := d.board.SpawnCandidates(ctx)
+	if err != nil {
+		return err
+	}
+	running := 0
+	if d.cfg.MaxSpawn > 0 {
+		if running, err = d.board.CountRunning(ctx); err != nil {
+			return err
+		}
+	}
+	now := d.board.Now()
+	for _, c := range cands {
+		if d.cfg.MaxSpawn > 0 && running+tick.Spawned >= d.cfg.MaxSpawn {
+			break
+		}
+		if c.Assignee == "" {
+			continue
+		}
+		if !d.profileExists(c.Assignee) {
+			if d.cfg.Knobs.ValidateAssignee {
+				reason := fmt.Sprintf("assignee %q is not a known profile (no directory %s): fix the assignee or create the profile, then unblock",
+					c.Assignee, filepath.Join(d.cfg.Home, "profiles", c.Assignee))
+				if err := d.board.AutoBlock(ctx, c.ID, reason); err != nil {
+					return err
+				}
+				tick.AutoBlocked++
+			}
+			continue // v0.14: skipped silently, forever
+		}
+		if d.cfg.Knobs.Backoff && now < d.backoffUntil(c) {
+			tick.Deferred++
+			continue
+		}
+		if d.cfg.Knobs.RateLimitCooldown && c.LastRunOutcome == kanban.OutcomeRateLimited &&
+			now < c.LastRunEnded+seconds(d.cfg.Timing.RateLimitCooldown) {
+			tick.Deferred++
+			continue
+		}
+		if err := d.claimAndSpawn(ctx, c, tick); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) claimAndSpawn(ctx context.Context, c kanban.Candidate, tick *Tick) error {
+	run, ok, err := d.board.Claim(ctx, c.ID, d.cfg.ClaimLock, seconds(d.cfg.Timing.ClaimTTL))
+	if err != nil || !ok {
+		return err
+	}
+	workspaces := filepath.Join(d.cfg.Home, "kanban", "workspaces")
+	ws := filepath.Join(workspaces, c.ID)
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		return d.spawnFailed(ctx, c, run, fmt.Errorf("workspace: %w", err), tick)
+	}
+	if err := d.board.SetWorkspacePath(ctx, c.ID, ws); err != nil {
+		return err
+	}
+	pid, err := d.cfg.Children.Start(d.cfg.Name, d.spec(c, run, ws, workspaces))
+	if err != nil {
+		return d.spawnFailed(ctx, c, run, err, tick)
+	}
+	tick.Spawned++
+	return d.board.SetWorkerPID(ctx, c.ID, run, pid)
+}
+
+func (d *Dispatcher) spawnFailed(ctx context.Context, c kanban.Candidate, run int64, cause error, tick *Tick) error {
+	tick.SpawnFailed++
+	f, err := d.board.RecordSpawnFailure(ctx, c.ID, run, "spawn failed: "+cause.Error(), d.cfg.FailureLimit)
+	if err == nil && f.Tripped {
+		tick.GaveUp++
+	}
+	return err
+}
+
+// spec is the worker command line and environment, as Hermes' _default_spawn.
+func (d *Dispatcher) spec(c kanban.Candidate, run int64, ws, workspaces string) Spec {
+	argv := []string{d.cfg.HermesBin, "-p", c.Assignee, "--accept-hooks", "chat", "-q", "work kanban task " + c.ID}
+	env := map[string]string{}
+	var order []string
+	for _, kv := range d.cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := env[k]; !dup {
+			order = append(order, k)
+		}
+		env[k] = v
+	}
+	set := func(k, v string) {
+		if _, dup := env[k]; !dup {
+			order = append(order, k)
+		}
+		env[k] = v
+	}
+	set("HERMES_KANBAN_TASK", c.ID)
+	set("HERMES_KANBAN_RUN_ID", strconv.FormatInt(run, 10))
+	set("HERMES_KANBAN_CLAIM_LOCK", d.cfg.ClaimLock)
+	set("HERMES_KANBAN_DB", d.cfg.DBPath)
+	set("HERMES_KANBAN_BOARD", d.cfg.Board)
+	set("HERMES_KANBAN_WORKSPACES_ROOT", workspaces)
+	set("HERMES_KANBAN_WORKSPACE", ws)
+	set("TERMINAL_CWD", ws)
+	set("HERMES_PROFILE", c.Assignee)
+	if p := filepath.Join(d.cfg.Home, "profiles", c.Assignee); d.profileExists(c.Assignee) && c.Assignee != "default" {
+		set("HERMES_HOME", p)
+	}
+	envList := make([]string, 0, len(order))
+	for _, k := range order {
+		envList = append(envList, k+"="+env[k])
+	}
+	logs := filepath.Join(d.cfg.Home, "kanban", "logs")
+	os.MkdirAll(logs, 0o755)
+	return Spec{Argv: argv, Env: envList, Dir: ws, Log: filepath.Join(logs, c.ID+".log")}
+}
+
+// tryLock takes a non-blocking exclusive flock on path. flock locks belong to
+// the open file description, so two dispatchers in one process exclude each
+// other as two processes would.
+func tryLock(path string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, fmt.Errorf("dispatch lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("dispatch lock: %w", err)
+	}
+	return func() { f.Close() }, true, nil
+}

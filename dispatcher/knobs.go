@@ -1,0 +1,214 @@
+package dispatcher
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+)
+
+// Knobs are the independent behaviours a variant is made of. Each can be set
+// alone (`--knob name=value`), so a violation can be pinned to one knob.
+type Knobs struct {
+	Connect kanban.Options `json:"connect"`
+	// AtomicFailure commits counter += 1 (and the block at the limit) in the
+	// same transaction as the crash reclaim, before any next spawn. Off: the
+	// failure is recorded in a separate transaction afterwards (v0.14).
+	AtomicFailure bool `json:"atomic_failure"`
+	// RepromoteTripped lets recompute_ready promote breaker-tripped tasks
+	// (v0.14, #30417).
+	RepromoteTripped bool `json:"repromote_tripped"`
+	// CrashLimit is the limit the crash path passes: "default" (None → 2,
+	// 1 for a protocol violation; v0.14, #63070) or "configured".
+	CrashLimit string `json:"crash_limit"`
+	// Backoff waits 1 s → 4 s → 16 s (scaled) after each consecutive failure
+	// before the next spawn of a task.
+	Backoff bool `json:"backoff"`
+	// ValidateAssignee blocks a task whose assignee is not a profile, with a
+	// clear last_failure_error, instead of skipping it silently forever.
+	ValidateAssignee bool `json:"validate_assignee"`
+	// DispatchLock takes a non-blocking per-board flock around each tick;
+	// the loser skips the tick and writes nothing (#35240).
+	DispatchLock bool `json:"dispatch_lock"`
+	// PinBeatsBoard: HERMES_KANBAN_DB beats an explicit board= (#30678).
+	PinBeatsBoard bool `json:"pin_beats_board"`
+	// CountReclaims counts a stale-claim reclaim as a failure (#111446), so
+	// a worker that never recorded a pid still uses up the budget (#35202).
+	CountReclaims bool `json:"count_reclaims"`
+	// RateLimitCooldown waits the scaled 300 s cooldown before respawning a
+	// task whose last run exited 75.
+	RateLimitCooldown bool `json:"rate_limit_cooldown"`
+}
+
+// knob is one settable field of Knobs.
+type knob struct {
+	name, doc string
+	set       func(k *Knobs, v string) error
+	get       func(k Knobs) string
+}
+
+func boolKnob(name, doc string, field func(k *Knobs) *bool) knob {
+	return knob{name: name, doc: doc,
+		set: func(k *Knobs, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("knob %s: %q is not true/false", name, v)
+			}
+			*field(k) = b
+			return nil
+		},
+		get: func(k Knobs) string { return strconv.FormatBool(*field(&k)) },
+	}
+}
+
+func intKnob(name, doc string, field func(k *Knobs) *int) knob {
+	return knob{name: name, doc: doc,
+		set: func(k *Knobs, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("knob %s: %q is not a non-negative integer", name, v)
+			}
+			*field(k) = n
+			return nil
+		},
+		get: func(k Knobs) string { return strconv.Itoa(*field(&k)) },
+	}
+}
+
+func choiceKnob(name, doc string, choices []string, field func(k *Knobs) *string) knob {
+	return knob{name: name, doc: doc + " (" + strings.Join(choices, "|") + ")",
+		set: func(k *Knobs, v string) error {
+			for _, c := range choices {
+				if strings.EqualFold(c, v) {
+					*field(k) = c
+					return nil
+				}
+			}
+			return fmt.Errorf("knob %s: %q is not one of %s", name, v, strings.Join(choices, ", "))
+		},
+		get: func(k Knobs) string { return *field(&k) },
+	}
+}
+
+var knobTable = []knob{
+	choiceKnob("journal_mode", "PRAGMA journal_mode on connect", []string{"WAL", "DELETE", "TRUNCATE", "PERSIST"},
+		func(k *Knobs) *string { return &k.Connect.JournalMode }),
+	choiceKnob("synchronous", "PRAGMA synchronous", []string{"OFF", "NORMAL", "FULL"},
+		func(k *Knobs) *string { return &k.Connect.Synchronous }),
+	intKnob("busy_timeout", "PRAGMA busy_timeout in ms", func(k *Knobs) *int { return &k.Connect.BusyTimeoutMs }),
+	intKnob("wal_autocheckpoint", "PRAGMA wal_autocheckpoint in pages (0 = SQLite's 1000)", func(k *Knobs) *int { return &k.Connect.WALAutocheckpoint }),
+	boolKnob("wal_every_connect", "re-issue the mutating journal_mode pragma on every connect", func(k *Knobs) *bool { return &k.Connect.WALEveryConnect }),
+	boolKnob("atomic_failure", "count the failure in the crash-reclaim transaction", func(k *Knobs) *bool { return &k.AtomicFailure }),
+	boolKnob("repromote_tripped", "recompute_ready promotes breaker-tripped tasks", func(k *Knobs) *bool { return &k.RepromoteTripped }),
+	choiceKnob("crash_limit", "limit the crash path applies", []string{"default", "configured"}, func(k *Knobs) *string { return &k.CrashLimit }),
+	boolKnob("backoff", "per-task exponential backoff 1s/4s/16s (scaled)", func(k *Knobs) *bool { return &k.Backoff }),
+	boolKnob("validate_assignee", "auto-block tasks whose assignee is not a profile", func(k *Knobs) *bool { return &k.ValidateAssignee }),
+	boolKnob("dispatch_lock", "per-board non-blocking dispatch lock", func(k *Knobs) *bool { return &k.DispatchLock }),
+	boolKnob("pin_beats_board", "HERMES_KANBAN_DB beats an explicit board=", func(k *Knobs) *bool { return &k.PinBeatsBoard }),
+	boolKnob("count_reclaims", "a stale-claim reclaim counts as a failure", func(k *Knobs) *bool { return &k.CountReclaims }),
+	boolKnob("rate_limit_cooldown", "wait the cooldown before respawning after exit 75", func(k *Knobs) *bool { return &k.RateLimitCooldown }),
+}
+
+// KnobNames lists every knob name.
+func KnobNames() []string {
+	var names []string
+	for _, k := range knobTable {
+		names = append(names, k.name)
+	}
+	return names
+}
+
+// KnobDocs returns "name: doc" lines for help texts.
+func KnobDocs() []string {
+	var out []string
+	for _, k := range knobTable {
+		out = append(out, fmt.Sprintf("%-20s %s", k.name, k.doc))
+	}
+	return out
+}
+
+// Set applies one knob by name.
+func (k *Knobs) Set(name, value string) error {
+	i := slices.IndexFunc(knobTable, func(kn knob) bool { return kn.name == name })
+	if i < 0 {
+		return fmt.Errorf("unknown knob %q (valid: %s)", name, strings.Join(KnobNames(), ", "))
+	}
+	return knobTable[i].set(k, value)
+}
+
+// Values returns every knob's current value by name.
+func (k Knobs) Values() map[string]string {
+	out := map[string]string{}
+	for _, kn := range knobTable {
+		out[kn.name] = kn.get(k)
+	}
+	return out
+}
+
+// Variant is a named set of knobs modelling one dispatcher build.
+type Variant struct {
+	Name, Doc string
+	Knobs     Knobs
+}
+
+func hermes014() Knobs {
+	return Knobs{
+		Connect:          kanban.DefaultOptions(),
+		RepromoteTripped: true,
+		CrashLimit:       "default",
+		PinBeatsBoard:    true,
+	}
+}
+
+// Variants are the named dispatcher builds, in the order help lists them.
+func Variants() []Variant {
+	pr := hermes014()
+	pr.Connect.Synchronous, pr.Connect.WALAutocheckpoint = "FULL", 100
+	return []Variant{
+		{"hermes-0.14", "Hermes v0.14.0 as released: non-atomic failure count, re-promotion of tripped tasks, default crash limit, no backoff, no dispatch lock", hermes014()},
+		{"pr30973", "v0.14 + PR #30973: synchronous=FULL, wal_autocheckpoint=100 (durability only; the breaker bugs stay)", pr},
+		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock", Knobs{
+			Connect:           kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100},
+			AtomicFailure:     true,
+			CrashLimit:        "configured",
+			Backoff:           true,
+			ValidateAssignee:  true,
+			DispatchLock:      true,
+			CountReclaims:     true,
+			RateLimitCooldown: true,
+		}},
+	}
+}
+
+// VariantNames lists the variant names.
+func VariantNames() []string {
+	var names []string
+	for _, v := range Variants() {
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+// Resolve builds the knobs of variant with overrides ("name" → "value")
+// applied in name order, so the result does not depend on map order.
+func Resolve(variant string, overrides map[string]string) (Knobs, error) {
+	i := slices.IndexFunc(Variants(), func(v Variant) bool { return v.Name == variant })
+	if i < 0 {
+		return Knobs{}, fmt.Errorf("unknown variant %q (valid: %s)", variant, strings.Join(VariantNames(), ", "))
+	}
+	k := Variants()[i].Knobs
+	names := make([]string, 0, len(overrides))
+	for n := range overrides {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := k.Set(n, overrides[n]); err != nil {
+			return Knobs{}, err
+		}
+	}
+	return k, nil
+}

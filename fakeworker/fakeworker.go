@@ -1,0 +1,203 @@
+// Package fakeworker is the worker side of a run: what HERMES_BIN starts.
+// It accepts Hermes' worker command line (`-p <profile> [flags…] chat -q
+// "work kanban task <id>"`) and the HERMES_KANBAN_* environment, appends its
+// start to the run's ledger before anything else, then plays the behaviour
+// the run's worker config gives its profile: exit at once, open the board and
+// exit, heartbeat then crash, complete, exit 75, exit 0 without completing,
+// or hang. It never decides whether a run passed.
+package fakeworker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// Environment variables the harness sets on the dispatcher; Hermes passes
+// the dispatcher's environment on to every worker, so they arrive here.
+const (
+	EnvLedger = "KANBANCHAOS_LEDGER"        // the run's ledger file
+	EnvConfig = "KANBANCHAOS_WORKER_CONFIG" // the run's Config file
+)
+
+// InvokedAs is the program name under which a binary acts as the worker:
+// the harness points HERMES_BIN at a symlink of this name.
+const InvokedAs = "hermes"
+
+// Config tells the workers of one run what to do.
+type Config struct {
+	Connect    kanban.Options                `json:"connect"`     // the same pragmas the dispatcher uses
+	ClaimTTLMs int                           `json:"claim_ttl_ms"` // for heartbeats
+	Profiles   map[string]schedule.Behaviour `json:"profiles"`
+}
+
+// WriteConfig stores c for the workers.
+func WriteConfig(path string, c Config) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("fakeworker: encode config: %w", err)
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// Exit codes for a worker that cannot even tell what to do. They are
+// crashes as far as the dispatcher knows, and the log says why.
+const (
+	exitUsage  = 64 // EX_USAGE: not a Hermes worker command line
+	exitConfig = 78 // EX_CONFIG: no or bad worker config
+)
+
+// invocation is what the command line and environment say.
+type invocation struct {
+	profile, task, lock, dbPath string
+	run                         int64
+}
+
+func parse(args []string, getenv func(string) string) (invocation, error) {
+	inv := invocation{
+		task:   getenv("HERMES_KANBAN_TASK"),
+		lock:   getenv("HERMES_KANBAN_CLAIM_LOCK"),
+		dbPath: getenv("HERMES_KANBAN_DB"),
+	}
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "-p", "--profile":
+			if i+1 < len(args) {
+				inv.profile = args[i+1]
+				i++
+			}
+		case "-q", "--query":
+			if i+1 < len(args) {
+				if id, ok := strings.CutPrefix(args[i+1], "work kanban task "); ok && inv.task == "" {
+					inv.task = strings.TrimSpace(id)
+				}
+				i++
+			}
+		}
+	}
+	if inv.profile == "" {
+		inv.profile = getenv("HERMES_PROFILE")
+	}
+	if run := getenv("HERMES_KANBAN_RUN_ID"); run != "" {
+		n, err := strconv.ParseInt(run, 10, 64)
+		if err != nil {
+			return inv, fmt.Errorf("HERMES_KANBAN_RUN_ID=%q is not a run id", run)
+		}
+		inv.run = n
+	}
+	if inv.profile == "" || inv.task == "" {
+		return inv, fmt.Errorf("not a Hermes worker command line: want -p <profile> … chat -q \"work kanban task <id>\", got %q", args)
+	}
+	return inv, nil
+}
+
+// Main runs the worker with args (without the program name) and returns its
+// exit code. Diagnostics go to stderr, which Hermes appends to the task log.
+func Main(args []string, getenv func(string) string, stderr io.Writer) int {
+	start := ledger.MonoNow()
+	inv, err := parse(args, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+		return exitUsage
+	}
+	ledgerPath := getenv(EnvLedger)
+	if ledgerPath == "" && inv.dbPath != "" {
+		ledgerPath = filepath.Join(filepath.Dir(inv.dbPath), "kanbanchaos-ledger.jsonl")
+	}
+	// The start line comes first: a worker that dies at any later point has
+	// still been counted.
+	if err := ledger.Append(ledgerPath, ledger.Entry{Kind: ledger.Start, PID: os.Getpid(), Task: inv.task,
+		Run: inv.run, Profile: inv.profile, Lock: inv.lock, Mono: start}); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+	}
+	cfg, b, err := loadBehaviour(getenv(EnvConfig), inv.profile)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+		return exitConfig
+	}
+	if b.DelayMs > 0 {
+		time.Sleep(time.Duration(b.DelayMs) * time.Millisecond)
+	}
+	w := worker{inv: inv, cfg: cfg, ledger: ledgerPath, stderr: stderr}
+	return w.play(context.Background(), b)
+}
+
+func loadBehaviour(path, profile string) (Config, schedule.Behaviour, error) {
+	var c Config
+	if path == "" {
+		return c, schedule.Behaviour{}, fmt.Errorf("%s is not set: no behaviour for profile %q", EnvConfig, profile)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, schedule.Behaviour{}, fmt.Errorf("read worker config: %w", err)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, schedule.Behaviour{}, fmt.Errorf("worker config %s: %w", path, err)
+	}
+	b, ok := c.Profiles[profile]
+	if !ok {
+		return c, b, fmt.Errorf("worker config %s has no behaviour for profile %q", path, profile)
+	}
+	return c, b, nil
+}
+
+type worker struct {
+	inv    invocation
+	cfg    Config
+	ledger string
+	stderr io.Writer
+}
+
+func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
+	switch b.Mode {
+	case schedule.ModeExitNow:
+		return b.Exit
+	case schedule.ModeHang:
+		select {} // until the dispatcher or the harness kills us
+	}
+	board, err := kanban.Connect(ctx, w.inv.dbPath, w.cfg.Connect)
+	if err != nil {
+		return w.fail("connect", err)
+	}
+	// No Close on the crash paths: a crashing worker does not clean up.
+	if _, err := board.Task(ctx, w.inv.task); err != nil {
+		return w.fail("read task", err)
+	}
+	if b.Mode == schedule.ModeOpenBoardExit {
+		return b.Exit
+	}
+	ttl := float64(w.cfg.ClaimTTLMs) / 1000
+	if err := board.Heartbeat(ctx, w.inv.task, w.inv.run, w.inv.lock, ttl); err != nil {
+		return w.fail("heartbeat", err)
+	}
+	if b.Mode == schedule.ModeHeartbeatCrash {
+		return b.Exit
+	}
+	if err := board.Complete(ctx, w.inv.task, w.inv.run, "done by kanbanchaos fake worker"); err != nil {
+		return w.fail("complete", err)
+	}
+	board.Close()
+	return 0
+}
+
+// fail reports a board error on stderr and, for SQLite errors, in the ledger
+// (the oracle looks for corruption codes there), then exits 1 like a worker
+// whose tool call raised.
+func (w worker) fail(what string, err error) int {
+	fmt.Fprintf(w.stderr, "kanbanchaos worker: %s: %v\n", what, err)
+	if code, ok := kanban.Code(err); ok {
+		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.SQLiteError, PID: os.Getpid(), Task: w.inv.task, Run: w.inv.run,
+			Code: code, Message: what + ": " + err.Error()})
+	}
+	return 1
+}

@@ -1,0 +1,390 @@
+// Package harness runs one schedule in a fresh sandbox: it seeds the board,
+// starts the dispatchers (goroutines, each with its own connection, as
+// separate gateways would be), lets them spawn fake workers through
+// HERMES_BIN for the dispatch phase and a quiet phase, stops everything,
+// kills every process group it started — on success, deadline and panic
+// alike — and hands the board and ledger to the oracle. On a failing or
+// undecided run it keeps every artifact. It holds no invariant logic.
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// Options configure how a run is hosted; the schedule says what runs.
+type Options struct {
+	// WorkerBin is the binary HERMES_BIN runs (through a symlink named
+	// "hermes"). Empty: this executable, which must then act as the worker
+	// when invoked as "hermes" (cmd/kanbanchaos and the test binaries do).
+	WorkerBin string
+	// ArtifactsDir receives <scenario>-<seed>/ for failing or undecided runs.
+	// Empty: the sandbox itself is kept where it is.
+	ArtifactsDir string
+	// Keep keeps the sandbox of passing runs too.
+	Keep bool
+	// Replay is the command line that reproduces this run (for repro.sh).
+	Replay string
+	// StopGrace bounds how long dispatchers and processes may take to stop
+	// after the run's time is up. Zero: 10 s.
+	StopGrace time.Duration
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Result is what a run produced.
+type Result struct {
+	Schedule    schedule.Schedule `json:"schedule"`
+	Verdict     oracle.Verdict    `json:"verdict"`
+	Elapsed     time.Duration     `json:"elapsed_ns"`
+	Spawns      int               `json:"spawns"`       // worker starts in the ledger
+	SpawnRate   float64           `json:"spawns_per_s"` // over the dispatch + quiet phases
+	Ticks       int               `json:"ticks"`
+	TickErrors  int               `json:"tick_errors"`
+	Artifacts   string            `json:"artifacts,omitempty"` // where the run's files are kept ("" = removed)
+	LeftRunning []int             `json:"left_running,omitempty"`
+}
+
+// sandbox is the directory layout of one run.
+type sandbox struct {
+	root string
+}
+
+func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
+func (s sandbox) db() string           { return kanban.BoardPath(s.home(), "default") }
+func (s sandbox) ledger() string       { return filepath.Join(s.root, "ledger.jsonl") }
+func (s sandbox) trace() string        { return filepath.Join(s.root, "trace.jsonl") }
+func (s sandbox) workerConfig() string { return filepath.Join(s.root, "worker.json") }
+func (s sandbox) hermesBin() string    { return filepath.Join(s.root, "bin", fakeworker.InvokedAs) }
+
+// Run executes s and returns the oracle's verdict. The error is for the
+// harness failing (exit code 4), never for an invariant.
+func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err error) {
+	res.Schedule = s
+	if err := s.Validate(); err != nil {
+		return res, err
+	}
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err != nil {
+		return res, err
+	}
+	if opt.StopGrace == 0 {
+		opt.StopGrace = 10 * time.Second
+	}
+	logf := func(format string, args ...any) {
+		if opt.Log != nil {
+			fmt.Fprintf(opt.Log, format+"\n", args...)
+		}
+	}
+	root, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-%s-%d-", s.Scenario, s.Seed))
+	if err != nil {
+		return res, fmt.Errorf("harness: sandbox: %w", err)
+	}
+	sb := sandbox{root: root}
+	res.Artifacts = root
+
+	children := dispatcher.NewChildren()
+	// Whatever happens below — return, deadline, panic — no process we
+	// started outlives the run.
+	defer func() {
+		if left := children.KillAll(opt.StopGrace); len(left) > 0 {
+			res.LeftRunning = left
+		}
+	}()
+
+	timing := dispatcher.HermesTiming(s.TimeScale)
+	if s.TickMs > 0 {
+		timing.Tick = time.Duration(s.TickMs) * time.Millisecond
+	}
+	if err := prepare(ctx, sb, s, knobs, timing, opt.WorkerBin); err != nil {
+		return res, err
+	}
+	logf("sandbox %s", root)
+
+	ph, err := dispatch(ctx, sb, s, knobs, timing, children, opt, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Ticks, res.TickErrors = ph.ticks, ph.tickErrors
+	// Workers are killed before the oracle looks: a live worker could still
+	// write, and the board files are copied only once nobody has them open.
+	if left := children.KillAll(opt.StopGrace); len(left) > 0 {
+		res.LeftRunning = left
+	}
+
+	hist, err := ledger.Read(sb.ledger())
+	if err != nil {
+		return res, err
+	}
+	verdict, err := oracle.Check(ctx, oracle.Input{
+		DBPath: sb.db(), Ledger: hist, Schedule: s,
+		RunStartMono: ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
+	})
+	if err != nil {
+		return res, fmt.Errorf("harness: oracle: %w", err)
+	}
+	for _, reason := range ph.unknowns {
+		verdict.AddUnknown(reason)
+	}
+	if len(res.LeftRunning) > 0 {
+		verdict.AddUnknown(fmt.Sprintf("processes %v did not die after SIGKILL", res.LeftRunning))
+	}
+	res.Verdict = verdict
+	for _, n := range verdict.Spawns {
+		res.Spawns += n
+	}
+	res.Elapsed = ph.elapsed
+	if secs := ph.elapsed.Seconds(); secs > 0 {
+		res.SpawnRate = float64(res.Spawns) / secs
+	}
+	return finish(sb, res, opt, logf)
+}
+
+// prepare lays out the sandbox: the Hermes home with its profiles, the
+// seeded board, the worker config and the HERMES_BIN symlink.
+func prepare(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, workerBin string) error {
+	if workerBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("harness: find own executable for HERMES_BIN: %w", err)
+		}
+		workerBin = exe
+	}
+	if err := os.MkdirAll(filepath.Dir(sb.hermesBin()), 0o755); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	if err := os.Symlink(workerBin, sb.hermesBin()); err != nil {
+		return fmt.Errorf("harness: HERMES_BIN symlink: %w", err)
+	}
+	profiles := map[string]schedule.Behaviour{}
+	for _, p := range s.Profiles {
+		profiles[p.Name] = p.Worker
+		if p.Unregistered {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(sb.home(), "profiles", p.Name), 0o755); err != nil {
+			return fmt.Errorf("harness: profile dir: %w", err)
+		}
+	}
+	if err := fakeworker.WriteConfig(sb.workerConfig(), fakeworker.Config{
+		Connect: knobs.Connect, ClaimTTLMs: int(timing.ClaimTTL.Milliseconds()), Profiles: profiles,
+	}); err != nil {
+		return err
+	}
+	if err := s.Write(filepath.Join(sb.root, "schedule.json")); err != nil {
+		return err
+	}
+	board, err := kanban.Connect(ctx, sb.db(), knobs.Connect)
+	if err != nil {
+		return fmt.Errorf("harness: seed board: %w", err)
+	}
+	defer board.Close()
+	for _, t := range s.Tasks {
+		if _, err := board.CreateTask(ctx, kanban.NewTask{ID: t.ID, Title: t.Title, Assignee: t.Assignee,
+			Priority: t.Priority, MaxRetries: t.MaxRetries, CreatedBy: "kanbanchaos"}); err != nil {
+			return fmt.Errorf("harness: seed board: %w", err)
+		}
+	}
+	return nil
+}
+
+// phases is what the dispatch phase observed.
+type phases struct {
+	startMono            int64
+	startWall, quietWall float64
+	elapsed              time.Duration
+	ticks, tickErrors    int
+	unknowns             []string
+}
+
+// dispatch runs the dispatchers for the dispatch and quiet phases and waits
+// for them to stop.
+func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing,
+	children *dispatcher.Children, opt Options, logf func(string, ...any)) (phases, error) {
+	trace, err := os.OpenFile(sb.trace(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return phases{}, fmt.Errorf("harness: trace: %w", err)
+	}
+	defer trace.Close()
+	var mu sync.Mutex
+	ph := phases{}
+	onTick := func(t dispatcher.Tick) {
+		line, _ := json.Marshal(t)
+		mu.Lock()
+		defer mu.Unlock()
+		trace.Write(append(line, '\n'))
+		ph.ticks++
+		if t.Error != "" {
+			ph.tickErrors++
+		}
+	}
+	env := workerEnv(sb)
+	host, _ := os.Hostname()
+	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
+	runCtx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+
+	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
+	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
+	start := time.Now()
+	logf("dispatching: %d dispatcher(s), %v + %v quiet", s.Dispatchers, time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond)
+
+	done := make(chan error, s.Dispatchers)
+	for i := 0; i < s.Dispatchers; i++ {
+		cfg := dispatcher.Config{
+			Name: "d" + strconv.Itoa(i+1), Home: sb.home(), Board: "default", DBPath: sb.db(),
+			HermesBin: sb.hermesBin(), Env: env, Knobs: knobs, FailureLimit: s.FailureLimit, MaxSpawn: s.MaxSpawn,
+			Timing: timing, Children: children,
+			// One claim lock per simulated gateway process, host-local to all.
+			ClaimLock: fmt.Sprintf("%s:%d-d%d", host, os.Getpid(), i+1),
+		}
+		offset := 0
+		if i < len(s.DispatcherOffsetsMs) {
+			offset = s.DispatcherOffsetsMs[i]
+		}
+		go func() { done <- runDispatcher(runCtx, cfg, time.Duration(offset)*time.Millisecond, onTick) }()
+	}
+	var errs []error
+	stopBy := time.NewTimer(total + opt.StopGrace)
+	defer stopBy.Stop()
+	for i := 0; i < s.Dispatchers; i++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-stopBy.C:
+			ph.unknowns = append(ph.unknowns, fmt.Sprintf("%d dispatcher(s) did not stop within %v of the deadline", s.Dispatchers-i, opt.StopGrace))
+			i = s.Dispatchers
+		}
+	}
+	ph.elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return ph, errors.Join(errs...)
+}
+
+// runDispatcher hosts one dispatcher goroutine. A panic becomes an error:
+// an unrecovered panic in a goroutine would end the process without running
+// the deferred KillAll.
+func runDispatcher(ctx context.Context, cfg dispatcher.Config, offset time.Duration, onTick func(dispatcher.Tick)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("dispatcher %s panicked: %v\n%s", cfg.Name, r, debug.Stack())
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(offset):
+	}
+	d, err := dispatcher.New(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer d.Close()
+	d.Run(ctx, onTick)
+	return nil
+}
+
+// workerEnv is the dispatchers' environment, inherited by every worker: the
+// user's environment without any HERMES_* or KANBANCHAOS_* setting that
+// could point a worker at a real board, plus the sandbox's.
+func workerEnv(sb sandbox) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "HERMES_") || strings.HasPrefix(kv, "KANBANCHAOS_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"HERMES_BIN="+sb.hermesBin(),
+		"HERMES_KANBAN_HOME="+sb.home(),
+		"HERMES_HOME="+sb.home(),
+		fakeworker.EnvLedger+"="+sb.ledger(),
+		fakeworker.EnvConfig+"="+sb.workerConfig(),
+	)
+}
+
+// finish writes verdict.json (and repro.sh), then keeps or removes the
+// sandbox. By now every connection and process is gone, so copying the
+// board files cannot drop anyone's locks.
+func finish(sb sandbox, res Result, opt Options, logf func(string, ...any)) (Result, error) {
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return res, fmt.Errorf("harness: encode verdict: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(sb.root, "verdict.json"), append(data, '\n'), 0o644); err != nil {
+		return res, fmt.Errorf("harness: %w", err)
+	}
+	if res.Verdict.Status == oracle.Pass && !opt.Keep {
+		res.Artifacts = ""
+		return res, os.RemoveAll(sb.root)
+	}
+	if opt.Replay != "" {
+		script := "#!/bin/sh\n# Replays this run: same scenario, variant, knobs and seed.\nexec " + opt.Replay + "\n"
+		if err := os.WriteFile(filepath.Join(sb.root, "repro.sh"), []byte(script), 0o755); err != nil {
+			return res, fmt.Errorf("harness: %w", err)
+		}
+	}
+	if opt.ArtifactsDir == "" {
+		return res, nil
+	}
+	// The HERMES_BIN symlink points into the build cache; it is no artifact
+	// (and os.CopyFS refuses symlinks).
+	if err := os.RemoveAll(filepath.Dir(sb.hermesBin())); err != nil {
+		return res, fmt.Errorf("harness: %w", err)
+	}
+	dest, err := uniqueDir(opt.ArtifactsDir, fmt.Sprintf("%s-%d", res.Schedule.Scenario, res.Schedule.Seed))
+	if err != nil {
+		return res, err
+	}
+	if err := os.CopyFS(dest, os.DirFS(sb.root)); err != nil {
+		return res, fmt.Errorf("harness: copy artifacts to %s: %w", dest, err)
+	}
+	os.RemoveAll(sb.root)
+	res.Artifacts = dest
+	logf("artifacts in %s", dest)
+	return res, nil
+}
+
+// uniqueDir returns parent/name, or parent/name-2, -3 … if taken; the
+// directory does not exist yet (CopyFS creates it).
+func uniqueDir(parent, name string) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("harness: artifacts dir: %w", err)
+	}
+	for i := 1; ; i++ {
+		dir := filepath.Join(parent, name)
+		if i > 1 {
+			dir += "-" + strconv.Itoa(i)
+		}
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return dir, nil
+		}
+	}
+}

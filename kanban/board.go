@@ -1,0 +1,193 @@
+// Package kanban is the board store: a Hermes-compatible kanban.db schema on
+// modernc.org/sqlite, Connect with Hermes' connection pragmas as knobs, board
+// and path resolution from the HERMES_KANBAN_* environment, and the
+// transactional operations the dispatcher and workers perform. Every write is
+// one BEGIN IMMEDIATE transaction, as Hermes' write_txn does.
+//
+// The package knows nothing about processes: the dispatcher and the fake
+// workers decide when to call what.
+package kanban
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+// Options are the connection knobs. Each mirrors a pragma or a habit of
+// Hermes' connect().
+type Options struct {
+	JournalMode       string `json:"journal_mode"`       // WAL, DELETE, …
+	Synchronous       string `json:"synchronous"`        // OFF, NORMAL, FULL
+	BusyTimeoutMs     int    `json:"busy_timeout_ms"`    // Python's sqlite3 default timeout is 5 s
+	WALAutocheckpoint int    `json:"wal_autocheckpoint"` // pages; 0 leaves SQLite's default (1000)
+	// WALEveryConnect re-issues the mutating `PRAGMA journal_mode=WAL` on
+	// every connect, as v0.14's apply_wal_with_fallback did. Off: the pragma
+	// is skipped when the file is already in that mode.
+	WALEveryConnect bool `json:"wal_every_connect"`
+}
+
+// DefaultOptions are Hermes v0.14's connection settings.
+func DefaultOptions() Options {
+	return Options{JournalMode: "WAL", Synchronous: "NORMAL", BusyTimeoutMs: 5000, WALEveryConnect: true}
+}
+
+// Board is one open connection to a board DB. A Board holds a single SQLite
+// connection, like one Hermes connect(), and is not for concurrent use by
+// several goroutines that each expect their own transaction.
+type Board struct {
+	db   *sql.DB
+	path string
+	now  func() float64
+}
+
+// Connect opens (creating if needed) the board DB at path with o's pragmas
+// and makes sure the schema exists, as Hermes' connect() does.
+func Connect(ctx context.Context, path string, o Options) (*Board, error) {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeoutMs))
+	q.Add("_pragma", "foreign_keys(1)")
+	if o.Synchronous != "" {
+		q.Add("_pragma", fmt.Sprintf("synchronous(%s)", o.Synchronous))
+	}
+	if o.WALAutocheckpoint > 0 {
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", o.WALAutocheckpoint))
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("kanban: open %s: %w", path, err)
+	}
+	// One connection per Board, as one Hermes connect(); pragmas set on it
+	// stay for its lifetime.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	b := &Board{db: db, path: path, now: wallNow}
+	if err := b.setJournalMode(ctx, o); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := b.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, schema)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("kanban: create schema in %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func (b *Board) setJournalMode(ctx context.Context, o Options) error {
+	if o.JournalMode == "" {
+		return nil
+	}
+	if !o.WALEveryConnect {
+		var cur string
+		if err := b.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&cur); err != nil {
+			return fmt.Errorf("kanban: read journal_mode of %s: %w", b.path, err)
+		}
+		if strings.EqualFold(cur, o.JournalMode) {
+			return nil
+		}
+	}
+	var got string
+	if err := b.db.QueryRowContext(ctx, "PRAGMA journal_mode="+o.JournalMode).Scan(&got); err != nil {
+		return fmt.Errorf("kanban: set journal_mode=%s on %s: %w", o.JournalMode, b.path, err)
+	}
+	return nil
+}
+
+// Path is the DB file this board was opened on.
+func (b *Board) Path() string { return b.path }
+
+// DB exposes the connection for read-only queries in tests and tools.
+func (b *Board) DB() *sql.DB { return b.db }
+
+// Close closes the connection.
+func (b *Board) Close() error { return b.db.Close() }
+
+func wallNow() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// SetClock replaces the board's clock (Unix seconds); tests use it.
+func (b *Board) SetClock(now func() float64) { b.now = now }
+
+// Now is the board's clock in Unix seconds.
+func (b *Board) Now() float64 { return b.now() }
+
+// write runs fn in one BEGIN IMMEDIATE transaction (the DSN's _txlock).
+func (b *Board) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin immediate: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (b *Board) event(ctx context.Context, tx *sql.Tx, task string, run int64, kind string, payload map[string]any) error {
+	var p any
+	if payload != nil {
+		data, err := json.Marshal(payload)
+		if err != nil {
+			return fmt.Errorf("encode %s payload: %w", kind, err)
+		}
+		p = string(data)
+	}
+	var r any
+	if run > 0 {
+		r = run
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)`,
+		task, r, kind, p, b.now())
+	if err != nil {
+		return fmt.Errorf("insert %s event: %w", kind, err)
+	}
+	return nil
+}
+
+// NewTaskID returns a Hermes-style id: t_ + 8 hex digits.
+func NewTaskID() string {
+	var buf [4]byte
+	rand.Read(buf[:])
+	return "t_" + hex.EncodeToString(buf[:])
+}
+
+// Code returns SQLite's extended result code carried by err, if any.
+func Code(err error) (int, bool) {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code(), true
+	}
+	return 0, false
+}
+
+// IsCorrupt reports whether err says the DB is corrupt or not a database
+// (SQLITE_CORRUPT and its extended codes, SQLITE_NOTADB).
+func IsCorrupt(err error) bool {
+	code, ok := Code(err)
+	return ok && (code&0xff == 11 || code&0xff == 26)
+}
+
+// truncate cuts s to n bytes, as Hermes truncates last_failure_error to 500.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,147 @@
+// Package ledger is the append-only history that every process of a run
+// writes: each worker start, and each SQLite error a process saw. The oracle
+// counts spawns from it, so the count never depends on the board DB that may
+// itself be wrong or corrupt.
+//
+// One entry is one JSON line written with a single O_APPEND write(2), so
+// concurrent writers never interleave and a process killed at any moment
+// leaves either a whole line or nothing.
+package ledger
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind says what an entry records.
+type Kind string
+
+const (
+	// Start is written by a worker process before it does anything else.
+	Start Kind = "start"
+	// SQLiteError is written by a process that saw an error from SQLite.
+	SQLiteError Kind = "sqlite_error"
+)
+
+// Entry is one line of the ledger.
+type Entry struct {
+	Kind    Kind    `json:"kind"`
+	PID     int     `json:"pid"`
+	Task    string  `json:"task,omitempty"`
+	Run     int64   `json:"run,omitempty"`
+	Profile string  `json:"profile,omitempty"`
+	Lock    string  `json:"claim_lock,omitempty"`
+	Mono    int64   `json:"mono_ns"` // CLOCK_MONOTONIC: comparable across processes of one boot
+	Wall    float64 `json:"wall"`    // Unix seconds, to line entries up with DB timestamps
+	Code    int     `json:"code,omitempty"`
+	Message string  `json:"msg,omitempty"`
+}
+
+// MonoNow reads CLOCK_MONOTONIC. Go's own monotonic clock is private to a
+// process, but ledger times must be comparable across processes.
+func MonoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now().UnixNano() // never happens on Linux; keep a usable value
+	}
+	return ts.Nano()
+}
+
+// WallNow is the current time in Unix seconds, as the board stores times.
+func WallNow() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// Append writes e as one line with one write(2). Mono and Wall are filled in
+// when zero.
+func Append(path string, e Entry) error {
+	if e.Mono == 0 {
+		e.Mono = MonoNow()
+	}
+	if e.Wall == 0 {
+		e.Wall = WallNow()
+	}
+	line, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("ledger: encode entry: %w", err)
+	}
+	line = append(line, '\n')
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	n, werr := f.Write(line)
+	cerr := f.Close()
+	if werr != nil {
+		return fmt.Errorf("ledger: append to %s: %w", path, werr)
+	}
+	if n != len(line) {
+		return fmt.Errorf("ledger: short append to %s: %d of %d bytes", path, n, len(line))
+	}
+	if cerr != nil {
+		return fmt.Errorf("ledger: close %s: %w", path, cerr)
+	}
+	return nil
+}
+
+// History is a parsed ledger.
+type History struct {
+	Entries []Entry
+	// Malformed counts lines that did not parse. A whole-line writer never
+	// produces one, so a non-zero count means something else wrote here.
+	Malformed int
+}
+
+// Read parses the ledger at path. A missing file is an empty history: a run
+// in which no worker started has written nothing.
+func Read(path string) (History, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return History{}, nil
+	}
+	if err != nil {
+		return History{}, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	defer f.Close()
+	return Parse(f)
+}
+
+// Parse reads ledger lines from r.
+func Parse(r io.Reader) (History, error) {
+	var h History
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil || e.Kind == "" {
+			h.Malformed++
+			continue
+		}
+		h.Entries = append(h.Entries, e)
+	}
+	if err := sc.Err(); err != nil {
+		return h, fmt.Errorf("ledger: read: %w", err)
+	}
+	return h, nil
+}
+
+// Starts returns the worker-start entries per task, in ledger order.
+func (h History) Starts() map[string][]Entry {
+	out := map[string][]Entry{}
+	for _, e := range h.Entries {
+		if e.Kind == Start {
+			out[e.Task] = append(out[e.Task], e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,431 @@
+// Package oracle decides whether a run kept the dispatcher's invariants. It
+// reads the board DB through SQLite only (a read-only connection: never a
+// plain open of the file, which would drop other connections' locks) and the
+// ledger the workers wrote, and returns a verdict — pass, fail or unknown —
+// with evidence for every violation. It never writes to the DB it checks.
+package oracle
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// Invariant names, as printed and as used in JSON.
+const (
+	Integrity      = "integrity"       // integrity_check and quick_check are ok (#30896, #33334)
+	Spawns         = "spawns"          // worker starts per task ≤ effective failure limit, from the ledger (#30896, #30417, #35202, #63070)
+	BreakerHolds   = "breaker-holds"   // after gave_up, no promoted/claimed without a reset (#30417)
+	RunBookkeeping = "run-bookkeeping" // ≤1 open run; current_run_id ⇔ open run; running ⇒ lock, expiry, run
+	NoLostRuns     = "no-lost-runs"    // every ledger start has its task_runs row
+)
+
+// Status is a verdict's outcome.
+type Status string
+
+const (
+	Pass    Status = "pass"
+	Fail    Status = "fail"
+	Unknown Status = "unknown"
+)
+
+// Violation is one broken invariant with its evidence.
+type Violation struct {
+	Invariant string         `json:"invariant"`
+	Task      string         `json:"task,omitempty"`
+	Message   string         `json:"message"`
+	AtMs      float64        `json:"at_ms,omitempty"` // when it first became true, ms after the run start (0: not timed)
+	Evidence  map[string]any `json:"evidence,omitempty"`
+}
+
+// Verdict is the oracle's answer for one run.
+type Verdict struct {
+	Status     Status         `json:"status"`
+	Violations []Violation    `json:"violations,omitempty"`
+	Unknowns   []string       `json:"unknowns,omitempty"` // why the run could not be decided
+	Checked    []string       `json:"checked"`
+	Spawns     map[string]int `json:"spawns"` // worker starts per task, from the ledger
+}
+
+// AddUnknown records a reason the run is undecided (kept only if nothing failed).
+func (v *Verdict) AddUnknown(reason string) {
+	v.Unknowns = append(v.Unknowns, reason)
+	v.settle()
+}
+
+func (v *Verdict) settle() {
+	switch {
+	case len(v.Violations) > 0:
+		v.Status = Fail
+	case len(v.Unknowns) > 0:
+		v.Status = Unknown
+	default:
+		v.Status = Pass
+	}
+}
+
+// Failed lists the distinct violated invariants in the order found.
+func (v Verdict) Failed() []string {
+	var out []string
+	for _, x := range v.Violations {
+		if !slices.Contains(out, x.Invariant) {
+			out = append(out, x.Invariant)
+		}
+	}
+	return out
+}
+
+// FirstViolationMs is the earliest timed violation, or -1.
+func (v Verdict) FirstViolationMs() float64 {
+	first := -1.0
+	for _, x := range v.Violations {
+		if x.AtMs > 0 && (first < 0 || x.AtMs < first) {
+			first = x.AtMs
+		}
+	}
+	return first
+}
+
+// Input is what one check looks at.
+type Input struct {
+	DBPath   string
+	Ledger   ledger.History
+	Schedule schedule.Schedule // expectations per task; zero value: DB-only checks
+	// RunStartMono and RunStartWall anchor relative times in the evidence.
+	RunStartMono int64
+	RunStartWall float64
+	// QuietStartWall is when the quiet phase began (0: unknown).
+	QuietStartWall float64
+}
+
+// Check runs every invariant. The returned error is for the oracle itself
+// failing (never for a violation).
+func Check(ctx context.Context, in Input) (v Verdict, err error) {
+	v = Verdict{Spawns: map[string]int{}}
+	defer v.settle()
+	if in.Ledger.Malformed > 0 {
+		v.Unknowns = append(v.Unknowns, fmt.Sprintf("ledger has %d malformed lines: spawn counts may be incomplete", in.Ledger.Malformed))
+	}
+	starts := in.Ledger.Starts()
+	for task, s := range starts {
+		v.Spawns[task] = len(s)
+	}
+	v.Checked = append(v.Checked, Spawns)
+	checkSpawns(&v, in, starts)
+
+	if _, err := os.Stat(in.DBPath); err != nil {
+		v.Unknowns = append(v.Unknowns, fmt.Sprintf("board DB not readable: %v", err))
+		return v, nil
+	}
+	db, err := openReadOnly(in.DBPath)
+	if err != nil {
+		return v, err
+	}
+	defer db.Close()
+
+	v.Checked = append(v.Checked, Integrity)
+	if !checkIntegrity(ctx, &v, db) {
+		// The tables of a corrupt DB cannot be trusted; the integrity
+		// violation already decides the run.
+		return v, nil
+	}
+	snap, err := readSnapshot(ctx, db)
+	if err != nil {
+		if kanban.IsCorrupt(err) {
+			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the board failed: " + err.Error()})
+			return v, nil
+		}
+		v.Unknowns = append(v.Unknowns, "could not read the board: "+err.Error())
+		return v, nil
+	}
+	v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping, NoLostRuns)
+	checkBreaker(&v, in, snap)
+	checkBookkeeping(&v, snap)
+	checkLostRuns(&v, in, snap)
+	return v, nil
+}
+
+func openReadOnly(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("oracle: open %s read-only: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+func (in Input) relMs(wall float64) float64 {
+	if in.RunStartWall == 0 {
+		return 0
+	}
+	return (wall - in.RunStartWall) * 1000
+}
+
+func (in Input) monoMs(mono int64) float64 {
+	if in.RunStartMono == 0 {
+		return 0
+	}
+	return float64(mono-in.RunStartMono) / 1e6
+}
+
+// checkSpawns counts worker starts per task from the ledger and holds every
+// task whose worker fails to its effective limit.
+func checkSpawns(v *Verdict, in Input, starts map[string][]ledger.Entry) {
+	for _, t := range in.Schedule.Tasks {
+		p, _ := in.Schedule.Profile(t.Assignee)
+		if !p.Worker.Bounded() {
+			continue
+		}
+		limit, source := in.Schedule.EffectiveLimit(t)
+		s := starts[t.ID]
+		if len(s) <= limit {
+			continue
+		}
+		var times []float64
+		for i, e := range s {
+			if i == 20 {
+				break
+			}
+			times = append(times, round(in.monoMs(e.Mono)))
+		}
+		at := in.monoMs(s[limit].Mono)
+		v.Violations = append(v.Violations, Violation{
+			Invariant: Spawns, Task: t.ID, AtMs: round(at),
+			Message: fmt.Sprintf("%d worker starts (ledger) > limit %d (%s); start #%d at +%.0fms",
+				len(s), limit, source, limit+1, at),
+			Evidence: map[string]any{"spawns": len(s), "limit": limit, "limit_source": source,
+				"worker": p.Worker.String(), "start_ms": times},
+		})
+	}
+}
+
+func checkIntegrity(ctx context.Context, v *Verdict, db *sql.DB) bool {
+	ok := true
+	for _, pragma := range []string{"integrity_check", "quick_check"} {
+		msgs, err := pragmaRows(ctx, db, pragma)
+		if err != nil {
+			if kanban.IsCorrupt(err) {
+				v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: fmt.Sprintf("PRAGMA %s failed: %v", pragma, err)})
+			} else {
+				v.Unknowns = append(v.Unknowns, fmt.Sprintf("PRAGMA %s could not run: %v", pragma, err))
+			}
+			return false
+		}
+		if len(msgs) == 1 && msgs[0] == "ok" {
+			continue
+		}
+		ok = false
+		shown := msgs[:min(len(msgs), 10)]
+		v.Violations = append(v.Violations, Violation{Invariant: Integrity,
+			Message:  fmt.Sprintf("PRAGMA %s: %s", pragma, strings.Join(shown, "; ")),
+			Evidence: map[string]any{"pragma": pragma, "messages": shown, "total": len(msgs)}})
+	}
+	return ok
+}
+
+func pragmaRows(ctx context.Context, db *sql.DB, pragma string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "PRAGMA "+pragma)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+type taskRow struct {
+	id, status string
+	lock       sql.NullString
+	expires    sql.NullFloat64
+	currentRun sql.NullInt64
+	failures   int
+	maxRetries sql.NullInt64
+}
+
+type runRow struct {
+	id      int64
+	task    string
+	ended   bool
+	outcome string
+}
+
+type eventRow struct {
+	id      int64
+	task    string
+	run     sql.NullInt64
+	kind    string
+	payload string
+	at      float64
+}
+
+type snapshot struct {
+	tasks  []taskRow
+	runs   map[int64]runRow
+	events map[string][]eventRow // per task, by id
+}
+
+func readSnapshot(ctx context.Context, db *sql.DB) (snapshot, error) {
+	s := snapshot{runs: map[int64]runRow{}, events: map[string][]eventRow{}}
+	rows, err := db.QueryContext(ctx, `SELECT id, status, claim_lock, claim_expires, current_run_id, consecutive_failures, max_retries FROM tasks ORDER BY id`)
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var t taskRow
+		if err := rows.Scan(&t.id, &t.status, &t.lock, &t.expires, &t.currentRun, &t.failures, &t.maxRetries); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.tasks = append(s.tasks, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s, err
+	}
+	rows, err = db.QueryContext(ctx, `SELECT id, task_id, ended_at IS NOT NULL, COALESCE(outcome,'') FROM task_runs`)
+	if err != nil {
+		return s, err
+	}
+	for rows.Next() {
+		var r runRow
+		if err := rows.Scan(&r.id, &r.task, &r.ended, &r.outcome); err != nil {
+			rows.Close()
+			return s, err
+		}
+		s.runs[r.id] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s, err
+	}
+	rows, err = db.QueryContext(ctx, `SELECT id, task_id, run_id, kind, COALESCE(payload,''), created_at FROM task_events ORDER BY id`)
+	if err != nil {
+		return s, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e eventRow
+		if err := rows.Scan(&e.id, &e.task, &e.run, &e.kind, &e.payload, &e.at); err != nil {
+			return s, err
+		}
+		s.events[e.task] = append(s.events[e.task], e)
+	}
+	return s, rows.Err()
+}
+
+// checkBreaker: once a task's breaker tripped (gave_up), it must not be
+// promoted or claimed again until something resets it (completed, unblocked).
+func checkBreaker(v *Verdict, in Input, s snapshot) {
+	tasks := make([]string, 0, len(s.events))
+	for t := range s.events {
+		tasks = append(tasks, t)
+	}
+	sort.Strings(tasks)
+tasks:
+	for _, task := range tasks {
+		var trip *eventRow
+		for i, e := range s.events[task] {
+			switch e.kind {
+			case kanban.EventGaveUp:
+				if trip == nil {
+					trip = &s.events[task][i]
+				}
+			case kanban.EventCompleted, kanban.EventUnblocked:
+				trip = nil
+			case kanban.EventPromoted, kanban.EventClaimed:
+				if trip == nil {
+					continue
+				}
+				quiet := in.QuietStartWall > 0 && e.at >= in.QuietStartWall
+				var payload map[string]any
+				json.Unmarshal([]byte(trip.payload), &payload)
+				v.Violations = append(v.Violations, Violation{
+					Invariant: BreakerHolds, Task: task, AtMs: round(in.relMs(e.at)),
+					Message: fmt.Sprintf("%s at +%.0fms after gave_up at +%.0fms (failures=%v, limit=%v)%s",
+						e.kind, in.relMs(e.at), in.relMs(trip.at), payload["failures"], payload["effective_limit"], quietNote(quiet)),
+					Evidence: map[string]any{"gave_up_event": trip.id, "gave_up": payload, "reopened_by": e.kind,
+						"reopened_event": e.id, "in_quiet_phase": quiet},
+				})
+				continue tasks // one violation per task is evidence enough
+			}
+		}
+	}
+}
+
+func quietNote(quiet bool) string {
+	if quiet {
+		return ", in the quiet phase"
+	}
+	return ""
+}
+
+func checkBookkeeping(v *Verdict, s snapshot) {
+	open := map[string][]int64{}
+	for _, r := range s.runs {
+		if !r.ended {
+			open[r.task] = append(open[r.task], r.id)
+		}
+	}
+	add := func(task, msg string, ev map[string]any) {
+		v.Violations = append(v.Violations, Violation{Invariant: RunBookkeeping, Task: task, Message: msg, Evidence: ev})
+	}
+	for _, t := range s.tasks {
+		runs := open[t.id]
+		slices.Sort(runs)
+		switch {
+		case len(runs) > 1:
+			add(t.id, fmt.Sprintf("%d open runs %v", len(runs), runs), map[string]any{"open_runs": runs})
+		case !t.currentRun.Valid && len(runs) == 1:
+			add(t.id, fmt.Sprintf("current_run_id is NULL but run %d is open", runs[0]), map[string]any{"open_runs": runs, "status": t.status})
+		case t.currentRun.Valid && !slices.Contains(runs, t.currentRun.Int64):
+			add(t.id, fmt.Sprintf("current_run_id=%d but that run is not open", t.currentRun.Int64),
+				map[string]any{"current_run_id": t.currentRun.Int64, "open_runs": runs, "status": t.status})
+		}
+		if t.status == kanban.StatusRunning && (!t.lock.Valid || !t.expires.Valid || !t.currentRun.Valid) {
+			add(t.id, fmt.Sprintf("running without claim_lock/claim_expires/current_run_id (lock=%v expires=%v run=%v)",
+				t.lock.Valid, t.expires.Valid, t.currentRun.Valid), nil)
+		}
+	}
+}
+
+// checkLostRuns: every worker that started (ledger) was started for a run
+// the DB must still hold.
+func checkLostRuns(v *Verdict, in Input, s snapshot) {
+	for _, e := range in.Ledger.Entries {
+		if e.Kind != ledger.Start || e.Run <= 0 {
+			continue
+		}
+		r, ok := s.runs[e.Run]
+		if ok && r.task == e.Task {
+			continue
+		}
+		msg := fmt.Sprintf("worker pid %d started for run %d, which the DB does not have", e.PID, e.Run)
+		if ok {
+			msg = fmt.Sprintf("worker pid %d started for run %d of %s, but the DB has that run for %s", e.PID, e.Run, e.Task, r.task)
+		}
+		v.Violations = append(v.Violations, Violation{Invariant: NoLostRuns, Task: e.Task, AtMs: round(in.monoMs(e.Mono)), Message: msg,
+			Evidence: map[string]any{"pid": e.PID, "run": e.Run}})
+	}
+}
+
+func round(x float64) float64 { return float64(int64(x*10)) / 10 }

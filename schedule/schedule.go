@@ -1,0 +1,254 @@
+// Package schedule defines the one value that describes a run completely:
+// dispatchers, tick timing, tasks with the behaviour of their workers, limits,
+// variant and knobs. Scenarios produce schedules, the harness executes them,
+// and a schedule written as JSON replays the run.
+package schedule
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Worker modes a fake worker can play. Each mode is what a real Hermes worker
+// has been seen to do.
+const (
+	ModeExitNow          = "exit-now"             // exit with the code at once
+	ModeOpenBoardExit    = "open-board-then-exit" // connect to the board, read its task, exit with the code
+	ModeHeartbeatCrash   = "heartbeat-then-crash" // connect, heartbeat once, exit with the code
+	ModeComplete         = "complete"             // connect, heartbeat, complete the task, exit 0
+	ModeExit75           = "exit-75"              // rate limited: exit 75
+	ModeExit0NoComplete  = "exit-0-without-completing"
+	ModeHang             = "hang" // sleep until killed
+	RateLimitedExitCode  = 75     // Hermes' KANBAN_RATE_LIMIT_EXIT_CODE
+	defaultCrashExitCode = 1
+)
+
+// Modes lists every worker mode with a one-line description.
+var Modes = []struct{ Name, Doc string }{
+	{ModeExitNow + ":N", "exit with code N at once (after the delay)"},
+	{ModeOpenBoardExit + ":N", "open the board through kanban.Connect, read the task, exit N without closing"},
+	{ModeHeartbeatCrash + "[:N]", "open the board, heartbeat once, exit N (default 1)"},
+	{ModeComplete, "open the board, heartbeat, complete the task with its run id, exit 0"},
+	{ModeExit75, "exit 75 (rate limited; must never count as a failure)"},
+	{ModeExit0NoComplete, "exit 0 without completing (a protocol violation)"},
+	{ModeHang, "sleep until killed"},
+}
+
+// Behaviour is what a fake worker does once started.
+type Behaviour struct {
+	Mode    string `json:"mode"`
+	Exit    int    `json:"exit,omitempty"`
+	DelayMs int    `json:"delay_ms,omitempty"` // wait this long after the ledger line, before acting
+}
+
+// ParseBehaviour reads "exit-now:1", "hang", "heartbeat-then-crash:3" …
+func ParseBehaviour(s string) (Behaviour, error) {
+	name, arg, hasArg := strings.Cut(s, ":")
+	b := Behaviour{Mode: name}
+	code := func(def int) error {
+		if !hasArg {
+			b.Exit = def
+			return nil
+		}
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 0 || n > 255 {
+			return fmt.Errorf("worker mode %q: exit code %q is not 0..255", s, arg)
+		}
+		b.Exit = n
+		return nil
+	}
+	switch name {
+	case ModeExitNow, ModeOpenBoardExit:
+		if !hasArg {
+			return b, fmt.Errorf("worker mode %q needs an exit code, e.g. %s:1", s, name)
+		}
+		return b, code(0)
+	case ModeHeartbeatCrash:
+		return b, code(defaultCrashExitCode)
+	case ModeExit75:
+		b.Mode, b.Exit = ModeExitNow, RateLimitedExitCode
+	case ModeExit0NoComplete:
+		b.Mode, b.Exit = ModeExitNow, 0
+	case ModeComplete, ModeHang:
+		if hasArg {
+			return b, fmt.Errorf("worker mode %q takes no argument", name)
+		}
+	default:
+		return b, fmt.Errorf("unknown worker mode %q (valid: %s)", s, ModeNames())
+	}
+	return b, nil
+}
+
+// ModeNames lists the valid mode spellings for error messages.
+func ModeNames() string {
+	var names []string
+	for _, m := range Modes {
+		names = append(names, m.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (b Behaviour) String() string {
+	switch b.Mode {
+	case ModeComplete, ModeHang:
+		return b.Mode
+	}
+	return fmt.Sprintf("%s:%d", b.Mode, b.Exit)
+}
+
+// Bounded reports whether the worker's runs end in a failure that counts
+// toward the breaker (a crash, a protocol violation, a hang ended by a
+// timeout). Such a task must be spawned at most failure-limit times. A
+// rate-limited exit (75) never counts; a completing worker needs one spawn.
+func (b Behaviour) Bounded() bool {
+	return !(b.Mode == ModeExitNow && b.Exit == RateLimitedExitCode)
+}
+
+// Profile is a Hermes profile (an assignee) and what its workers do.
+type Profile struct {
+	Name   string    `json:"name"`
+	Worker Behaviour `json:"worker"`
+	// Unregistered profiles get no <home>/profiles/<name> directory, so the
+	// dispatcher's profile_exists check fails for them.
+	Unregistered bool `json:"unregistered,omitempty"`
+}
+
+// Task is one card seeded on the board before dispatch starts.
+type Task struct {
+	ID         string `json:"id"`
+	Title      string `json:"title"`
+	Assignee   string `json:"assignee"`
+	Priority   int    `json:"priority,omitempty"`
+	MaxRetries int    `json:"max_retries,omitempty"` // 0 = unset (NULL)
+}
+
+// Schedule is everything one run needs.
+type Schedule struct {
+	Scenario    string            `json:"scenario"`
+	Seed        uint64            `json:"seed"`
+	Variant     string            `json:"variant"`
+	Knobs       map[string]string `json:"knobs,omitempty"`
+	Dispatchers int               `json:"dispatchers"`
+	// DispatcherOffsetsMs delays the first tick of dispatcher i, so several
+	// dispatchers do not tick in lock step (one per dispatcher).
+	DispatcherOffsetsMs []int `json:"dispatcher_offsets_ms"`
+	// TimeScale multiplies every Hermes interval (60 s tick, 30 s crash
+	// grace, 900 s claim TTL, backoff …).
+	TimeScale float64 `json:"time_scale"`
+	// TickMs overrides the scaled 60 s tick when > 0.
+	TickMs       int       `json:"tick_ms,omitempty"`
+	DurationMs   int       `json:"duration_ms"` // dispatch phase
+	QuietMs      int       `json:"quiet_ms"`    // settle phase: dispatchers still tick, the system must hold still
+	FailureLimit int       `json:"failure_limit,omitempty"` // configured kanban.failure_limit; 0 = unset
+	MaxSpawn     int       `json:"max_spawn,omitempty"`     // 0 = no cap (Hermes' default config)
+	Profiles     []Profile `json:"profiles"`
+	Tasks        []Task    `json:"tasks"`
+}
+
+// DefaultFailureLimit is Hermes' DEFAULT_FAILURE_LIMIT.
+const DefaultFailureLimit = 2
+
+// EffectiveLimit is the breaker limit Hermes' _record_task_failure applies to
+// a task: max_retries, else the configured failure_limit, else 2. It is the
+// limit the user asked for, which is what the oracle holds every variant to.
+func (s Schedule) EffectiveLimit(t Task) (limit int, source string) {
+	switch {
+	case t.MaxRetries > 0:
+		return t.MaxRetries, "task max_retries"
+	case s.FailureLimit > 0:
+		return s.FailureLimit, "configured failure_limit"
+	default:
+		return DefaultFailureLimit, "default"
+	}
+}
+
+// Profile returns the named profile.
+func (s Schedule) Profile(name string) (Profile, bool) {
+	i := slices.IndexFunc(s.Profiles, func(p Profile) bool { return p.Name == name })
+	if i < 0 {
+		return Profile{}, false
+	}
+	return s.Profiles[i], true
+}
+
+var (
+	taskID      = regexp.MustCompile(`^t_[0-9a-f]{8}$`)
+	profileName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+)
+
+// Validate reports the first thing that makes s impossible to run.
+func (s Schedule) Validate() error {
+	switch {
+	case s.Dispatchers < 1 || s.Dispatchers > 64:
+		return fmt.Errorf("schedule: dispatchers = %d, want 1..64", s.Dispatchers)
+	case len(s.DispatcherOffsetsMs) != 0 && len(s.DispatcherOffsetsMs) != s.Dispatchers:
+		return fmt.Errorf("schedule: %d dispatcher offsets for %d dispatchers", len(s.DispatcherOffsetsMs), s.Dispatchers)
+	case s.TimeScale <= 0 || s.TimeScale > 1:
+		return fmt.Errorf("schedule: time_scale = %g, want 0 < x <= 1", s.TimeScale)
+	case s.TickMs < 0:
+		return fmt.Errorf("schedule: tick_ms = %d, want >= 0", s.TickMs)
+	case s.DurationMs <= 0:
+		return fmt.Errorf("schedule: duration_ms = %d, want > 0", s.DurationMs)
+	case s.QuietMs < 0:
+		return fmt.Errorf("schedule: quiet_ms = %d, want >= 0", s.QuietMs)
+	case s.FailureLimit < 0 || s.MaxSpawn < 0:
+		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
+	case len(s.Tasks) == 0:
+		return fmt.Errorf("schedule: no tasks")
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Profiles {
+		if !profileName.MatchString(p.Name) {
+			return fmt.Errorf("schedule: profile name %q is not a valid Hermes profile name", p.Name)
+		}
+		if _, err := ParseBehaviour(p.Worker.String()); err != nil {
+			return fmt.Errorf("schedule: profile %s: %w", p.Name, err)
+		}
+	}
+	for _, t := range s.Tasks {
+		if !taskID.MatchString(t.ID) {
+			return fmt.Errorf("schedule: task id %q is not of the form t_ + 8 hex digits", t.ID)
+		}
+		if seen[t.ID] {
+			return fmt.Errorf("schedule: task id %s appears twice", t.ID)
+		}
+		seen[t.ID] = true
+		if _, ok := s.Profile(t.Assignee); !ok {
+			return fmt.Errorf("schedule: task %s: assignee %q has no profile in the schedule", t.ID, t.Assignee)
+		}
+		if t.MaxRetries < 0 {
+			return fmt.Errorf("schedule: task %s: max_retries %d < 0", t.ID, t.MaxRetries)
+		}
+	}
+	return nil
+}
+
+// Write stores s as indented JSON.
+func (s Schedule) Write(path string) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("schedule: encode: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("schedule: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Read loads and validates a schedule written by Write.
+func Read(path string) (Schedule, error) {
+	var s Schedule
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("schedule: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("schedule: %s is not a schedule: %w", path, err)
+	}
+	return s, s.Validate()
+}
