@@ -36,7 +36,7 @@ const InvokedAs = "hermes"
 
 // Config tells the workers of one run what to do.
 type Config struct {
-	Connect    kanban.Options                `json:"connect"`     // the same pragmas the dispatcher uses
+	Connect    kanban.Options                `json:"connect"`      // the same pragmas the dispatcher uses
 	ClaimTTLMs int                           `json:"claim_ttl_ms"` // for heartbeats
 	Profiles   map[string]schedule.Behaviour `json:"profiles"`
 }

@@ -142,8 +142,8 @@ type Schedule struct {
 	TimeScale float64 `json:"time_scale"`
 	// TickMs overrides the scaled 60 s tick when > 0.
 	TickMs       int       `json:"tick_ms,omitempty"`
-	DurationMs   int       `json:"duration_ms"` // dispatch phase
-	QuietMs      int       `json:"quiet_ms"`    // settle phase: dispatchers still tick, the system must hold still
+	DurationMs   int       `json:"duration_ms"`             // dispatch phase
+	QuietMs      int       `json:"quiet_ms"`                // settle phase: dispatchers still tick, the system must hold still
 	FailureLimit int       `json:"failure_limit,omitempty"` // configured kanban.failure_limit; 0 = unset
 	MaxSpawn     int       `json:"max_spawn,omitempty"`     // 0 = no cap (Hermes' default config)
 	Profiles     []Profile `json:"profiles"`
