@@ -47,6 +47,9 @@ type Options struct {
 	StopGrace time.Duration
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// OnTick, if set, sees every dispatcher tick as it happens (called from
+	// the dispatcher goroutines, concurrently).
+	OnTick func(dispatcher.Tick)
 }
 
 // Result is what a run produced.
@@ -226,6 +229,9 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	var mu sync.Mutex
 	ph := phases{}
 	onTick := func(t dispatcher.Tick) {
+		if opt.OnTick != nil {
+			opt.OnTick(t)
+		}
 		line, _ := json.Marshal(t)
 		mu.Lock()
 		defer mu.Unlock()
@@ -264,15 +270,20 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	var errs []error
 	stopBy := time.NewTimer(total + opt.StopGrace)
 	defer stopBy.Stop()
-	for i := 0; i < s.Dispatchers; i++ {
+	quiet := time.NewTimer(time.Duration(s.DurationMs) * time.Millisecond)
+	defer quiet.Stop()
+	for running := s.Dispatchers; running > 0; {
 		select {
 		case err := <-done:
+			running--
 			if err != nil {
 				errs = append(errs, err)
 			}
+		case <-quiet.C:
+			logf("quiet phase: dispatchers keep ticking for %v; the breaker must hold", time.Duration(s.QuietMs)*time.Millisecond)
 		case <-stopBy.C:
-			ph.unknowns = append(ph.unknowns, fmt.Sprintf("%d dispatcher(s) did not stop within %v of the deadline", s.Dispatchers-i, opt.StopGrace))
-			i = s.Dispatchers
+			ph.unknowns = append(ph.unknowns, fmt.Sprintf("%d dispatcher(s) did not stop within %v of the deadline", running, opt.StopGrace))
+			running = 0
 		}
 	}
 	ph.elapsed = time.Since(start)

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,6 +55,10 @@ type Board struct {
 // Connect opens (creating if needed) the board DB at path with o's pragmas
 // and makes sure the schema exists, as Hermes' connect() does.
 func Connect(ctx context.Context, path string, o Options) (*Board, error) {
+	// Hermes' connect() creates the board directory on first use.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("kanban: board directory: %w", err)
+	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeoutMs))
 	q.Add("_pragma", "foreign_keys(1)")

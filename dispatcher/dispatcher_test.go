@@ -1,0 +1,367 @@
+package dispatcher
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// TestMain lets the test binary act as HERMES_BIN: started through a
+// symlink named "hermes", it is the fake worker.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
+		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// bench is one board, one dispatcher and its fake workers.
+type bench struct {
+	t        *testing.T
+	home     string
+	ledger   string
+	d        *Dispatcher
+	children *Children
+	task     string
+}
+
+type setup struct {
+	knobs        Knobs
+	worker       string // fake worker mode, e.g. "exit-now:1"
+	unregistered bool   // the assignee has no profile directory
+	failureLimit int
+	maxRetries   int
+	timing       Timing
+}
+
+func newBench(t *testing.T, s setup) *bench {
+	t.Helper()
+	ctx := context.Background()
+	root := t.TempDir()
+	home := filepath.Join(root, "home")
+	b := &bench{t: t, home: home, ledger: filepath.Join(root, "ledger.jsonl"), children: NewChildren()}
+	t.Cleanup(func() {
+		if left := b.children.KillAll(5 * time.Second); len(left) > 0 {
+			t.Errorf("processes %v survived KillAll", left)
+		}
+	})
+	behaviour, err := schedule.ParseBehaviour(s.worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.unregistered {
+		os.MkdirAll(filepath.Join(home, "profiles", "ghost"), 0o755)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "bin", fakeworker.InvokedAs)
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	if err := os.Symlink(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(root, "worker.json")
+	if err := fakeworker.WriteConfig(cfgPath, fakeworker.Config{Connect: s.knobs.Connect, ClaimTTLMs: 1000,
+		Profiles: map[string]schedule.Behaviour{"ghost": behaviour}}); err != nil {
+		t.Fatal(err)
+	}
+	dbPath := kanban.BoardPath(home, "default")
+	board, err := kanban.Connect(ctx, dbPath, s.knobs.Connect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.task, err = board.CreateTask(ctx, kanban.NewTask{Title: "ghost card", Assignee: "ghost", MaxRetries: s.maxRetries})
+	board.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.d, err = New(ctx, Config{
+		Name: "d1", Home: home, Board: "default", DBPath: dbPath, HermesBin: bin,
+		Env:   append(os.Environ(), fakeworker.EnvLedger+"="+b.ledger, fakeworker.EnvConfig+"="+cfgPath),
+		Knobs: s.knobs, FailureLimit: s.failureLimit, Timing: s.timing, Children: b.children,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.d.Close() })
+	return b
+}
+
+// tick runs n dispatch_once calls, gap apart (§8 ran them every 0.2 s).
+func (b *bench) tick(n int, gap time.Duration) {
+	b.t.Helper()
+	for i := 0; i < n; i++ {
+		if tk, err := b.d.DispatchOnce(context.Background()); err != nil {
+			b.t.Fatalf("tick %d: %v (%+v)", i, err, tk)
+		}
+		time.Sleep(gap)
+	}
+}
+
+func (b *bench) starts() int {
+	h, err := ledger.Read(b.ledger)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return len(h.Starts()[b.task])
+}
+
+func (b *bench) state() (status string, failures int, lastError string, events []string) {
+	b.t.Helper()
+	db := b.d.board.DB()
+	var le *string
+	if err := db.QueryRow(`SELECT status, consecutive_failures, last_failure_error FROM tasks WHERE id=?`, b.task).Scan(&status, &failures, &le); err != nil {
+		b.t.Fatal(err)
+	}
+	if le != nil {
+		lastError = *le
+	}
+	rows, err := db.Query(`SELECT kind FROM task_events WHERE task_id=? AND kind != 'heartbeat' ORDER BY id`, b.task)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		rows.Scan(&k)
+		events = append(events, k)
+	}
+	return
+}
+
+func knobsOf(t *testing.T, variant string, overrides map[string]string) Knobs {
+	t.Helper()
+	k, err := Resolve(variant, overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// fastTiming is Hermes' timing scaled down, with the crash grace off, as the
+// §8 runs used HERMES_KANBAN_CRASH_GRACE_SECONDS=0.
+func fastTiming() Timing {
+	tm := HermesTiming(0.001)
+	tm.CrashGrace = 0
+	return tm
+}
+
+// TestGroundTruthJune2026 replays spec/hermes-kanban.md §8: what Hermes'
+// dispatcher (commit b405c398, June 2026) did against a fake worker. That
+// build is v0.14 plus the at-limit check in recompute_ready (#35072), i.e.
+// hermes-0.14 with repromote_tripped=false. Every row must match.
+func TestGroundTruthJune2026(t *testing.T) {
+	june := map[string]string{"repromote_tripped": "false"}
+	crashGraceDefault := fastTiming()
+	crashGraceDefault.CrashGrace = 30 * time.Second
+	cases := []struct {
+		name       string
+		s          setup
+		wantStarts int // -1: at least 5 (unbounded)
+		wantStatus string
+		wantFails  int
+		wantEvents string // "" = not compared
+	}{
+		{"default limit, exit 1", setup{worker: "exit-now:1"}, 2, "blocked", 2,
+			"created claimed spawned crashed claimed spawned crashed gave_up"},
+		{"failure_limit=3", setup{worker: "exit-now:1", failureLimit: 3}, 3, "blocked", 3,
+			"created claimed spawned crashed claimed spawned crashed gave_up promoted claimed spawned crashed gave_up"},
+		{"failure_limit=1 is ignored by the crash path", setup{worker: "exit-now:1", failureLimit: 1}, 2, "blocked", 2,
+			"created claimed spawned crashed claimed spawned crashed gave_up"},
+		{"max_retries=4", setup{worker: "exit-now:1", maxRetries: 4}, 4, "blocked", 4,
+			"created" + strings.Repeat(" claimed spawned crashed", 4) + " gave_up"},
+		{"crash grace 30s", setup{worker: "exit-now:1", timing: crashGraceDefault}, 1, "running", 0,
+			"created claimed spawned"},
+		{"exit 0 is a protocol violation", setup{worker: "exit-0-without-completing"}, 2, "blocked", 2,
+			"created claimed spawned protocol_violation gave_up promoted claimed spawned protocol_violation gave_up"},
+		{"exit 75 with cooldown 0 is unbounded", setup{worker: "exit-75"}, -1, "", 0, ""},
+		{"assignee is not a profile", setup{worker: "exit-now:1", unregistered: true}, 0, "ready", 0, "created"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.s.knobs = knobsOf(t, "hermes-0.14", june)
+			if c.s.timing.Tick == 0 {
+				c.s.timing = fastTiming()
+			}
+			b := newBench(t, c.s)
+			b.tick(30, 25*time.Millisecond)
+			status, fails, _, events := b.state()
+			starts := b.starts()
+			if c.wantStarts >= 0 && starts != c.wantStarts {
+				t.Errorf("worker starts = %d, want %d (events %v)", starts, c.wantStarts, events)
+			}
+			if c.wantStarts < 0 && (starts < 5 || slices.Contains(events, "gave_up") || fails != 0) {
+				t.Errorf("exit 75 loop: starts=%d failures=%d events=%v; want ≥5 starts, no gave_up, counter 0", starts, fails, events)
+			}
+			if c.wantStatus != "" && status != c.wantStatus {
+				t.Errorf("status = %s, want %s", status, c.wantStatus)
+			}
+			if fails != c.wantFails {
+				t.Errorf("consecutive_failures = %d, want %d", fails, c.wantFails)
+			}
+			if c.wantEvents != "" && strings.Join(events, " ") != c.wantEvents {
+				t.Errorf("events:\n got %s\nwant %s", strings.Join(events, " "), c.wantEvents)
+			}
+		})
+	}
+}
+
+// TestHermes014Repromotes is #30417: v0.14 re-promotes the tripped task in
+// the same tick, so a crash-at-once worker is respawned without end.
+func TestHermes014Repromotes(t *testing.T) {
+	b := newBench(t, setup{knobs: knobsOf(t, "hermes-0.14", nil), worker: "exit-now:1", timing: fastTiming()})
+	b.tick(30, 25*time.Millisecond)
+	_, _, _, events := b.state()
+	if starts := b.starts(); starts <= 4 {
+		t.Fatalf("hermes-0.14 started the worker %d times; the re-promotion loop should exceed the limit of 2 many times over", starts)
+	}
+	i := slices.Index(events, "gave_up")
+	if i < 0 || i+1 >= len(events) || events[i+1] != "promoted" {
+		t.Fatalf("want gave_up immediately followed by promoted (same tick), got %v", events)
+	}
+}
+
+// TestFixed holds the fixed variant to the limit the user configured.
+func TestFixed(t *testing.T) {
+	longCooldown := fastTiming()
+	longCooldown.RateLimitCooldown = time.Minute
+	cases := []struct {
+		name       string
+		s          setup
+		wantStarts int
+		wantStatus string
+	}{
+		{"default limit", setup{worker: "exit-now:1"}, 2, "blocked"},
+		{"configured limit 4 (#63070)", setup{worker: "exit-now:1", failureLimit: 4}, 4, "blocked"},
+		{"configured limit 1", setup{worker: "exit-now:1", failureLimit: 1}, 1, "blocked"},
+		{"heartbeat then crash", setup{worker: "heartbeat-then-crash"}, 2, "blocked"},
+		{"open board then exit", setup{worker: "open-board-then-exit:3"}, 2, "blocked"},
+		{"exit 0", setup{worker: "exit-0-without-completing"}, 2, "blocked"},
+		{"complete", setup{worker: "complete"}, 1, "done"},
+		{"exit 75 waits for the cooldown", setup{worker: "exit-75", timing: longCooldown}, 1, "ready"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.s.knobs = knobsOf(t, "fixed", nil)
+			if c.s.timing.Tick == 0 {
+				c.s.timing = fastTiming()
+			}
+			c.s.timing.BackoffBase = time.Millisecond
+			b := newBench(t, c.s)
+			b.tick(40, 25*time.Millisecond)
+			status, _, _, events := b.state()
+			if starts := b.starts(); starts != c.wantStarts {
+				t.Errorf("worker starts = %d, want %d (events %v)", starts, c.wantStarts, events)
+			}
+			if status != c.wantStatus {
+				t.Errorf("status = %s, want %s (events %v)", status, c.wantStatus, events)
+			}
+			if slices.Contains(events, "promoted") {
+				t.Errorf("fixed promoted a tripped task: %v", events)
+			}
+		})
+	}
+}
+
+// TestFixedAutoBlocksUnknownAssignee: instead of skipping forever in
+// silence, fixed blocks the task once with an error that says what to do.
+func TestFixedAutoBlocksUnknownAssignee(t *testing.T) {
+	b := newBench(t, setup{knobs: knobsOf(t, "fixed", nil), worker: "exit-now:1", unregistered: true, timing: fastTiming()})
+	b.tick(5, 10*time.Millisecond)
+	status, _, lastErr, events := b.state()
+	if status != "blocked" || !strings.Contains(lastErr, `assignee "ghost" is not a known profile`) {
+		t.Fatalf("status=%s last_failure_error=%q", status, lastErr)
+	}
+	if strings.Join(events, " ") != "created blocked" || b.starts() != 0 {
+		t.Fatalf("events %v, starts %d; want one sticky blocked event and no spawn", events, b.starts())
+	}
+}
+
+// TestWorkerArgvAndEnv checks the worker receives Hermes' exact command line
+// and environment (§8 "What a worker receives").
+func TestWorkerArgvAndEnv(t *testing.T) {
+	b := newBench(t, setup{knobs: knobsOf(t, "hermes-0.14", nil), worker: "hang", timing: fastTiming()})
+	cands, err := b.d.board.SpawnCandidates(context.Background())
+	if err != nil || len(cands) != 1 {
+		t.Fatalf("candidates %v %v", cands, err)
+	}
+	spec := b.d.spec(cands[0], 7, "/ws/"+b.task, "/ws")
+	want := []string{b.d.cfg.HermesBin, "-p", "ghost", "--accept-hooks", "chat", "-q", "work kanban task " + b.task}
+	if !slices.Equal(spec.Argv, want) {
+		t.Fatalf("argv %q, want %q", spec.Argv, want)
+	}
+	env := strings.Join(spec.Env, "\n")
+	for _, kv := range []string{"HERMES_KANBAN_TASK=" + b.task, "HERMES_KANBAN_RUN_ID=7", "HERMES_KANBAN_CLAIM_LOCK=" + b.d.cfg.ClaimLock,
+		"HERMES_KANBAN_DB=" + b.d.cfg.DBPath, "HERMES_KANBAN_BOARD=default", "HERMES_KANBAN_WORKSPACES_ROOT=/ws",
+		"HERMES_KANBAN_WORKSPACE=/ws/" + b.task, "TERMINAL_CWD=/ws/" + b.task, "HERMES_PROFILE=ghost",
+		"HERMES_HOME=" + filepath.Join(b.home, "profiles", "ghost")} {
+		if !strings.Contains("\n"+env+"\n", "\n"+kv+"\n") {
+			t.Errorf("worker env lacks %s", kv)
+		}
+	}
+	if spec.Dir != "/ws/"+b.task {
+		t.Errorf("cwd %s", spec.Dir)
+	}
+}
+
+// TestDispatchLock: with the lock, a second dispatcher's tick during the
+// first one's is skipped and writes nothing (#35240).
+func TestDispatchLock(t *testing.T) {
+	b := newBench(t, setup{knobs: knobsOf(t, "fixed", nil), worker: "hang", timing: fastTiming()})
+	unlock, ok, err := tryLock(b.d.cfg.DBPath + ".dispatch.lock")
+	if err != nil || !ok {
+		t.Fatalf("take lock: %v %v", ok, err)
+	}
+	tk, err := b.d.DispatchOnce(context.Background())
+	unlock()
+	if err != nil || !tk.SkippedLocked || tk.Spawned != 0 {
+		t.Fatalf("tick under a held lock: %+v %v", tk, err)
+	}
+	if tk, _ = b.d.DispatchOnce(context.Background()); tk.Spawned != 1 {
+		t.Fatalf("tick after unlock: %+v", tk)
+	}
+}
+
+func TestKnobsAndVariants(t *testing.T) {
+	if _, err := Resolve("hermes-9", nil); err == nil || !strings.Contains(err.Error(), "hermes-0.14, pr30973, fixed") {
+		t.Fatalf("unknown variant error must list the valid ones: %v", err)
+	}
+	if _, err := Resolve("fixed", map[string]string{"nope": "1"}); err == nil || !strings.Contains(err.Error(), "atomic_failure") {
+		t.Fatalf("unknown knob error must list the valid ones: %v", err)
+	}
+	if _, err := Resolve("fixed", map[string]string{"backoff": "maybe"}); err == nil {
+		t.Fatal("a non-boolean value for a bool knob must fail")
+	}
+	k := knobsOf(t, "hermes-0.14", map[string]string{"atomic_failure": "true", "synchronous": "full", "crash_limit": "configured"})
+	if !k.AtomicFailure || k.Connect.Synchronous != "FULL" || k.CrashLimit != "configured" || !k.RepromoteTripped {
+		t.Fatalf("overrides not applied alone: %+v", k)
+	}
+	pr := knobsOf(t, "pr30973", nil)
+	if pr.Connect.Synchronous != "FULL" || pr.Connect.WALAutocheckpoint != 100 || !pr.RepromoteTripped || pr.AtomicFailure {
+		t.Fatalf("pr30973 must be hermes-0.14 + FULL + autocheckpoint 100: %+v", pr)
+	}
+	for _, v := range Variants() {
+		vals := v.Knobs.Values()
+		var back Knobs
+		for n, val := range vals {
+			if err := back.Set(n, val); err != nil {
+				t.Fatalf("%s: knob %s=%s does not round-trip: %v", v.Name, n, val, err)
+			}
+		}
+		if back != v.Knobs {
+			t.Fatalf("%s: Values/Set round trip lost something:\n%+v\n%+v", v.Name, back, v.Knobs)
+		}
+	}
+}

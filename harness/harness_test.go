@@ -1,0 +1,244 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"golang.org/x/sync/errgroup"
+)
+
+// TestMain lets the test binary be HERMES_BIN (invoked as "hermes").
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
+		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func build(t *testing.T, scenario, variant string, seed uint64) schedule.Schedule {
+	t.Helper()
+	sc, err := scenarios.Lookup(scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc.Build(seed, variant)
+}
+
+// TestIssue30896 is the reproducer itself: hermes-0.14 breaks the spawn
+// limit, with the evidence counted from the ledger; the run's files are kept.
+func TestIssue30896(t *testing.T) {
+	arts := t.TempDir()
+	s := build(t, "issue-30896", "hermes-0.14", 7)
+	res, err := Run(context.Background(), s, Options{ArtifactsDir: arts, Replay: "kanbanchaos run issue-30896 --seed 7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Status != oracle.Fail || !slices.Contains(res.Verdict.Failed(), oracle.Spawns) {
+		t.Fatalf("verdict %s %v, want fail with %s", res.Verdict.Status, res.Verdict.Failed(), oracle.Spawns)
+	}
+	v := res.Verdict.Violations[slices.IndexFunc(res.Verdict.Violations, func(v oracle.Violation) bool { return v.Invariant == oracle.Spawns })]
+	if v.Task != s.Tasks[0].ID || v.Evidence["limit"] != 2 || v.Evidence["spawns"].(int) <= 2 || v.AtMs <= 0 {
+		t.Fatalf("evidence must name the task, the ledger count and the limit: %+v", v)
+	}
+	want := filepath.Join(arts, "issue-30896-7")
+	if res.Artifacts != want {
+		t.Fatalf("artifacts in %q, want %q", res.Artifacts, want)
+	}
+	for _, f := range []string{"home/kanban.db", "ledger.jsonl", "trace.jsonl", "verdict.json", "schedule.json", "repro.sh", "worker.json"} {
+		if _, err := os.Stat(filepath.Join(want, f)); err != nil {
+			t.Errorf("artifact %s: %v", f, err)
+		}
+	}
+	h, err := ledger.Read(filepath.Join(want, "ledger.jsonl"))
+	if err != nil || len(h.Starts()[s.Tasks[0].ID]) != v.Evidence["spawns"].(int) {
+		t.Fatalf("the kept ledger must hold the counted starts: %v %v", err, len(h.Starts()[s.Tasks[0].ID]))
+	}
+	assertNoneAlive(t, h)
+}
+
+// TestFixedHoldsSeeds1To20: the fixed variant passes issue-30896 for seeds
+// 1–20, and removes the sandboxes of passing runs.
+func TestFixedHoldsSeeds1To20(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 runs of 4 s")
+	}
+	// The runs are light on CPU (the ticks sleep), so five at a time keep the
+	// test short without starving the workers.
+	var g errgroup.Group
+	g.SetLimit(5)
+	for seed := uint64(1); seed <= 20; seed++ {
+		g.Go(func() error {
+			res, err := Run(context.Background(), build(t, "issue-30896", "fixed", seed), Options{})
+			switch {
+			case err != nil:
+				return fmt.Errorf("seed %d: %w", seed, err)
+			case res.Verdict.Status != oracle.Pass:
+				return fmt.Errorf("seed %d: %s: %+v %v (kept in %s)", seed, res.Verdict.Status, res.Verdict.Violations, res.Verdict.Unknowns, res.Artifacts)
+			case res.Artifacts != "":
+				return fmt.Errorf("seed %d: a passing run keeps nothing unless asked, got %s", seed, res.Artifacts)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIssue30417: one dispatcher; hermes-0.14 breaks "breaker holds", fixed
+// keeps it.
+func TestIssue30417(t *testing.T) {
+	for _, c := range []struct {
+		variant string
+		want    oracle.Status
+	}{{"hermes-0.14", oracle.Fail}, {"fixed", oracle.Pass}} {
+		t.Run(c.variant, func(t *testing.T) {
+			t.Parallel()
+			res, err := Run(context.Background(), build(t, "issue-30417", c.variant, 3), Options{ArtifactsDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict.Status != c.want {
+				t.Fatalf("%s: %s %+v", c.variant, res.Verdict.Status, res.Verdict.Violations)
+			}
+			if c.want == oracle.Fail && !slices.Contains(res.Verdict.Failed(), oracle.BreakerHolds) {
+				t.Fatalf("want %s among %v", oracle.BreakerHolds, res.Verdict.Failed())
+			}
+		})
+	}
+}
+
+// TestNothingOutlivesTheRun: a run ended early by its caller's deadline,
+// with workers that hang until killed, leaves no process alive, and its
+// verdict says it could not decide.
+func TestNothingOutlivesTheRun(t *testing.T) {
+	s := build(t, "issue-30896", "hermes-0.14", 11)
+	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
+	s.Tasks = append(s.Tasks, schedule.Task{ID: "t_0000beef", Title: "second", Assignee: s.Profiles[0].Name})
+	s.DurationMs, s.QuietMs = 60_000, 0
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	arts := t.TempDir()
+	res, err := Run(ctx, s, Options{ArtifactsDir: arts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Status != oracle.Unknown {
+		t.Fatalf("an interrupted run must be unknown, got %s %+v", res.Verdict.Status, res.Verdict.Violations)
+	}
+	h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Entries) < 2 {
+		t.Fatalf("want both hanging workers started, ledger has %d entries", len(h.Entries))
+	}
+	assertNoneAlive(t, h)
+}
+
+// TestPanicKillsWorkers: a panic in the harness's own goroutine still runs
+// the deferred KillAll (the panic is injected through the log writer).
+func TestPanicKillsWorkers(t *testing.T) {
+	s := build(t, "issue-30896", "hermes-0.14", 12)
+	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
+	s.DurationMs, s.QuietMs = 500, 500
+	ledgerDir := make(chan string, 1)
+	w := panicWriter{dir: ledgerDir}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("expected the injected panic")
+			}
+		}()
+		Run(context.Background(), s, Options{Log: w})
+	}()
+	dir := <-ledgerDir
+	defer os.RemoveAll(dir)
+	h, err := ledger.Read(filepath.Join(dir, "ledger.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Entries) == 0 {
+		t.Fatal("no worker started before the panic")
+	}
+	assertNoneAlive(t, h)
+}
+
+// panicWriter remembers the sandbox from the first log line and panics in
+// the harness's own goroutine when the quiet phase begins, while workers hang.
+type panicWriter struct{ dir chan string }
+
+func (p panicWriter) Write(b []byte) (int, error) {
+	line := string(b)
+	if dir, ok := cutPrefix(line, "sandbox "); ok {
+		p.dir <- dir
+		return len(b), nil
+	}
+	if _, ok := cutPrefix(line, "quiet phase"); ok {
+		panic("injected: " + line)
+	}
+	return len(b), nil
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || s[:len(prefix)] != prefix {
+		return "", false
+	}
+	rest := s[len(prefix):]
+	if n := len(rest); n > 0 && rest[n-1] == '\n' {
+		rest = rest[:n-1]
+	}
+	return rest, true
+}
+
+func assertNoneAlive(t *testing.T, h ledger.History) {
+	t.Helper()
+	for _, e := range h.Entries {
+		if e.Kind != ledger.Start {
+			continue
+		}
+		if err := syscall.Kill(e.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("worker pid %d (task %s run %d) is still alive after the run (kill -0: %v)", e.PID, e.Task, e.Run, err)
+		}
+	}
+}
+
+// TestDispatcherPanicIsAnError: a panic inside a dispatcher goroutine (here
+// in the tick callback) becomes an internal error of the run, and the
+// workers still die.
+func TestDispatcherPanicIsAnError(t *testing.T) {
+	s := build(t, "issue-30896", "hermes-0.14", 13)
+	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
+	s.DurationMs, s.QuietMs = 1000, 0
+	ticks := 0
+	res, err := Run(context.Background(), s, Options{Keep: true, OnTick: func(tk dispatcher.Tick) {
+		if tk.Dispatcher == "d1" {
+			if ticks++; ticks == 5 {
+				panic("injected in d1")
+			}
+		}
+	}})
+	if err == nil || !strings.Contains(err.Error(), "dispatcher d1 panicked: injected in d1") {
+		t.Fatalf("want the panic as an error, got %v", err)
+	}
+	defer os.RemoveAll(res.Artifacts)
+	h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
+	if err != nil || len(h.Entries) == 0 {
+		t.Fatalf("ledger: %v, %d entries", err, len(h.Entries))
+	}
+	assertNoneAlive(t, h)
+}
