@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain makes the test binary both `kanbanchaos` (for the scripts) and
+// `hermes` (the fake worker the harness points HERMES_BIN at).
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"kanbanchaos": func() {
+			os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		},
+		fakeworker.InvokedAs: func() {
+			os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
+		},
+	})
+}
+
+// TestScripts runs every pinned behaviour in testdata/script.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "../../testdata/script",
+		RequireExplicitExec: true,
+		RequireUniqueNames:  true,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exitcode": cmdExitCode,
+		},
+	})
+}
+
+// cmdExitCode runs `kanbanchaos ARGS…` in-process and checks its exit code:
+// `exitcode 2 run nope`. testscript's own `! exec` only tells zero from
+// non-zero, but our exit codes carry meaning (1 fail, 2 usage, 3 unknown).
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: exitcode N kanbanchaos-args…")
+	}
+	var stdout, stderr bytes.Buffer
+	got := run(context.Background(), args[1:], &stdout, &stderr)
+	ts.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	// Leave the output where `stdout`/`stderr` assertions look for it.
+	ts.Check(os.WriteFile(ts.MkAbs("exitcode.stdout"), stdout.Bytes(), 0o644))
+	ts.Check(os.WriteFile(ts.MkAbs("exitcode.stderr"), stderr.Bytes(), 0o644))
+	if want := args[0]; want != strconv.Itoa(got) {
+		ts.Fatalf("exit code %d, want %s", got, want)
+	}
+}
+
+// TestUsageErrors: every kind of bad input exits 2 and names the valid
+// choices.
+func TestUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"run", "issue-99999"}, "valid: issue-30417, issue-30896"},
+		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, fixed"},
+		{[]string{"run", "issue-30896", "--knob", "nope=1"}, "valid: journal_mode, synchronous"},
+		{[]string{"run", "issue-30896", "--knob", "backoff=maybe"}, `"maybe" is not true/false`},
+		{[]string{"run", "issue-30896", "--knob", "backoff"}, "want name=value"},
+		{[]string{"run", "issue-30896", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		{[]string{"run", "issue-30896", "--dispatchers", "0x"}, "invalid value"},
+		{[]string{"run", "issue-30896", "--time-scale", "5"}, "time_scale = 5, want 0 < x <= 1"},
+		{[]string{"run"}, "want exactly one scenario (valid: issue-30417, issue-30896)"},
+		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
+		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, scenarios, variants, worker, help)"},
+		{nil, "Usage:"},
+		{[]string{"scenarios", "extra"}, "takes no arguments"},
+	}
+	for _, c := range cases {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), c.args, &stdout, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("kanbanchaos %q: exit %d, stderr %q; want exit 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"run", "--help"}, &stdout, &stderr); code != exitPass {
+		t.Fatalf("run --help: exit %d", code)
+	}
+	for _, want := range []string{"Usage: kanbanchaos run SCENARIO", "-time-scale", "issue-30896", "hermes-0.14", "atomic_failure"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
