@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func build(t *testing.T, scenario, variant string, seed uint64) schedule.Schedule {
+func build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedule {
 	t.Helper()
 	sc, err := scenarios.Lookup(scenario)
 	if err != nil {
