@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 )
@@ -224,6 +225,23 @@ func TestClaimOpensRun(t *testing.T) {
 	}
 }
 
+func TestClaimClosesLeftoverRun(t *testing.T) {
+	b := openBoard(t)
+	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w"})
+	res, err := b.DB().Exec(`INSERT INTO task_runs (task_id, status, started_at) VALUES (?, 'running', 1)`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := res.LastInsertId()
+	run := claim(t, b, id, "L")
+	if r := row(t, b, `SELECT status, outcome, ended_at FROM task_runs WHERE id=?`, old); r["status"] != "ended" || r["outcome"] != kanban.OutcomeStale || r["ended_at"] == nil {
+		t.Errorf("leftover run after claim %v, want ended as stale", r)
+	}
+	if n := count(t, b, `SELECT count(*) FROM task_runs WHERE task_id=? AND ended_at IS NULL`, id); n != 1 {
+		t.Errorf("%d open runs after claim, want 1 (run %d)", n, run)
+	}
+}
+
 func TestClaimIsCompareAndSwapAcrossConnections(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kanban.db")
@@ -315,6 +333,15 @@ func TestClaimWithUndoneParentDemotesToTodo(t *testing.T) {
 	_, p := lastEvent(t, b, child, kanban.EventClaimRejected)
 	if asInt(t, p["undone_parents"]) != 1 {
 		t.Errorf("claim_rejected payload %v", p)
+	}
+
+	// Claiming the demoted child again writes nothing: it is no longer ready.
+	before := snapshot(t, b)
+	if run, ok, err := b.Claim(ctx, child, "lock", 900); err != nil || ok || run != 0 {
+		t.Fatalf("second Claim(child) = %d, %v, %v", run, ok, err)
+	}
+	if snapshot(t, b) != before {
+		t.Error("claiming a todo child wrote")
 	}
 
 	// Once the parent is done, recompute promotes the child and it can be
@@ -628,6 +655,63 @@ func TestReclaimCrashedSeveral(t *testing.T) {
 	}
 	if got := task(t, b, c)["status"]; got != kanban.StatusRunning {
 		t.Errorf("missed task %s is %v", c, got)
+	}
+}
+
+func TestRecordSpawnFailure(t *testing.T) {
+	ctx := context.Background()
+	b := openBoard(t)
+	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w"})
+	run := claim(t, b, id, "L")
+	f, err := b.RecordSpawnFailure(ctx, id, run, "exec: no such file", 0)
+	if err != nil || f != (kanban.Failure{Task: id, Failures: 1, Limit: 2, Source: "default"}) {
+		t.Fatalf("RecordSpawnFailure = %+v, %v", f, err)
+	}
+	tk := task(t, b, id)
+	if tk["status"] != kanban.StatusReady || tk["claim_lock"] != nil || tk["current_run_id"] != nil || asInt(t, tk["consecutive_failures"]) != 1 {
+		t.Errorf("task after spawn failure %v", tk)
+	}
+	if r := row(t, b, `SELECT outcome, error, ended_at FROM task_runs WHERE id=?`, run); r["outcome"] != kanban.OutcomeSpawnFailed || r["error"] != "exec: no such file" || r["ended_at"] == nil {
+		t.Errorf("run after spawn failure %v", r)
+	}
+	run2 := claim(t, b, id, "L2")
+	f, err = b.RecordSpawnFailure(ctx, id, run2, "exec: no such file", 0)
+	if err != nil || !f.Tripped {
+		t.Fatalf("second RecordSpawnFailure = %+v, %v; want tripped", f, err)
+	}
+	if got := task(t, b, id)["status"]; got != kanban.StatusBlocked {
+		t.Errorf("status %v, want blocked", got)
+	}
+	if r := row(t, b, `SELECT outcome FROM task_runs WHERE id=?`, run2); r["outcome"] != kanban.OutcomeGaveUp {
+		t.Errorf("tripping run %v, want outcome gave_up", r)
+	}
+	if runID, _ := lastEvent(t, b, id, kanban.EventGaveUp); asInt(t, runID) != run2 {
+		t.Errorf("gave_up event run %v, want %d", runID, run2)
+	}
+	if got, want := eventKinds(t, b, id), []string{"created", "claimed", "spawn_failed", "claimed", "spawn_failed", "gave_up"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+func TestExtendClaim(t *testing.T) {
+	ctx := context.Background()
+	b := openBoard(t)
+	id, _ := running(t, b, kanban.NewTask{Title: "x", Assignee: "w"}, "L")
+	before := snapshot(t, b)
+	if err := b.ExtendClaim(ctx, id, "other", 99999, "alive"); err != nil {
+		t.Fatal(err)
+	}
+	if snapshot(t, b) != before {
+		t.Error("ExtendClaim with the wrong lock wrote")
+	}
+	if err := b.ExtendClaim(ctx, id, "L", 99999, "alive"); err != nil {
+		t.Fatal(err)
+	}
+	if got := task(t, b, id)["claim_expires"]; got != 99999.0 {
+		t.Errorf("claim_expires %v, want 99999", got)
+	}
+	if _, p := lastEvent(t, b, id, kanban.EventClaimExtended); p["reason"] != "alive" {
+		t.Errorf("claim_extended payload %v", p)
 	}
 }
 
@@ -1186,5 +1270,45 @@ func TestNewTaskID(t *testing.T) {
 			t.Fatalf("NewTaskID repeated %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+// ---- known bugs (skipped) ----
+
+func TestConnectPathWithURICharacters(t *testing.T) {
+	t.Skip("bug: Connect (board.go:66) puts the path into a file: URI unescaped; a # or ? truncates it and percent-escapes are decoded, so another file is opened")
+	for _, name := range []string{"a#b", "a?b", "a%41b"} {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "kanban.db")
+		b, err := kanban.Connect(context.Background(), path, kanban.DefaultOptions())
+		if err != nil {
+			t.Errorf("Connect(%q): %v", path, err)
+			continue
+		}
+		b.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("Connect(%q) did not create that file: %v", path, err)
+		}
+		if _, err := os.Stat(filepath.Join(parent, "a")); err == nil {
+			t.Errorf("Connect(%q) created %s instead", path, filepath.Join(parent, "a"))
+		}
+	}
+}
+
+func TestLastFailureErrorStaysValidUTF8(t *testing.T) {
+	t.Skip("bug: truncate (board.go:188) cuts at 500 bytes and can split a multi-byte rune, storing invalid UTF-8 that Python's sqlite3 cannot decode")
+	b := openBoard(t)
+	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w", MaxRetries: 5})
+	msg := strings.Repeat("€", 200) // 3 bytes each: byte 500 is inside a rune
+	if _, err := b.RecordTaskFailure(context.Background(), id, kanban.OutcomeCrashed, msg, 0); err != nil {
+		t.Fatal(err)
+	}
+	got := task(t, b, id)["last_failure_error"].(string)
+	if !utf8.ValidString(got) || len(got) > 500 || !strings.HasPrefix(msg, got) {
+		t.Errorf("last_failure_error is %d bytes, valid UTF-8 %v; want a rune-aligned prefix of at most 500 bytes", len(got), utf8.ValidString(got))
 	}
 }
