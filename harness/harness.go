@@ -136,7 +136,11 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, err
 	}
-	verdict, err := oracle.Check(ctx, oracle.Input{
+	// An interrupted run still gets its evidence checked: the oracle runs on
+	// a context of its own, bounded, not on the cancelled one.
+	checkCtx, cancelCheck := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancelCheck()
+	verdict, err := oracle.Check(checkCtx, oracle.Input{
 		DBPath: sb.db(), Ledger: hist, Schedule: s,
 		RunStartMono: ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
 	})
