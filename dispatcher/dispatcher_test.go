@@ -71,7 +71,7 @@ func newBench(t *testing.T, s setup) *bench {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(root, "worker.json")
-	if err := fakeworker.WriteConfig(cfgPath, fakeworker.Config{Connect: s.knobs.Connect, ClaimTTLMs: 1000,
+	if err := fakeworker.WriteConfig(cfgPath, fakeworker.Config{Connect: s.knobs.Connect, ClaimTTLMs: 1000, PinBeatsBoard: s.knobs.PinBeatsBoard,
 		Profiles: map[string]schedule.Behaviour{"ghost": behaviour}}); err != nil {
 		t.Fatal(err)
 	}
@@ -363,5 +363,47 @@ func TestKnobsAndVariants(t *testing.T) {
 		if back != v.Knobs {
 			t.Fatalf("%s: Values/Set round trip lost something:\n%+v\n%+v", v.Name, back, v.Knobs)
 		}
+	}
+}
+
+// TestCreateOnBoardRouting is #30678 seen from a worker: a worker pinned by
+// HERMES_KANBAN_DB calls kanban_create(board=other). With the pin first
+// (hermes-0.14) the card lands in the worker's own board; with the explicit
+// board first (fixed) it lands in the other board's file.
+func TestCreateOnBoardRouting(t *testing.T) {
+	for _, c := range []struct {
+		variant         string
+		ownBoardTasks   int
+		otherBoardTasks int
+	}{{"hermes-0.14", 2, 0}, {"fixed", 1, 1}} {
+		t.Run(c.variant, func(t *testing.T) {
+			k := knobsOf(t, c.variant, nil)
+			b := newBench(t, setup{knobs: k, worker: "create-on-board:other", timing: fastTiming()})
+			// The worker resolves boards from the home the dispatcher gives it.
+			b.d.cfg.Env = append(b.d.cfg.Env, "HERMES_KANBAN_HOME="+b.home)
+			b.tick(1, 0)
+			deadline := time.Now().Add(5 * time.Second)
+			for b.starts() == 0 || func() bool { s, _, _, _ := b.state(); return s == "running" }() {
+				if time.Now().After(deadline) {
+					t.Fatal("the worker did not finish")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			var own int
+			b.d.board.DB().QueryRow(`SELECT count(*) FROM tasks`).Scan(&own)
+			other := 0
+			otherPath := kanban.BoardPath(b.home, "other")
+			if _, err := os.Stat(otherPath); err == nil {
+				ob, err := kanban.Connect(context.Background(), otherPath, k.Connect)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ob.DB().QueryRow(`SELECT count(*) FROM tasks`).Scan(&other)
+				ob.Close()
+			}
+			if own != c.ownBoardTasks || other != c.otherBoardTasks {
+				t.Fatalf("own board has %d tasks, other board %d; want %d and %d", own, other, c.ownBoardTasks, c.otherBoardTasks)
+			}
+		})
 	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	Connect    kanban.Options                `json:"connect"`      // the same pragmas the dispatcher uses
 	ClaimTTLMs int                           `json:"claim_ttl_ms"` // for heartbeats
 	Profiles   map[string]schedule.Behaviour `json:"profiles"`
+	// PinBeatsBoard is the board-resolution precedence of the build under
+	// test: HERMES_KANBAN_DB beats an explicit board= (v0.14, #30678).
+	PinBeatsBoard bool `json:"pin_beats_board"`
 }
 
 // WriteConfig stores c for the workers.
@@ -128,7 +131,7 @@ func Main(args []string, getenv func(string) string, stderr io.Writer) int {
 	if b.DelayMs > 0 {
 		time.Sleep(time.Duration(b.DelayMs) * time.Millisecond)
 	}
-	w := worker{inv: inv, cfg: cfg, ledger: ledgerPath, stderr: stderr}
+	w := worker{inv: inv, cfg: cfg, ledger: ledgerPath, stderr: stderr, getenv: getenv}
 	return w.play(context.Background(), b)
 }
 
@@ -152,6 +155,7 @@ func loadBehaviour(path, profile string) (Config, schedule.Behaviour, error) {
 }
 
 type worker struct {
+	getenv func(string) string
 	inv    invocation
 	cfg    Config
 	ledger string
@@ -183,6 +187,11 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 	if b.Mode == schedule.ModeHeartbeatCrash {
 		return b.Exit
 	}
+	if b.Mode == schedule.ModeCreateOnBoard {
+		if code := w.createOnBoard(ctx, b.Board); code != 0 {
+			return code
+		}
+	}
 	if err := board.Complete(ctx, w.inv.task, w.inv.run, "done by kanbanchaos fake worker"); err != nil {
 		return w.fail("complete", err)
 	}
@@ -200,4 +209,26 @@ func (w worker) fail(what string, err error) int {
 			Code: code, Message: what + ": " + err.Error()})
 	}
 	return 1
+}
+
+// createOnBoard is a worker's kanban_create(board=slug): it resolves the
+// board as the build under test does — with the pin first in v0.14 — and
+// says on stderr (the task log) where the card landed.
+func (w worker) createOnBoard(ctx context.Context, slug string) int {
+	res, err := kanban.Resolve(kanban.EnvFrom(w.getenv), slug, w.cfg.PinBeatsBoard)
+	if err != nil {
+		return w.fail("kanban_create", err)
+	}
+	fmt.Fprintf(w.stderr, "kanban_create(board=%s) resolved to %s (%s)\n", slug, res.Path, res.Source)
+	target, err := kanban.Connect(ctx, res.Path, w.cfg.Connect)
+	if err != nil {
+		return w.fail("kanban_create connect", err)
+	}
+	defer target.Close()
+	id, err := target.CreateTask(ctx, kanban.NewTask{Title: "card for board " + slug, Assignee: w.inv.profile, CreatedBy: w.inv.profile})
+	if err != nil {
+		return w.fail("kanban_create", err)
+	}
+	fmt.Fprintf(w.stderr, "kanban_create: created %s in %s\n", id, res.Path)
+	return 0
 }

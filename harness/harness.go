@@ -192,6 +192,7 @@ func prepare(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatc
 	}
 	if err := fakeworker.WriteConfig(sb.workerConfig(), fakeworker.Config{
 		Connect: knobs.Connect, ClaimTTLMs: int(timing.ClaimTTL.Milliseconds()), Profiles: profiles,
+		PinBeatsBoard: knobs.PinBeatsBoard,
 	}); err != nil {
 		return err
 	}

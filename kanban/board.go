@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 )
@@ -69,7 +70,7 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", o.WALAutocheckpoint))
 	}
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", FileURI(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("kanban: open %s: %w", path, err)
 	}
@@ -109,6 +110,10 @@ func (b *Board) setJournalMode(ctx context.Context, o Options) error {
 	var got string
 	if err := b.db.QueryRowContext(ctx, "PRAGMA journal_mode="+o.JournalMode).Scan(&got); err != nil {
 		return fmt.Errorf("kanban: set journal_mode=%s on %s: %w", o.JournalMode, b.path, err)
+	}
+	if !strings.EqualFold(got, o.JournalMode) {
+		// SQLite answers with the mode it kept when it cannot switch.
+		return fmt.Errorf("kanban: set journal_mode=%s on %s: SQLite kept %s", o.JournalMode, b.path, got)
 	}
 	return nil
 }
@@ -190,10 +195,22 @@ func IsCorrupt(err error) bool {
 	return ok && (code&0xff == 11 || code&0xff == 26)
 }
 
-// truncate cuts s to n bytes, as Hermes truncates last_failure_error to 500.
+// truncate cuts s to at most n bytes, as Hermes truncates
+// last_failure_error to 500, without splitting a UTF-8 sequence (Python's
+// sqlite3 cannot decode a column that ends in half a character).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n]
+}
+
+// FileURI turns a path into an SQLite file: URI. SQLite decodes %XX in a URI
+// and ends the path at '?' or '#', so those three are escaped: a board pinned
+// at ".../a#b/kanban.db" must not open ".../a".
+func FileURI(path string) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }

@@ -159,7 +159,7 @@ func openReadOnly(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(10000)")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", kanban.FileURI(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("oracle: open %s read-only: %w", path, err)
 	}

@@ -17,14 +17,18 @@ import (
 // Worker modes a fake worker can play. Each mode is what a real Hermes worker
 // has been seen to do.
 const (
-	ModeExitNow          = "exit-now"             // exit with the code at once
-	ModeOpenBoardExit    = "open-board-then-exit" // connect to the board, read its task, exit with the code
-	ModeHeartbeatCrash   = "heartbeat-then-crash" // connect, heartbeat once, exit with the code
-	ModeComplete         = "complete"             // connect, heartbeat, complete the task, exit 0
-	ModeExit75           = "exit-75"              // rate limited: exit 75
-	ModeExit0NoComplete  = "exit-0-without-completing"
-	ModeHang             = "hang" // sleep until killed
-	RateLimitedExitCode  = 75     // Hermes' KANBAN_RATE_LIMIT_EXIT_CODE
+	ModeExitNow         = "exit-now"             // exit with the code at once
+	ModeOpenBoardExit   = "open-board-then-exit" // connect to the board, read its task, exit with the code
+	ModeHeartbeatCrash  = "heartbeat-then-crash" // connect, heartbeat once, exit with the code
+	ModeComplete        = "complete"             // connect, heartbeat, complete the task, exit 0
+	ModeExit75          = "exit-75"              // rate limited: exit 75
+	ModeExit0NoComplete = "exit-0-without-completing"
+	ModeHang            = "hang" // sleep until killed
+	// ModeCreateOnBoard calls kanban_create(board=SLUG) the way a Hermes
+	// worker's tool does, then completes its own task: with HERMES_KANBAN_DB
+	// pinned, v0.14 writes the card into the worker's own board (#30678).
+	ModeCreateOnBoard    = "create-on-board"
+	RateLimitedExitCode  = 75 // Hermes' KANBAN_RATE_LIMIT_EXIT_CODE
 	defaultCrashExitCode = 1
 )
 
@@ -37,6 +41,7 @@ var Modes = []struct{ Name, Doc string }{
 	{ModeExit75, "exit 75 (rate limited; must never count as a failure)"},
 	{ModeExit0NoComplete, "exit 0 without completing (a protocol violation)"},
 	{ModeHang, "sleep until killed"},
+	{ModeCreateOnBoard + ":SLUG", "kanban_create(board=SLUG) as a pinned worker does, then complete the task"},
 }
 
 // Behaviour is what a fake worker does once started.
@@ -44,6 +49,7 @@ type Behaviour struct {
 	Mode    string `json:"mode"`
 	Exit    int    `json:"exit,omitempty"`
 	DelayMs int    `json:"delay_ms,omitempty"` // wait this long after the ledger line, before acting
+	Board   string `json:"board,omitempty"`    // create-on-board: the explicit board= slug
 }
 
 // ParseBehaviour reads "exit-now:1", "hang", "heartbeat-then-crash:3" …
@@ -70,10 +76,19 @@ func ParseBehaviour(s string) (Behaviour, error) {
 		return b, code(0)
 	case ModeHeartbeatCrash:
 		return b, code(defaultCrashExitCode)
-	case ModeExit75:
+	case ModeExit75, ModeExit0NoComplete:
+		if hasArg {
+			return b, fmt.Errorf("worker mode %q takes no argument (use %s:N for another code)", name, ModeExitNow)
+		}
 		b.Mode, b.Exit = ModeExitNow, RateLimitedExitCode
-	case ModeExit0NoComplete:
-		b.Mode, b.Exit = ModeExitNow, 0
+		if name == ModeExit0NoComplete {
+			b.Exit = 0
+		}
+	case ModeCreateOnBoard:
+		if !profileName.MatchString(strings.ToLower(arg)) {
+			return b, fmt.Errorf("worker mode %q needs a board slug, e.g. %s:other", s, name)
+		}
+		b.Board = strings.ToLower(arg)
 	case ModeComplete, ModeHang:
 		if hasArg {
 			return b, fmt.Errorf("worker mode %q takes no argument", name)
@@ -97,6 +112,8 @@ func (b Behaviour) String() string {
 	switch b.Mode {
 	case ModeComplete, ModeHang:
 		return b.Mode
+	case ModeCreateOnBoard:
+		return b.Mode + ":" + b.Board
 	}
 	return fmt.Sprintf("%s:%d", b.Mode, b.Exit)
 }
@@ -106,7 +123,8 @@ func (b Behaviour) String() string {
 // timeout). Such a task must be spawned at most failure-limit times. A
 // rate-limited exit (75) never counts; a completing worker needs one spawn.
 func (b Behaviour) Bounded() bool {
-	return !(b.Mode == ModeExitNow && b.Exit == RateLimitedExitCode)
+	exits := b.Mode == ModeExitNow || b.Mode == ModeOpenBoardExit || b.Mode == ModeHeartbeatCrash
+	return !(exits && b.Exit == RateLimitedExitCode)
 }
 
 // Profile is a Hermes profile (an assignee) and what its workers do.

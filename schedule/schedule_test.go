@@ -39,6 +39,10 @@ var spellings = map[string][]struct {
 		{"exit-0-without-completing", schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: 0}},
 	},
 	"hang": {{"hang", schedule.Behaviour{Mode: schedule.ModeHang}}},
+	"create-on-board:SLUG": {
+		{"create-on-board:other", schedule.Behaviour{Mode: schedule.ModeCreateOnBoard, Board: "other"}},
+		{"create-on-board:Other", schedule.Behaviour{Mode: schedule.ModeCreateOnBoard, Board: "other"}},
+	},
 }
 
 func TestParseBehaviourEveryMode(t *testing.T) {
@@ -155,7 +159,6 @@ func TestBounded(t *testing.T) {
 // Every mode that exits 75 is classified rate_limited by the dispatcher and
 // never counts toward the breaker, so none of them is bounded.
 func TestBoundedEveryRateLimitedExit(t *testing.T) {
-	t.Skip("bug: schedule.Behaviour.Bounded only exempts exit-now:75; open-board-then-exit:75 and heartbeat-then-crash:75 also exit 75 (rate limited, never counted) yet report Bounded() == true")
 	for _, in := range []string{"open-board-then-exit:75", "heartbeat-then-crash:75"} {
 		b, err := schedule.ParseBehaviour(in)
 		if err != nil {
@@ -361,7 +364,6 @@ func TestProfileLookup(t *testing.T) {
 }
 
 func TestFixedCodeModesRejectArgument(t *testing.T) {
-	t.Skip("bug: ParseBehaviour (schedule.go:73-76) silently drops an argument to exit-75 / exit-0-without-completing instead of rejecting it like complete and hang")
 	for _, in := range []string{"exit-75:3", "exit-0-without-completing:1"} {
 		if b, err := schedule.ParseBehaviour(in); err == nil {
 			t.Errorf("ParseBehaviour(%q) = %+v, want a 'takes no argument' error", in, b)
