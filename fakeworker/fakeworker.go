@@ -108,20 +108,22 @@ func parse(args []string, getenv func(string) string) (invocation, error) {
 // exit code. Diagnostics go to stderr, which Hermes appends to the task log.
 func Main(args []string, getenv func(string) string, stderr io.Writer) int {
 	start := ledger.MonoNow()
-	inv, err := parse(args, getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos worker:", err)
-		return exitUsage
-	}
+	inv, parseErr := parse(args, getenv)
 	ledgerPath := getenv(EnvLedger)
 	if ledgerPath == "" && inv.dbPath != "" {
 		ledgerPath = filepath.Join(filepath.Dir(inv.dbPath), "kanbanchaos-ledger.jsonl")
 	}
-	// The start line comes first: a worker that dies at any later point has
-	// still been counted.
-	if err := ledger.Append(ledgerPath, ledger.Entry{Kind: ledger.Start, PID: os.Getpid(), Task: inv.task,
-		Run: inv.run, Profile: inv.profile, Lock: inv.lock, Mono: start}); err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+	// The start line comes first — even before a bad command line is
+	// refused — so a worker that dies at any later point has been counted.
+	if inv.task != "" && ledgerPath != "" {
+		if err := ledger.Append(ledgerPath, ledger.Entry{Kind: ledger.Start, PID: os.Getpid(), Task: inv.task,
+			Run: inv.run, Profile: inv.profile, Lock: inv.lock, Mono: start}); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+		}
+	}
+	if parseErr != nil {
+		fmt.Fprintln(stderr, "kanbanchaos worker:", parseErr)
+		return exitUsage
 	}
 	cfg, b, err := loadBehaviour(getenv(EnvConfig), inv.profile)
 	if err != nil {

@@ -38,6 +38,9 @@ func offsets(rng *rand.Rand, s schedule.Schedule) []int {
 	if tick == 0 {
 		tick = int(60000 * s.TimeScale)
 	}
+	if s.Dispatchers < 1 || s.Dispatchers > 64 {
+		return nil // out of range: Validate says so
+	}
 	out := make([]int, s.Dispatchers)
 	for i := 1; i < len(out); i++ {
 		out[i] = rng.IntN(max(tick, 1))

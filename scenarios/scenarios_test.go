@@ -212,7 +212,6 @@ func TestRespread(t *testing.T) {
 // Respread runs before Validate in `kanbanchaos run` (cmd/kanbanchaos/run.go),
 // so an out-of-range --dispatchers must not crash it.
 func TestRespreadNegativeDispatchers(t *testing.T) {
-	t.Skip("bug: scenarios.offsets does make([]int, s.Dispatchers) and panics for a negative count; `kanbanchaos run --dispatchers -1` panics before Validate")
 	s := All()[0].Build(1, "")
 	s.Dispatchers = -1
 	Respread(&s)

@@ -70,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30896", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"run", "issue-30896", "--dispatchers", "0x"}, "invalid value"},
 		{[]string{"run", "issue-30896", "--time-scale", "5"}, "time_scale = 5, want 0 < x <= 1"},
+		{[]string{"run", "issue-30417", "--dispatchers", "-1"}, "dispatchers = -1, want 1..64"},
+		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
 		{[]string{"run"}, "want exactly one scenario (valid: issue-30417, issue-30896)"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
 		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, scenarios, variants, worker, help)"},
