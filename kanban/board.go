@@ -179,6 +179,21 @@ func NewTaskID() string {
 	return "t_" + hex.EncodeToString(buf[:])
 }
 
+// SQLiteVersion is the version of the SQLite library linked into this
+// binary (modernc.org/sqlite v1.62.0 links 3.54.1, v1.39.1 links 3.50.4).
+func SQLiteVersion() string {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		return "unknown"
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRow("SELECT sqlite_version()").Scan(&v); err != nil {
+		return "unknown"
+	}
+	return v
+}
+
 // Code returns SQLite's extended result code carried by err, if any.
 func Code(err error) (int, bool) {
 	var se *sqlite.Error

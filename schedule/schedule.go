@@ -166,6 +166,22 @@ type Schedule struct {
 	MaxSpawn     int       `json:"max_spawn,omitempty"`     // 0 = no cap (Hermes' default config)
 	Profiles     []Profile `json:"profiles"`
 	Tasks        []Task    `json:"tasks"`
+	// Engine is the SQLite the dispatchers and workers run on: "3.54"
+	// (modernc.org/sqlite v1.62.0, the default) or "3.50" (v1.39.1, the
+	// SQLite 3.50.4 Hermes' bundled Python ships). "" means "3.54".
+	Engine string `json:"engine,omitempty"`
+}
+
+// Engines are the SQLite engines a schedule can name, with the exact
+// SQLite version each one links.
+var Engines = map[string]string{"3.54": "3.54.1", "3.50": "3.50.4"}
+
+// EngineOrDefault is s.Engine with "" read as "3.54".
+func (s Schedule) EngineOrDefault() string {
+	if s.Engine == "" {
+		return "3.54"
+	}
+	return s.Engine
 }
 
 // DefaultFailureLimit is Hermes' DEFAULT_FAILURE_LIMIT.
@@ -218,6 +234,9 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
 	case len(s.Tasks) == 0:
 		return fmt.Errorf("schedule: no tasks")
+	}
+	if _, ok := Engines[s.EngineOrDefault()]; !ok {
+		return fmt.Errorf("schedule: engine %q is not one of 3.54, 3.50", s.Engine)
 	}
 	seen := map[string]bool{}
 	for _, p := range s.Profiles {

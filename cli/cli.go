@@ -1,0 +1,74 @@
+// Package cli is the kanbanchaos command line: flags, output formats and
+// exit codes. The work is done by the packages below it. It is a package, not
+// just package main, so the same CLI can be linked against another SQLite
+// engine (engines/sqlite3504).
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+)
+
+// Exit codes shared by every command.
+const (
+	exitPass     = 0 // every invariant held
+	exitFail     = 1 // an invariant failed
+	exitUsage    = 2 // bad usage or bad input
+	exitUnknown  = 3 // the run could not decide
+	exitInternal = 4 // the harness itself failed
+)
+
+// Main runs the command line args (without the program name) and returns the
+// exit code. Invoked as HERMES_BIN (the harness's "hermes" symlink), or with
+// Hermes' worker argv directly, it is the fake worker.
+func Main(argv0 string, args []string) int {
+	if filepath.Base(argv0) == fakeworker.InvokedAs || (len(args) > 0 && args[0] == "-p") {
+		return fakeworker.Main(args, os.Getenv, os.Stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, os.Stdout, os.Stderr)
+}
+
+const usage = `kanbanchaos — reproduce and gate the crash-loop and corruption bugs of SQLite-backed kanban dispatchers
+(first of all Hermes Agent's kanban.db).
+
+Usage:
+  kanbanchaos run SCENARIO [flags]   run one scenario against a dispatcher variant, check every invariant
+  kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
+  kanbanchaos variants               list the dispatcher variants and the knobs they are made of
+  kanbanchaos worker -p PROFILE … chat -q "work kanban task ID"
+                                     the fake worker (what HERMES_BIN runs)
+
+Exit codes: 0 all invariants hold · 1 an invariant failed · 2 bad usage or input · 3 unknown · 4 internal error.
+Run 'kanbanchaos run --help' for the run flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "scenarios":
+		return cmdScenarios(args[1:], stdout, stderr)
+	case "variants":
+		return cmdVariants(args[1:], stdout, stderr)
+	case "worker":
+		return fakeworker.Main(args[1:], os.Getenv, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitPass
+	}
+	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, scenarios, variants, worker, help)\n", args[0])
+	return exitUsage
+}
