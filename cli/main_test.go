@@ -63,7 +63,7 @@ func TestUsageErrors(t *testing.T) {
 		want string // in stderr
 	}{
 		{[]string{"run", "issue-99999"}, "valid: issue-30417, issue-30896"},
-		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, fixed"},
+		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, hermes-0.15, fixed"},
 		{[]string{"run", "issue-30896", "--knob", "nope=1"}, "valid: journal_mode, synchronous"},
 		{[]string{"run", "issue-30896", "--knob", "backoff=maybe"}, `"maybe" is not true/false`},
 		{[]string{"run", "issue-30896", "--knob", "backoff"}, "want name=value"},

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
 )
 
 // Timing holds Hermes' intervals, already scaled.
@@ -63,6 +64,12 @@ type Config struct {
 	Timing       Timing
 	ClaimLock    string // "<hostname>:<pid>"
 	Children     *Children
+	// Process is the connection registry of the OS process hosting this
+	// dispatcher (shared by dispatchers in one process, as their locks are).
+	Process *kanban.Process
+	// Ledger, if set, receives every commit this dispatcher saw
+	// acknowledged and every SQLite error it got.
+	Ledger string
 }
 
 // Tick is what one DispatchOnce did, in Hermes' tick-summary vocabulary.
@@ -86,7 +93,12 @@ type Tick struct {
 
 // Dispatcher runs ticks against one board over its own connection.
 type Dispatcher struct {
-	cfg   Config
+	cfg Config
+	// watch is the gateway's long-lived connection (its notifier): open for
+	// the dispatcher's whole life, writing its cursor every tick.
+	watch *kanban.Board
+	// board is the tick's own connection: Hermes' _tick_once_for_board opens
+	// a fresh connect(board=slug) for every dispatch_once.
 	board *kanban.Board
 	// exits is Hermes' process-local _recent_worker_exits: statuses this
 	// dispatcher reaped from its own children.
@@ -102,13 +114,47 @@ func New(ctx context.Context, cfg Config) (*Dispatcher, error) {
 	if cfg.ClaimLock == "" {
 		cfg.ClaimLock = DefaultClaimLock()
 	}
-	b, err := kanban.Connect(ctx, cfg.DBPath, cfg.Knobs.Connect)
-	if err != nil {
-		return nil, fmt.Errorf("dispatcher %s: %w", cfg.Name, err)
+	if cfg.Process == nil {
+		cfg.Process = kanban.NewProcess()
 	}
 	host, _, _ := strings.Cut(cfg.ClaimLock, ":")
-	return &Dispatcher{cfg: cfg, board: b, exits: map[int]syscall.WaitStatus{}, host: host}, nil
+	d := &Dispatcher{cfg: cfg, exits: map[int]syscall.WaitStatus{}, host: host}
+	w, err := kanban.Connect(ctx, cfg.DBPath, d.connectOptions())
+	if err != nil {
+		d.logError(err)
+		return nil, fmt.Errorf("dispatcher %s: %w", cfg.Name, err)
+	}
+	d.watch = w
+	return d, nil
 }
+
+// connectOptions are the variant's connection knobs wired to this process
+// and this dispatcher's ledger.
+func (d *Dispatcher) connectOptions() kanban.Options {
+	o := d.cfg.Knobs.Connect
+	o.Process = d.cfg.Process
+	if d.cfg.Ledger != "" {
+		o.OnCommit = func(c kanban.Commit) {
+			ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: d.cfg.Name,
+				Op: c.Op, Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
+		}
+	}
+	return o
+}
+
+// logError puts a SQLite error into the ledger with its extended code: the
+// oracle looks there for CORRUPT, NOTADB, IOERR and PROTOCOL.
+func (d *Dispatcher) logError(err error) {
+	code, ok := kanban.Code(err)
+	if !ok || d.cfg.Ledger == "" {
+		return
+	}
+	ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.SQLiteError, PID: os.Getpid(), Who: d.cfg.Name, Code: code, Message: err.Error()})
+}
+
+// Watch is the dispatcher's long-lived connection (for reads in tests and
+// tools).
+func (d *Dispatcher) Watch() *kanban.Board { return d.watch }
 
 // DefaultClaimLock is Hermes' claim lock: "<hostname>:<pid>".
 func DefaultClaimLock() string {
@@ -117,7 +163,7 @@ func DefaultClaimLock() string {
 }
 
 // Close closes the board connection.
-func (d *Dispatcher) Close() error { return d.board.Close() }
+func (d *Dispatcher) Close() error { return d.watch.Close() }
 
 // Run ticks every Timing.Tick until ctx ends, passing each tick to onTick.
 // Tick errors are reported in the Tick and do not stop the loop, as a Hermes
@@ -145,11 +191,12 @@ func (d *Dispatcher) Run(ctx context.Context, onTick func(Tick)) {
 // claims, detect crashed workers, enforce max runtime, recompute ready,
 // spawn. Every step commits its own transaction(s), as in Hermes.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
-	tick = Tick{Dispatcher: d.cfg.Name, At: d.board.Now()}
+	tick = Tick{Dispatcher: d.cfg.Name, At: d.watch.Now()}
 	defer func() {
 		if err != nil {
 			tick.Error = err.Error()
 			tick.ErrorCode, _ = kanban.Code(err)
+			d.logError(err)
 		}
 	}()
 	if d.cfg.Knobs.DispatchLock {
@@ -165,6 +212,18 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
 	}
 	for pid, st := range d.cfg.Children.Reap(d.cfg.Name) {
 		d.exits[pid] = st
+	}
+	board, err := kanban.Connect(ctx, d.cfg.DBPath, d.connectOptions())
+	if err != nil {
+		return tick, err
+	}
+	d.board = board
+	defer func() {
+		board.Close()
+		d.board = nil
+	}()
+	if err := d.watch.AdvanceNotifyCursor(ctx, d.cfg.Name); err != nil {
+		return tick, err
 	}
 	steps := []func(context.Context, *Tick) error{d.releaseStaleClaims, d.detectCrashedWorkers, d.enforceMaxRuntime, d.recomputeReady, d.spawnPhase}
 	for _, step := range steps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -118,7 +119,7 @@ func (b *bench) starts() int {
 
 func (b *bench) state() (status string, failures int, lastError string, events []string) {
 	b.t.Helper()
-	db := b.d.board.DB()
+	db := b.d.watch.DB()
 	var le *string
 	if err := db.QueryRow(`SELECT status, consecutive_failures, last_failure_error FROM tasks WHERE id=?`, b.task).Scan(&status, &failures, &le); err != nil {
 		b.t.Fatal(err)
@@ -293,7 +294,7 @@ func TestFixedAutoBlocksUnknownAssignee(t *testing.T) {
 // and environment (§8 "What a worker receives").
 func TestWorkerArgvAndEnv(t *testing.T) {
 	b := newBench(t, setup{knobs: knobsOf(t, "hermes-0.14", nil), worker: "hang", timing: fastTiming()})
-	cands, err := b.d.board.SpawnCandidates(context.Background())
+	cands, err := b.d.watch.SpawnCandidates(context.Background())
 	if err != nil || len(cands) != 1 {
 		t.Fatalf("candidates %v %v", cands, err)
 	}
@@ -335,7 +336,7 @@ func TestDispatchLock(t *testing.T) {
 }
 
 func TestKnobsAndVariants(t *testing.T) {
-	if _, err := Resolve("hermes-9", nil); err == nil || !strings.Contains(err.Error(), "hermes-0.14, pr30973, fixed") {
+	if _, err := Resolve("hermes-9", nil); err == nil || !strings.Contains(err.Error(), "hermes-0.14, pr30973, hermes-0.15, fixed") {
 		t.Fatalf("unknown variant error must list the valid ones: %v", err)
 	}
 	if _, err := Resolve("fixed", map[string]string{"nope": "1"}); err == nil || !strings.Contains(err.Error(), "atomic_failure") {
@@ -360,7 +361,7 @@ func TestKnobsAndVariants(t *testing.T) {
 				t.Fatalf("%s: knob %s=%s does not round-trip: %v", v.Name, n, val, err)
 			}
 		}
-		if back != v.Knobs {
+		if !reflect.DeepEqual(back, v.Knobs) {
 			t.Fatalf("%s: Values/Set round trip lost something:\n%+v\n%+v", v.Name, back, v.Knobs)
 		}
 	}
@@ -390,7 +391,7 @@ func TestCreateOnBoardRouting(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			var own int
-			b.d.board.DB().QueryRow(`SELECT count(*) FROM tasks`).Scan(&own)
+			b.d.watch.DB().QueryRow(`SELECT count(*) FROM tasks`).Scan(&own)
 			other := 0
 			otherPath := kanban.BoardPath(b.home, "other")
 			if _, err := os.Stat(otherPath); err == nil {

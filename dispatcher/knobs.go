@@ -101,6 +101,11 @@ var knobTable = []knob{
 	intKnob("busy_timeout", "PRAGMA busy_timeout in ms", func(k *Knobs) *int { return &k.Connect.BusyTimeoutMs }),
 	intKnob("wal_autocheckpoint", "PRAGMA wal_autocheckpoint in pages (0 = SQLite's 1000)", func(k *Knobs) *int { return &k.Connect.WALAutocheckpoint }),
 	boolKnob("wal_every_connect", "re-issue the mutating journal_mode pragma on every connect", func(k *Knobs) *bool { return &k.Connect.WALEveryConnect }),
+	boolKnob("eio_fallback", "switch a live WAL file to DELETE when WAL setup fails with disk I/O error (M2)", func(k *Knobs) *bool { return &k.Connect.EIOFallback }),
+	boolKnob("raw_header_read", "plain open/read/close of the DB header on every connect (M1a)", func(k *Knobs) *bool { return &k.Connect.RawHeaderRead }),
+	boolKnob("post_commit_probe", "plain open/read/close of the header after every COMMIT (M1b)", func(k *Knobs) *bool { return &k.Connect.PostCommitProbe }),
+	boolKnob("guard_raw_reads", "skip raw reads while this process holds a connection (the M1 fix)", func(k *Knobs) *bool { return &k.Connect.GuardRawReads }),
+	boolKnob("ofd_locking", "modernc OFD locks on the main DB file (process-wide)", func(k *Knobs) *bool { return &k.Connect.OFDLocking }),
 	boolKnob("atomic_failure", "count the failure in the crash-reclaim transaction", func(k *Knobs) *bool { return &k.AtomicFailure }),
 	boolKnob("repromote_tripped", "recompute_ready promotes breaker-tripped tasks", func(k *Knobs) *bool { return &k.RepromoteTripped }),
 	choiceKnob("crash_limit", "limit the crash path applies", []string{"default", "configured"}, func(k *Knobs) *string { return &k.CrashLimit }),
@@ -167,11 +172,22 @@ func hermes014() Knobs {
 func Variants() []Variant {
 	pr := hermes014()
 	pr.Connect.Synchronous, pr.Connect.WALAutocheckpoint = "FULL", 100
+	// v0.15.0 shipped #33482 (FULL, autocheckpoint 100, no EIO downgrade,
+	// WAL pragma skipped when already WAL, the post-commit probe) on top of
+	// the per-connect header read of #30862; the breaker bugs stayed.
+	v015 := pr
+	v015.Connect.BusyTimeoutMs = 120000
+	v015.Connect.EIOFallback = false
+	v015.Connect.WALEveryConnect = false
+	v015.Connect.RawHeaderRead = true
+	v015.Connect.PostCommitProbe = true
 	return []Variant{
 		{"hermes-0.14", "Hermes v0.14.0 as released: non-atomic failure count, re-promotion of tripped tasks, default crash limit, no backoff, no dispatch lock", hermes014()},
 		{"pr30973", "v0.14 + PR #30973: synchronous=FULL, wal_autocheckpoint=100 (durability only; the breaker bugs stay)", pr},
-		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock", Knobs{
-			Connect:           kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100},
+		{"hermes-0.15", "v0.15.0: pr30973 + busy_timeout 120000, no EIO downgrade, WAL pragma skipped when WAL, raw header read on every connect (M1a) and after every COMMIT (M1b)", v015},
+		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, header checks that never raw-read a file the process has open", Knobs{
+			Connect: kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100,
+				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true},
 			AtomicFailure:     true,
 			CrashLimit:        "configured",
 			Backoff:           true,

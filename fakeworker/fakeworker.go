@@ -12,10 +12,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -171,7 +173,16 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 	case schedule.ModeHang:
 		select {} // until the dispatcher or the harness kills us
 	}
-	board, err := kanban.Connect(ctx, w.inv.dbPath, w.cfg.Connect)
+	opts := w.cfg.Connect
+	opts.Process = kanban.NewProcess() // this worker is its own OS process
+	opts.OnCommit = func(c kanban.Commit) {
+		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: "worker", Op: c.Op,
+			Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
+	}
+	if err := kanban.ApplyOFD(opts.OFDLocking); err != nil {
+		return w.fail("ofd locking", err)
+	}
+	board, err := kanban.Connect(ctx, w.inv.dbPath, opts)
 	if err != nil {
 		return w.fail("connect", err)
 	}
@@ -193,6 +204,9 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 		if code := w.createOnBoard(ctx, b.Board); code != 0 {
 			return code
 		}
+	}
+	if code, done := w.writeProgress(ctx, board, b); done {
+		return code
 	}
 	if err := board.Complete(ctx, w.inv.task, w.inv.run, "done by kanbanchaos fake worker"); err != nil {
 		return w.fail("complete", err)
@@ -233,4 +247,46 @@ func (w worker) createOnBoard(ctx context.Context, slug string) int {
 	}
 	fmt.Fprintf(w.stderr, "kanban_create: created %s in %s\n", id, res.Path)
 	return 0
+}
+
+// writeProgress plays the writer modes: progress comments, each its own
+// transaction, like an agent reporting as it works; then, for write-exit,
+// the exit without a Close and, for kill-in-txn, a SIGKILL inside BEGIN
+// IMMEDIATE. done is false when the caller goes on to complete the task.
+func (w worker) writeProgress(ctx context.Context, board *kanban.Board, b schedule.Behaviour) (code int, done bool) {
+	switch b.Mode {
+	case schedule.ModeWriteComplete, schedule.ModeWriteExit, schedule.ModeKillInTxn:
+	default:
+		return 0, false
+	}
+	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(w.inv.run)))
+	for i := 0; i < b.Writes; i++ {
+		if err := board.Comment(ctx, w.inv.task, w.inv.run, w.inv.profile, progressNote(rng, i)); err != nil {
+			return w.fail("comment", err), true
+		}
+	}
+	switch b.Mode {
+	case schedule.ModeWriteExit:
+		return b.Exit, true
+	case schedule.ModeKillInTxn:
+		err := board.CommentThen(ctx, w.inv.task, w.inv.run, w.inv.profile, progressNote(rng, b.Writes), func() {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way; never COMMIT
+		})
+		return w.fail("comment", err), true
+	}
+	return 0, false
+}
+
+// progressNote is 100–1600 bytes of text, enough to split pages.
+func progressNote(rng *rand.Rand, i int) string {
+	const words = "claim heartbeat worker board commit page index rowid checkpoint journal spawn crash breaker limit "
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "step %d: ", i)
+	n := 100 + rng.IntN(1500)
+	for sb.Len() < n {
+		start := rng.IntN(len(words) - 12)
+		sb.WriteString(words[start : start+12])
+	}
+	return sb.String()
 }

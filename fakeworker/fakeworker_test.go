@@ -316,8 +316,23 @@ func TestCompleteFinishesTheTask(t *testing.T) {
 		t.Errorf("events %v, want one heartbeat and one completed", events)
 	}
 	h := readLedger(t, s.ledger)
-	if len(h.Entries) != 1 || h.Entries[0].Run != s.run || h.Entries[0].Lock != s.lock {
+	starts := h.Starts()[s.task]
+	if len(starts) != 1 || starts[0].Run != s.run || starts[0].Lock != s.lock {
 		t.Errorf("ledger %+v, want one start for run %d with the claim lock", h.Entries, s.run)
+	}
+	// Every acknowledged write is in the ledger: the heartbeat and the
+	// completion, each with the event it inserted.
+	var ops []string
+	for _, e := range h.Entries {
+		if e.Kind == ledger.Commit && e.Task == s.task {
+			ops = append(ops, e.Op)
+			if len(e.Events) != 1 {
+				t.Errorf("commit %s lists events %v, want the one it inserted", e.Op, e.Events)
+			}
+		}
+	}
+	if strings.Join(ops, " ") != "heartbeat completed" {
+		t.Errorf("commits %v, want heartbeat then completed", ops)
 	}
 }
 

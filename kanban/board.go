@@ -34,31 +34,83 @@ type Options struct {
 	BusyTimeoutMs     int    `json:"busy_timeout_ms"`    // Python's sqlite3 default timeout is 5 s
 	WALAutocheckpoint int    `json:"wal_autocheckpoint"` // pages; 0 leaves SQLite's default (1000)
 	// WALEveryConnect re-issues the mutating `PRAGMA journal_mode=WAL` on
-	// every connect, as v0.14's apply_wal_with_fallback did. Off: the pragma
-	// is skipped when the file is already in that mode.
+	// every connect, as v0.14's apply_wal_with_fallback did (M3). Off: the
+	// pragma is skipped when the file is already in that mode.
 	WALEveryConnect bool `json:"wal_every_connect"`
+	// EIOFallback switches to journal_mode=DELETE when setting WAL fails
+	// with "disk I/O error" or a locking-protocol error (M2, v0.14).
+	EIOFallback bool `json:"eio_fallback"`
+	// RawHeaderRead reads the DB header with a plain open/read/close before
+	// every connect (M1a, v0.15).
+	RawHeaderRead bool `json:"raw_header_read"`
+	// PostCommitProbe re-reads the header's page count after every COMMIT
+	// (M1b, v0.15).
+	PostCommitProbe bool `json:"post_commit_probe"`
+	// GuardRawReads skips every raw read of the file while this process
+	// holds a connection to it (the fix): stat only.
+	GuardRawReads bool `json:"guard_raw_reads"`
+	// OFDLocking asks for modernc's OFD locks on the main DB file. It is a
+	// process-wide switch, applied by whoever starts the process (ApplyOFD).
+	OFDLocking bool `json:"ofd_locking"`
+
+	// Process is the connection registry of the calling OS process (nil:
+	// a private one, i.e. this connection is alone in its process).
+	Process *Process `json:"-"`
+	// OnCommit, if set, is told of every acknowledged COMMIT, after it
+	// returned: what the transaction wrote. Processes append it to the ledger.
+	OnCommit func(Commit) `json:"-"`
+}
+
+// Commit is what one acknowledged transaction wrote.
+type Commit struct {
+	Op       string  `json:"op"`
+	Task     string  `json:"task,omitempty"`
+	Run      int64   `json:"run,omitempty"`      // a task_runs row the transaction inserted
+	Events   []int64 `json:"events,omitempty"`   // task_events rows it inserted
+	Comments []int64 `json:"comments,omitempty"` // task_comments rows it inserted
+}
+
+// ApplyOFD sets modernc's process-wide OFD-locking switch. Call it once,
+// before the process opens any connection.
+func ApplyOFD(on bool) error {
+	if sqlite.OFDLockingEnabled() == on {
+		return nil
+	}
+	_, err := sqlite.OFDLocking(on)
+	return err
 }
 
 // DefaultOptions are Hermes v0.14's connection settings.
 func DefaultOptions() Options {
-	return Options{JournalMode: "WAL", Synchronous: "NORMAL", BusyTimeoutMs: 5000, WALEveryConnect: true}
+	return Options{JournalMode: "WAL", Synchronous: "NORMAL", BusyTimeoutMs: 5000, WALEveryConnect: true, EIOFallback: true}
 }
 
 // Board is one open connection to a board DB. A Board holds a single SQLite
 // connection, like one Hermes connect(), and is not for concurrent use by
 // several goroutines that each expect their own transaction.
 type Board struct {
-	db   *sql.DB
-	path string
-	now  func() float64
+	db      *sql.DB
+	path    string
+	opts    Options
+	now     func() float64
+	pending *Commit // what the transaction in flight wrote
+	closed  bool
 }
 
 // Connect opens (creating if needed) the board DB at path with o's pragmas
 // and makes sure the schema exists, as Hermes' connect() does.
 func Connect(ctx context.Context, path string, o Options) (*Board, error) {
+	if o.Process == nil {
+		o.Process = NewProcess()
+	}
 	// Hermes' connect() creates the board directory on first use.
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("kanban: board directory: %w", err)
+	}
+	if o.RawHeaderRead && !(o.GuardRawReads && o.Process.Live(path) > 0) {
+		if err := rawHeaderRead(path); err != nil {
+			return nil, err
+		}
 	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeoutMs))
@@ -79,22 +131,28 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
-	b := &Board{db: db, path: path, now: wallNow}
-	if err := b.setJournalMode(ctx, o); err != nil {
-		db.Close()
+	b := &Board{db: db, path: path, opts: o, now: wallNow}
+	o.Process.add(path, 1)
+	if err := b.setJournalMode(ctx); err != nil {
+		b.Close()
 		return nil, err
 	}
-	if err := b.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, schema)
-		return err
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("kanban: create schema in %s: %w", path, err)
+	if first, done := o.Process.claimInit(path); first {
+		err := b.write(ctx, "init_schema", "", func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, schema)
+			return err
+		})
+		done(err == nil)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("kanban: create schema in %s: %w", path, err)
+		}
 	}
 	return b, nil
 }
 
-func (b *Board) setJournalMode(ctx context.Context, o Options) error {
+func (b *Board) setJournalMode(ctx context.Context) error {
+	o := b.opts
 	if o.JournalMode == "" {
 		return nil
 	}
@@ -107,8 +165,16 @@ func (b *Board) setJournalMode(ctx context.Context, o Options) error {
 			return nil
 		}
 	}
-	var got string
-	if err := b.db.QueryRowContext(ctx, "PRAGMA journal_mode="+o.JournalMode).Scan(&got); err != nil {
+	got, err := b.pragmaJournal(ctx, o.JournalMode)
+	if err != nil && o.EIOFallback && strings.EqualFold(o.JournalMode, "WAL") && walUnsupported(err) {
+		// v0.14's apply_wal_with_fallback: treat the error as "WAL not
+		// supported here" and switch the live file to DELETE (M2).
+		got, err = b.pragmaJournal(ctx, "DELETE")
+		if err == nil && strings.EqualFold(got, "delete") {
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("kanban: set journal_mode=%s on %s: %w", o.JournalMode, b.path, err)
 	}
 	if !strings.EqualFold(got, o.JournalMode) {
@@ -118,6 +184,19 @@ func (b *Board) setJournalMode(ctx context.Context, o Options) error {
 	return nil
 }
 
+func (b *Board) pragmaJournal(ctx context.Context, mode string) (string, error) {
+	var got string
+	err := b.db.QueryRowContext(ctx, "PRAGMA journal_mode="+mode).Scan(&got)
+	return got, err
+}
+
+// walUnsupported is v0.14's test for "WAL cannot work here": locking
+// protocol, not authorized, or any disk I/O error.
+func walUnsupported(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "locking protocol") || strings.Contains(msg, "not authorized") || strings.Contains(msg, "disk i/o error")
+}
+
 // Path is the DB file this board was opened on.
 func (b *Board) Path() string { return b.path }
 
@@ -125,7 +204,13 @@ func (b *Board) Path() string { return b.path }
 func (b *Board) DB() *sql.DB { return b.db }
 
 // Close closes the connection.
-func (b *Board) Close() error { return b.db.Close() }
+func (b *Board) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.opts.Process.add(b.path, -1)
+	}
+	return b.db.Close()
+}
 
 func wallNow() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
@@ -135,18 +220,31 @@ func (b *Board) SetClock(now func() float64) { b.now = now }
 // Now is the board's clock in Unix seconds.
 func (b *Board) Now() float64 { return b.now() }
 
-// write runs fn in one BEGIN IMMEDIATE transaction (the DSN's _txlock).
-func (b *Board) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// write runs fn in one BEGIN IMMEDIATE transaction (the DSN's _txlock),
+// tells OnCommit what it wrote once COMMIT returned, then runs the
+// post-commit probe if that knob is on.
+func (b *Board) write(ctx context.Context, op, task string, fn func(tx *sql.Tx) error) error {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin immediate: %w", err)
 	}
+	b.pending = &Commit{Op: op, Task: task}
+	defer func() { b.pending = nil }()
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if b.opts.OnCommit != nil {
+		b.opts.OnCommit(*b.pending)
+	}
+	if b.opts.PostCommitProbe {
+		raw := !(b.opts.GuardRawReads && b.opts.Process.Live(b.path) > 0)
+		if err := postCommitProbe(b.path, raw); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -164,10 +262,13 @@ func (b *Board) event(ctx context.Context, tx *sql.Tx, task string, run int64, k
 	if run > 0 {
 		r = run
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO task_events (task_id, run_id, kind, payload, created_at) VALUES (?,?,?,?,?)`,
 		task, r, kind, p, b.now())
 	if err != nil {
 		return fmt.Errorf("insert %s event: %w", kind, err)
+	}
+	if id, err := res.LastInsertId(); err == nil && b.pending != nil {
+		b.pending.Events = append(b.pending.Events, id)
 	}
 	return nil
 }

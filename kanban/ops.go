@@ -30,7 +30,7 @@ func (b *Board) CreateTask(ctx context.Context, t NewTask) (string, error) {
 	if t.MaxRetries > 0 {
 		maxRetries = t.MaxRetries
 	}
-	err := b.write(ctx, func(tx *sql.Tx) error {
+	err := b.write(ctx, "create", t.ID, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, title, assignee, status, priority, created_by, created_at, max_retries)
 			VALUES (?,?,?,?,?,?,?,?)`, t.ID, t.Title, t.Assignee, StatusReady, t.Priority, t.CreatedBy, b.now(), maxRetries)
 		if err != nil {
@@ -49,7 +49,7 @@ func (b *Board) CreateTask(ctx context.Context, t NewTask) (string, error) {
 // false when another claimer won or the task is not claimable; the loser
 // writes nothing. A task with an undone parent is demoted to todo instead.
 func (b *Board) Claim(ctx context.Context, id, lock string, ttl float64) (run int64, ok bool, err error) {
-	err = b.write(ctx, func(tx *sql.Tx) error {
+	err = b.write(ctx, "claim", id, func(tx *sql.Tx) error {
 		var undone int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM task_links l JOIN tasks p ON p.id = l.parent_id
 			WHERE l.child_id = ? AND p.status NOT IN ('done','archived')`, id).Scan(&undone); err != nil {
@@ -94,6 +94,7 @@ func (b *Board) Claim(ctx context.Context, id, lock string, ttl float64) (run in
 		if err != nil {
 			return err
 		}
+		b.pending.Run = run
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET current_run_id=? WHERE id=?`, run, id); err != nil {
 			return err
 		}
@@ -109,7 +110,7 @@ func (b *Board) Claim(ctx context.Context, id, lock string, ttl float64) (run in
 // SetWorkspacePath records where the worker runs (its own transaction, as in
 // Hermes).
 func (b *Board) SetWorkspacePath(ctx context.Context, id, path string) error {
-	return wrap("set workspace of "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap("set workspace of "+id, b.write(ctx, "set_workspace", id, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE tasks SET workspace_path=? WHERE id=?`, path, id)
 		return err
 	}))
@@ -118,7 +119,7 @@ func (b *Board) SetWorkspacePath(ctx context.Context, id, path string) error {
 // SetWorkerPID is Hermes' _set_worker_pid: record the spawned pid on the task
 // and its run and emit `spawned`.
 func (b *Board) SetWorkerPID(ctx context.Context, id string, run int64, pid int) error {
-	return wrap("set worker pid of "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap("set worker pid of "+id, b.write(ctx, "set_worker_pid", id, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET worker_pid=? WHERE id=? AND current_run_id=?`, pid, id, run); err != nil {
 			return err
 		}
@@ -146,7 +147,7 @@ const DefaultFailureLimit = 2
 // limit > 0 is the limit passed by the caller; 0 means "None" (the default).
 func (b *Board) RecordTaskFailure(ctx context.Context, id, outcome, errMsg string, limit int) (Failure, error) {
 	var f Failure
-	err := b.write(ctx, func(tx *sql.Tx) (err error) {
+	err := b.write(ctx, "record_failure", id, func(tx *sql.Tx) (err error) {
 		f, err = b.recordFailure(ctx, tx, id, 0, outcome, errMsg, limit)
 		return err
 	})
@@ -208,7 +209,7 @@ func (b *Board) recordFailure(ctx context.Context, tx *sql.Tx, id string, spawnR
 // claim is released, the run closed as spawn_failed and a failure counted.
 func (b *Board) RecordSpawnFailure(ctx context.Context, id string, run int64, errMsg string, limit int) (Failure, error) {
 	var f Failure
-	err := b.write(ctx, func(tx *sql.Tx) (err error) {
+	err := b.write(ctx, "record_spawn_failure", id, func(tx *sql.Tx) (err error) {
 		if err := b.event(ctx, tx, id, run, EventSpawnFailed, map[string]any{"error": truncate(errMsg, 500)}); err != nil {
 			return err
 		}
@@ -282,7 +283,7 @@ type Reclaimed struct {
 // fix); without it the caller records failures afterwards (Hermes v0.14).
 func (b *Board) ReclaimCrashed(ctx context.Context, crashes []Crash, atomic bool) ([]Reclaimed, error) {
 	var out []Reclaimed
-	err := b.write(ctx, func(tx *sql.Tx) error {
+	err := b.write(ctx, "reclaim_crashed", "", func(tx *sql.Tx) error {
 		out = out[:0]
 		now := b.now()
 		for _, c := range crashes {
@@ -323,7 +324,7 @@ func (b *Board) ReclaimCrashed(ctx context.Context, crashes []Crash, atomic bool
 
 // ExtendClaim pushes a live worker's claim forward (`claim_extended`).
 func (b *Board) ExtendClaim(ctx context.Context, id, lock string, expires float64, reason string) error {
-	return wrap("extend claim of "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap("extend claim of "+id, b.write(ctx, "extend_claim", id, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET claim_expires=? WHERE id=? AND status='running' AND claim_lock=?`, expires, id, lock)
 		if err != nil {
 			return err
@@ -340,7 +341,7 @@ func (b *Board) ExtendClaim(ctx context.Context, id, lock string, expires float6
 // stale claim, timed_out after max runtime). With count, a failure is
 // recorded in the same transaction (limit as in RecordTaskFailure).
 func (b *Board) ReleaseClaim(ctx context.Context, id, lock, outcome, errMsg string, count bool, limit int) (released bool, f *Failure, err error) {
-	err = b.write(ctx, func(tx *sql.Tx) error {
+	err = b.write(ctx, "release_claim", id, func(tx *sql.Tx) error {
 		released, f = false, nil
 		var run sql.NullInt64
 		if err := tx.QueryRowContext(ctx, `SELECT current_run_id FROM tasks WHERE id=? AND status='running' AND claim_lock=?`, id, lock).Scan(&run); err != nil {
@@ -391,7 +392,7 @@ type RecomputePolicy struct {
 // or archived, emitting `promoted`. It returns the promoted task ids.
 func (b *Board) RecomputeReady(ctx context.Context, p RecomputePolicy) ([]string, error) {
 	var promoted []string
-	err := b.write(ctx, func(tx *sql.Tx) error {
+	err := b.write(ctx, "recompute_ready", "", func(tx *sql.Tx) error {
 		promoted = promoted[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT t.id, t.status, t.consecutive_failures, COALESCE(t.max_retries,0),
 			COALESCE((SELECT e.kind FROM task_events e WHERE e.task_id=t.id AND e.kind IN ('blocked','unblocked') ORDER BY e.id DESC LIMIT 1),'')
@@ -489,7 +490,7 @@ func (b *Board) CountRunning(ctx context.Context) (int, error) {
 // AutoBlock parks a ready task that can never be spawned (e.g. an assignee
 // that is not a profile) with a sticky `blocked` event and a clear error.
 func (b *Board) AutoBlock(ctx context.Context, id, reason string) error {
-	return wrap("auto-block "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap("auto-block "+id, b.write(ctx, "auto_block", id, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status='blocked', last_failure_error=?, block_kind='auto_blocked'
 			WHERE id=? AND status='ready' AND claim_lock IS NULL`, truncate(reason, 500), id)
 		if err != nil {
@@ -520,7 +521,7 @@ func (b *Board) Task(ctx context.Context, id string) (TaskRow, error) {
 // Heartbeat is a worker's heartbeat: it extends the claim it holds
 // (HERMES_KANBAN_CLAIM_LOCK) for the run it was started for.
 func (b *Board) Heartbeat(ctx context.Context, id string, run int64, lock string, ttl float64) error {
-	return wrap("heartbeat "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap("heartbeat "+id, b.write(ctx, "heartbeat", id, func(tx *sql.Tx) error {
 		now := b.now()
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET last_heartbeat_at=?, claim_expires=? WHERE id=? AND status='running'
 			AND current_run_id=? AND claim_lock=?`, now, now+ttl, id, run, lock)
@@ -549,7 +550,7 @@ func (b *Board) Block(ctx context.Context, id string, expectedRun int64, reason 
 }
 
 func (b *Board) finish(ctx context.Context, id string, expectedRun int64, status, outcome, kind, text string) error {
-	return wrap(kind+" "+id, b.write(ctx, func(tx *sql.Tx) error {
+	return wrap(kind+" "+id, b.write(ctx, kind, id, func(tx *sql.Tx) error {
 		now := b.now()
 		var completedAt any
 		if status == StatusDone {
@@ -581,4 +582,47 @@ func wrap(what string, err error) error {
 		return err
 	}
 	return fmt.Errorf("kanban: %s: %w", what, err)
+}
+
+// Comment is a worker's progress note: a task_comments row plus a
+// `commented` event, in one transaction, for the run it works on. Workers
+// write these in bulk, which splits pages as real agent output does.
+func (b *Board) Comment(ctx context.Context, id string, run int64, author, body string) error {
+	return b.CommentThen(ctx, id, run, author, body, nil)
+}
+
+// CommentThen is Comment with beforeCommit called inside the transaction,
+// after the writes and before COMMIT: a fake worker kills itself there to
+// die holding the write lock with a half-done transaction.
+func (b *Board) CommentThen(ctx context.Context, id string, run int64, author, body string, beforeCommit func()) error {
+	return wrap("comment on "+id, b.write(ctx, "comment", id, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO task_comments (task_id, author, body, created_at) VALUES (?,?,?,?)`, id, author, body, b.now())
+		if err != nil {
+			return err
+		}
+		cid, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		b.pending.Comments = append(b.pending.Comments, cid)
+		if err := b.event(ctx, tx, id, run, EventCommented, map[string]any{"comment": cid, "bytes": len(body)}); err != nil {
+			return err
+		}
+		if beforeCommit != nil {
+			beforeCommit()
+		}
+		return nil
+	}))
+}
+
+// AdvanceNotifyCursor is the gateway notifier's bookkeeping: move the
+// subscriber's cursor to the newest event. A long-lived connection doing
+// this every tick is the lock holder mechanism M1 preys on.
+func (b *Board) AdvanceNotifyCursor(ctx context.Context, chat string) error {
+	return wrap("advance notify cursor", b.write(ctx, "notify_cursor", "", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO kanban_notify_subs (task_id, platform, chat_id, last_event_id)
+			VALUES ('*', 'gateway', ?, (SELECT COALESCE(max(id),0) FROM task_events))
+			ON CONFLICT (task_id, platform, chat_id, thread_id) DO UPDATE SET last_event_id=excluded.last_event_id`, chat)
+		return err
+	}))
 }

@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS task_comments (
 	body TEXT NOT NULL,
 	created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kanban_notify_subs (
+	task_id TEXT NOT NULL,
+	platform TEXT NOT NULL,
+	chat_id TEXT NOT NULL,
+	thread_id TEXT NOT NULL DEFAULT '',
+	last_event_id INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (task_id, platform, chat_id, thread_id)
+);
 CREATE INDEX IF NOT EXISTS idx_tasks_assignee_status ON tasks(assignee, status);
 CREATE INDEX IF NOT EXISTS idx_tasks_status ON tasks(status);
 CREATE INDEX IF NOT EXISTS idx_events_task ON task_events(task_id, created_at);
@@ -122,6 +130,7 @@ const (
 	EventBlocked           = "blocked"
 	EventUnblocked         = "unblocked"
 	EventCompleted         = "completed"
+	EventCommented         = "commented"
 )
 
 // Run outcomes (Hermes vocabulary).

@@ -29,6 +29,9 @@ const (
 	Start Kind = "start"
 	// SQLiteError is written by a process that saw an error from SQLite.
 	SQLiteError Kind = "sqlite_error"
+	// Commit is written after a COMMIT returned: what the transaction wrote.
+	// The oracle requires every acknowledged write to be in the final DB.
+	Commit Kind = "commit"
 )
 
 // Entry is one line of the ledger.
@@ -43,6 +46,12 @@ type Entry struct {
 	Wall    float64 `json:"wall"`    // Unix seconds, to line entries up with DB timestamps
 	Code    int     `json:"code,omitempty"`
 	Message string  `json:"msg,omitempty"`
+	// Who wrote it: "worker", or the dispatcher's name ("d1").
+	Who string `json:"who,omitempty"`
+	// Commit entries: the operation and the rows it inserted.
+	Op       string  `json:"op,omitempty"`
+	Events   []int64 `json:"events,omitempty"`
+	Comments []int64 `json:"comments,omitempty"`
 }
 
 // MonoNow reads CLOCK_MONOTONIC. Go's own monotonic clock is private to a

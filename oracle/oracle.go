@@ -106,6 +106,9 @@ type Input struct {
 	RunStartWall float64
 	// QuietStartWall is when the quiet phase began (0: unknown).
 	QuietStartWall float64
+	// Observations are what the harness saw outside the DB while the run
+	// went on (deleted sidecars held open, replaced sidecars).
+	Observations []Observation
 }
 
 // Check runs every invariant. The returned error is for the oracle itself
@@ -120,8 +123,10 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	for task, s := range starts {
 		v.Spawns[task] = len(s)
 	}
-	v.Checked = append(v.Checked, Spawns)
+	v.Checked = append(v.Checked, Spawns, SQLiteErrors, Sidecars)
 	checkSpawns(&v, in, starts)
+	checkSQLiteErrors(&v, in)
+	checkSidecars(&v, in.Observations)
 
 	if _, err := os.Stat(in.DBPath); err != nil {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("board DB not readable: %v", err))
@@ -148,10 +153,13 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 		v.Unknowns = append(v.Unknowns, "could not read the board: "+err.Error())
 		return v, nil
 	}
-	v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping, NoLostRuns)
+	v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites)
 	checkBreaker(&v, in, snap)
 	checkBookkeeping(&v, snap)
 	checkLostRuns(&v, in, snap)
+	if err := checkLostWrites(ctx, &v, in, db, snap); err != nil {
+		v.Unknowns = append(v.Unknowns, "could not check for lost writes: "+err.Error())
+	}
 	return v, nil
 }
 

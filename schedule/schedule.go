@@ -27,7 +27,13 @@ const (
 	// ModeCreateOnBoard calls kanban_create(board=SLUG) the way a Hermes
 	// worker's tool does, then completes its own task: with HERMES_KANBAN_DB
 	// pinned, v0.14 writes the card into the worker's own board (#30678).
-	ModeCreateOnBoard    = "create-on-board"
+	ModeCreateOnBoard = "create-on-board"
+	// Writer modes write like a Hermes worker: heartbeat, then progress
+	// comments, each its own transaction.
+	ModeWriteComplete    = "write-complete" // write K comments, complete, close, exit 0
+	ModeWriteExit        = "write-exit"     // write comments, exit N without closing
+	ModeKillInTxn        = "kill-in-txn"    // write comments, then SIGKILL itself inside BEGIN IMMEDIATE
+	defaultWrites        = 20
 	RateLimitedExitCode  = 75 // Hermes' KANBAN_RATE_LIMIT_EXIT_CODE
 	defaultCrashExitCode = 1
 )
@@ -42,6 +48,9 @@ var Modes = []struct{ Name, Doc string }{
 	{ModeExit0NoComplete, "exit 0 without completing (a protocol violation)"},
 	{ModeHang, "sleep until killed"},
 	{ModeCreateOnBoard + ":SLUG", "kanban_create(board=SLUG) as a pinned worker does, then complete the task"},
+	{ModeWriteComplete + ":K", "open the board, heartbeat, write K progress comments (one transaction each), complete, close, exit 0"},
+	{ModeWriteExit + ":N", "open the board, heartbeat, write 20 progress comments, exit N without closing"},
+	{ModeKillInTxn, "open the board, heartbeat, write 10 progress comments, then SIGKILL itself inside BEGIN IMMEDIATE"},
 }
 
 // Behaviour is what a fake worker does once started.
@@ -50,6 +59,7 @@ type Behaviour struct {
 	Exit    int    `json:"exit,omitempty"`
 	DelayMs int    `json:"delay_ms,omitempty"` // wait this long after the ledger line, before acting
 	Board   string `json:"board,omitempty"`    // create-on-board: the explicit board= slug
+	Writes  int    `json:"writes,omitempty"`   // writer modes: progress comments to write
 }
 
 // ParseBehaviour reads "exit-now:1", "hang", "heartbeat-then-crash:3" …
@@ -76,6 +86,23 @@ func ParseBehaviour(s string) (Behaviour, error) {
 		return b, code(0)
 	case ModeHeartbeatCrash:
 		return b, code(defaultCrashExitCode)
+	case ModeWriteExit:
+		b.Writes = defaultWrites
+		if !hasArg {
+			return b, fmt.Errorf("worker mode %q needs an exit code, e.g. %s:1", s, name)
+		}
+		return b, code(0)
+	case ModeWriteComplete:
+		n, err := strconv.Atoi(arg)
+		if !hasArg || err != nil || n < 0 || n > 100000 {
+			return b, fmt.Errorf("worker mode %q needs a number of writes 0..100000, e.g. %s:20", s, name)
+		}
+		b.Writes = n
+	case ModeKillInTxn:
+		if hasArg {
+			return b, fmt.Errorf("worker mode %q takes no argument", name)
+		}
+		b.Writes = defaultWrites / 2
 	case ModeExit75, ModeExit0NoComplete:
 		if hasArg {
 			return b, fmt.Errorf("worker mode %q takes no argument (use %s:N for another code)", name, ModeExitNow)
@@ -114,6 +141,10 @@ func (b Behaviour) String() string {
 		return b.Mode
 	case ModeCreateOnBoard:
 		return b.Mode + ":" + b.Board
+	case ModeWriteComplete:
+		return fmt.Sprintf("%s:%d", b.Mode, b.Writes)
+	case ModeKillInTxn:
+		return b.Mode
 	}
 	return fmt.Sprintf("%s:%d", b.Mode, b.Exit)
 }
@@ -123,7 +154,7 @@ func (b Behaviour) String() string {
 // timeout). Such a task must be spawned at most failure-limit times. A
 // rate-limited exit (75) never counts; a completing worker needs one spawn.
 func (b Behaviour) Bounded() bool {
-	exits := b.Mode == ModeExitNow || b.Mode == ModeOpenBoardExit || b.Mode == ModeHeartbeatCrash
+	exits := b.Mode == ModeExitNow || b.Mode == ModeOpenBoardExit || b.Mode == ModeHeartbeatCrash || b.Mode == ModeWriteExit
 	return !(exits && b.Exit == RateLimitedExitCode)
 }
 

@@ -39,6 +39,15 @@ var spellings = map[string][]struct {
 		{"exit-0-without-completing", schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: 0}},
 	},
 	"hang": {{"hang", schedule.Behaviour{Mode: schedule.ModeHang}}},
+	"write-complete:K": {
+		{"write-complete:0", schedule.Behaviour{Mode: schedule.ModeWriteComplete}},
+		{"write-complete:40", schedule.Behaviour{Mode: schedule.ModeWriteComplete, Writes: 40}},
+	},
+	"write-exit:N": {
+		{"write-exit:1", schedule.Behaviour{Mode: schedule.ModeWriteExit, Exit: 1, Writes: 20}},
+		{"write-exit:75", schedule.Behaviour{Mode: schedule.ModeWriteExit, Exit: 75, Writes: 20}},
+	},
+	"kill-in-txn": {{"kill-in-txn", schedule.Behaviour{Mode: schedule.ModeKillInTxn, Writes: 10}}},
 	"create-on-board:SLUG": {
 		{"create-on-board:other", schedule.Behaviour{Mode: schedule.ModeCreateOnBoard, Board: "other"}},
 		{"create-on-board:Other", schedule.Behaviour{Mode: schedule.ModeCreateOnBoard, Board: "other"}},

@@ -1,0 +1,164 @@
+package oracle
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+)
+
+// More invariant names: what processes saw acknowledged must be there, what
+// they saw go wrong must not be corruption, and the sidecar files must not
+// have been swapped under open connections (mechanism M1's fingerprints).
+const (
+	NoLostWrites = "no-lost-writes" // every acknowledged commit's rows are in the DB (#33334)
+	SQLiteErrors = "sqlite-errors"  // no process saw CORRUPT, NOTADB, IOERR or PROTOCOL
+	Sidecars     = "sidecars"       // no deleted -wal/-shm held open; sidecar inodes stable while connected
+)
+
+// Observation is something the harness saw while the run went on, outside
+// the DB and the ledger (e.g. its own fds pointing at a deleted -wal).
+type Observation struct {
+	Kind   string  `json:"kind"` // "deleted-sidecar-fd", "sidecar-replaced"
+	AtMs   float64 `json:"at_ms"`
+	Detail string  `json:"detail"`
+}
+
+// primary result codes that mean the file or its locking is broken.
+var corruptionCodes = map[int]string{10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 15: "SQLITE_PROTOCOL", 26: "SQLITE_NOTADB"}
+
+// checkSQLiteErrors fails the run when any process logged an error whose
+// primary code says the DB or its locks are broken. Busy and locked errors
+// are contention, not damage, and are not counted.
+func checkSQLiteErrors(v *Verdict, in Input) {
+	type seen struct {
+		count int
+		first ledger.Entry
+	}
+	byCode := map[int]*seen{}
+	for _, e := range in.Ledger.Entries {
+		if e.Kind != ledger.SQLiteError {
+			continue
+		}
+		if _, bad := corruptionCodes[e.Code&0xff]; !bad {
+			continue
+		}
+		if s, ok := byCode[e.Code]; ok {
+			s.count++
+			continue
+		}
+		byCode[e.Code] = &seen{count: 1, first: e}
+	}
+	codes := make([]int, 0, len(byCode))
+	for c := range byCode {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	for _, c := range codes {
+		s := byCode[c]
+		who := s.first.Who
+		v.Violations = append(v.Violations, Violation{Invariant: SQLiteErrors, Task: s.first.Task, AtMs: round(in.monoMs(s.first.Mono)),
+			Message: fmt.Sprintf("%s (extended code %d) seen %d×; first by %s pid %d: %s",
+				corruptionCodes[c&0xff], c, s.count, who, s.first.PID, s.first.Message),
+			Evidence: map[string]any{"code": c, "count": s.count, "pid": s.first.PID, "who": who}})
+	}
+}
+
+// checkLostWrites holds every commit a process saw acknowledged to the DB:
+// its events, comments and run must all be present, for the right task.
+func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
+	comments, err := commentTasks(ctx, db)
+	if err != nil {
+		return err
+	}
+	events := map[int64]string{}
+	for task, es := range s.events {
+		for _, e := range es {
+			events[e.id] = task
+		}
+	}
+	var acked, lost, lostRows int
+	var first *ledger.Entry
+	var sample []string
+	for i, e := range in.Ledger.Entries {
+		if e.Kind != ledger.Commit {
+			continue
+		}
+		acked++
+		missing := 0
+		for _, id := range e.Events {
+			if t, ok := events[id]; !ok || (e.Task != "" && t != e.Task) {
+				missing++
+			}
+		}
+		for _, id := range e.Comments {
+			if t, ok := comments[id]; !ok || t != e.Task {
+				missing++
+			}
+		}
+		if e.Run > 0 {
+			if r, ok := s.runs[e.Run]; !ok || r.task != e.Task {
+				missing++
+			}
+		}
+		if missing == 0 {
+			continue
+		}
+		lost++
+		lostRows += missing
+		if first == nil {
+			first = &in.Ledger.Entries[i]
+		}
+		if len(sample) < 5 {
+			sample = append(sample, fmt.Sprintf("%s by %s pid %d (task %s): %d of its rows missing", e.Op, e.Who, e.PID, e.Task, missing))
+		}
+	}
+	if lost == 0 {
+		return nil
+	}
+	v.Violations = append(v.Violations, Violation{Invariant: NoLostWrites, Task: first.Task, AtMs: round(in.monoMs(first.Mono)),
+		Message:  fmt.Sprintf("%d of %d acknowledged commits lost %d rows; first: %s", lost, acked, lostRows, sample[0]),
+		Evidence: map[string]any{"acknowledged": acked, "lost_commits": lost, "lost_rows": lostRows, "sample": sample}})
+	return nil
+}
+
+func commentTasks(ctx context.Context, db *sql.DB) (map[int64]string, error) {
+	out := map[int64]string{}
+	rows, err := db.QueryContext(ctx, `SELECT id, task_id FROM task_comments`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var task string
+		if err := rows.Scan(&id, &task); err != nil {
+			return nil, err
+		}
+		out[id] = task
+	}
+	return out, rows.Err()
+}
+
+// checkSidecars turns the harness's observations into violations: one per
+// kind, with how often it was seen.
+func checkSidecars(v *Verdict, obs []Observation) {
+	count := map[string]int{}
+	first := map[string]Observation{}
+	var kinds []string
+	for _, o := range obs {
+		if count[o.Kind] == 0 {
+			first[o.Kind] = o
+			kinds = append(kinds, o.Kind)
+		}
+		count[o.Kind]++
+	}
+	for _, k := range kinds {
+		o := first[k]
+		v.Violations = append(v.Violations, Violation{Invariant: Sidecars, AtMs: o.AtMs,
+			Message:  fmt.Sprintf("%s seen %d× while connections were open; first at +%.0fms: %s", k, count[k], o.AtMs, o.Detail),
+			Evidence: map[string]any{"kind": k, "count": count[k], "first": o.Detail}})
+	}
+}

@@ -1,0 +1,125 @@
+package oracle
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+)
+
+// writesBoard makes a board with one task and two acknowledged comments,
+// recording the commits the way a process does (through OnCommit).
+func writesBoard(t *testing.T) (path string, commits []ledger.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	path = filepath.Join(t.TempDir(), "kanban.db")
+	o := kanban.DefaultOptions()
+	o.OnCommit = func(c kanban.Commit) {
+		commits = append(commits, ledger.Entry{Kind: ledger.Commit, PID: 7, Who: "worker", Op: c.Op, Task: c.Task,
+			Run: c.Run, Events: c.Events, Comments: c.Comments})
+	}
+	b, err := kanban.Connect(ctx, path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	id, err := b.CreateTask(ctx, kanban.NewTask{ID: "t_000000aa", Assignee: "coder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _, err := b.Claim(ctx, id, "h:1", 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := b.Comment(ctx, id, run, "coder", strings.Repeat("x", 300)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path, commits
+}
+
+func TestAcknowledgedWritesArePresent(t *testing.T) {
+	path, commits := writesBoard(t)
+	v := check(t, Input{DBPath: path, Ledger: ledger.History{Entries: commits}})
+	wantStatus(t, v, Pass)
+	if len(commits) < 4 {
+		t.Fatalf("want init, create, claim and two comments acknowledged, got %d commits", len(commits))
+	}
+}
+
+// TestLostWritesAreFound drops acknowledged rows behind the ledger's back
+// (as a split WAL does) and expects the oracle to count them.
+func TestLostWritesAreFound(t *testing.T) {
+	path, commits := writesBoard(t)
+	b, err := kanban.Connect(context.Background(), path, kanban.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DB().Exec(`DELETE FROM task_comments WHERE id = (SELECT max(id) FROM task_comments)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.DB().Exec(`DELETE FROM task_runs`); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	v := check(t, Input{DBPath: path, Ledger: ledger.History{Entries: commits}})
+	wantStatus(t, v, Fail)
+	var lost *Violation
+	for i := range v.Violations {
+		if v.Violations[i].Invariant == NoLostWrites {
+			lost = &v.Violations[i]
+		}
+	}
+	if lost == nil {
+		t.Fatalf("no %s violation in %+v", NoLostWrites, v.Violations)
+	}
+	if lost.Evidence["lost_commits"] != 2 || lost.Evidence["lost_rows"] != 2 || lost.Task != "t_000000aa" {
+		t.Fatalf("evidence %+v, want the claim (its run) and the last comment lost", lost.Evidence)
+	}
+}
+
+func TestCorruptionErrorsFailBusyDoesNot(t *testing.T) {
+	path, _ := writesBoard(t)
+	entries := []ledger.Entry{
+		{Kind: ledger.SQLiteError, PID: 3, Who: "worker", Code: 5, Message: "database is locked"},
+		{Kind: ledger.SQLiteError, PID: 3, Who: "worker", Code: 517, Message: "busy snapshot"},
+	}
+	wantStatus(t, check(t, Input{DBPath: path, Ledger: ledger.History{Entries: entries}}), Pass)
+	entries = append(entries,
+		ledger.Entry{Kind: ledger.SQLiteError, PID: 4, Who: "d1", Code: 779, Message: "database disk image is malformed (779)"},
+		ledger.Entry{Kind: ledger.SQLiteError, PID: 5, Who: "worker", Code: 779, Message: "again"},
+		ledger.Entry{Kind: ledger.SQLiteError, PID: 6, Who: "worker", Code: 522, Message: "disk I/O error (522)"})
+	v := check(t, Input{DBPath: path, Ledger: ledger.History{Entries: entries}})
+	wantStatus(t, v, Fail)
+	var msgs []string
+	for _, x := range v.Violations {
+		if x.Invariant == SQLiteErrors {
+			msgs = append(msgs, x.Message)
+		}
+	}
+	if len(msgs) != 2 || !strings.Contains(msgs[0], "SQLITE_IOERR (extended code 522) seen 1×") ||
+		!strings.Contains(msgs[1], "SQLITE_CORRUPT (extended code 779) seen 2×; first by d1 pid 4") {
+		t.Fatalf("messages %q", msgs)
+	}
+}
+
+func TestSidecarObservationsFail(t *testing.T) {
+	path, _ := writesBoard(t)
+	obs := []Observation{
+		{Kind: "deleted-sidecar-fd", AtMs: 120, Detail: "fd 9 -> kanban.db-wal (deleted)"},
+		{Kind: "deleted-sidecar-fd", AtMs: 140, Detail: "fd 9 -> kanban.db-wal (deleted)"},
+		{Kind: "sidecar-replaced", AtMs: 130, Detail: "kanban.db-shm inode 5 -> 6"},
+	}
+	v := check(t, Input{DBPath: path, Observations: obs})
+	wantStatus(t, v, Fail)
+	if got := v.Failed(); len(got) != 1 || got[0] != Sidecars || len(v.Violations) != 2 {
+		t.Fatalf("violations %+v", v.Violations)
+	}
+	if !strings.Contains(v.Violations[0].Message, "deleted-sidecar-fd seen 2×") || v.FirstViolationMs() != 120 {
+		t.Fatalf("message %q first %v", v.Violations[0].Message, v.FirstViolationMs())
+	}
+}
