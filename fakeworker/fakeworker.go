@@ -179,8 +179,12 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: "worker", Op: c.Op,
 			Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
 	}
-	if err := kanban.ApplyOFD(opts.OFDLocking); err != nil {
-		return w.fail("ofd locking", err)
+	if opts.OFDLocking != kanban.OFDFromEnv() {
+		// The lock kind is fixed when the process starts; a mismatch means
+		// the run would not test what it says it tests.
+		fmt.Fprintf(w.stderr, "kanbanchaos worker: ofd_locking=%v but this process was started with %s=%q\n",
+			opts.OFDLocking, kanban.OFDEnv, os.Getenv(kanban.OFDEnv))
+		return exitConfig
 	}
 	board, err := kanban.Connect(ctx, w.inv.dbPath, opts)
 	if err != nil {

@@ -50,7 +50,7 @@ type Options struct {
 	// holds a connection to it (the fix): stat only.
 	GuardRawReads bool `json:"guard_raw_reads"`
 	// OFDLocking asks for modernc's OFD locks on the main DB file. It is a
-	// process-wide switch, applied by whoever starts the process (ApplyOFD).
+	// process-wide switch: processes get it from their environment (OFDEnv).
 	OFDLocking bool `json:"ofd_locking"`
 
 	// Process is the connection registry of the calling OS process (nil:
@@ -70,14 +70,17 @@ type Commit struct {
 	Comments []int64 `json:"comments,omitempty"` // task_comments rows it inserted
 }
 
-// ApplyOFD sets modernc's process-wide OFD-locking switch. Call it once,
-// before the process opens any connection.
-func ApplyOFD(on bool) error {
-	if sqlite.OFDLockingEnabled() == on {
-		return nil
-	}
-	_, err := sqlite.OFDLocking(on)
-	return err
+// OFDEnv is the environment variable that turns on modernc's OFD locks for
+// the main DB file. The library reads it once, when the process starts, and
+// the switch is process-wide, so a process gets OFD locking by being started
+// with it (older engines, such as SQLite 3.50.4's modernc v1.39.1, ignore it).
+const OFDEnv = "MODERNC_SQLITE_OFD_LOCK"
+
+// OFDFromEnv reports whether this process was started with OFD locking on,
+// by the library's own rule: set, and not empty or starting with "0".
+func OFDFromEnv() bool {
+	v := os.Getenv(OFDEnv)
+	return v != "" && !strings.HasPrefix(v, "0")
 }
 
 // DefaultOptions are Hermes v0.14's connection settings.

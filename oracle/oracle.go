@@ -123,10 +123,10 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	for task, s := range starts {
 		v.Spawns[task] = len(s)
 	}
-	v.Checked = append(v.Checked, Spawns, SQLiteErrors, Sidecars)
+	v.Checked = append(v.Checked, Spawns, SQLiteErrors, Sidecars, DispatcherProgress)
 	checkSpawns(&v, in, starts)
 	checkSQLiteErrors(&v, in)
-	checkSidecars(&v, in.Observations)
+	checkObservations(&v, in.Observations)
 
 	if _, err := os.Stat(in.DBPath); err != nil {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("board DB not readable: %v", err))

@@ -165,7 +165,7 @@ func TestHealthyBoardPasses(t *testing.T) {
 	if len(v.Violations) != 0 || len(v.Unknowns) != 0 {
 		t.Fatalf("violations %+v unknowns %q, want none", v.Violations, v.Unknowns)
 	}
-	want := []string{Integrity, Spawns, BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, SQLiteErrors, Sidecars}
+	want := []string{Integrity, Spawns, BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, SQLiteErrors, Sidecars, DispatcherProgress}
 	got := slices.Clone(v.Checked)
 	slices.Sort(got)
 	slices.Sort(want)
@@ -673,7 +673,7 @@ func TestMalformedLedgerIsUnknown(t *testing.T) {
 	if len(v.Unknowns) != 1 || !strings.Contains(v.Unknowns[0], "2 malformed") {
 		t.Errorf("Unknowns = %q, want the malformed count", v.Unknowns)
 	}
-	if len(v.Checked) != 8 {
+	if len(v.Checked) != 9 {
 		t.Errorf("Checked = %q: a malformed ledger must not stop the DB checks", v.Checked)
 	}
 }

@@ -16,14 +16,20 @@ const (
 	NoLostWrites = "no-lost-writes" // every acknowledged commit's rows are in the DB (#33334)
 	SQLiteErrors = "sqlite-errors"  // no process saw CORRUPT, NOTADB, IOERR or PROTOCOL
 	Sidecars     = "sidecars"       // no deleted -wal/-shm held open; sidecar inodes stable while connected
+	// DispatcherProgress: no dispatcher goes seconds without finishing a
+	// tick (stuck on a lock that broken locking left behind).
+	DispatcherProgress = "dispatcher-progress"
 )
 
 // Observation is something the harness saw while the run went on, outside
 // the DB and the ledger (e.g. its own fds pointing at a deleted -wal).
 type Observation struct {
-	Kind   string  `json:"kind"` // "deleted-sidecar-fd", "sidecar-replaced"
-	AtMs   float64 `json:"at_ms"`
-	Detail string  `json:"detail"`
+	// Invariant it breaks: Sidecars (the default when empty) or
+	// DispatcherProgress.
+	Invariant string  `json:"invariant,omitempty"`
+	Kind      string  `json:"kind"` // "deleted-sidecar-fd", "sidecar-replaced", "dispatcher-stalled"
+	AtMs      float64 `json:"at_ms"`
+	Detail    string  `json:"detail"`
 }
 
 // primary result codes that mean the file or its locking is broken.
@@ -142,9 +148,9 @@ func commentTasks(ctx context.Context, db *sql.DB) (map[int64]string, error) {
 	return out, rows.Err()
 }
 
-// checkSidecars turns the harness's observations into violations: one per
-// kind, with how often it was seen.
-func checkSidecars(v *Verdict, obs []Observation) {
+// checkObservations turns the harness's observations into violations: one
+// per kind, with how often it was seen.
+func checkObservations(v *Verdict, obs []Observation) {
 	count := map[string]int{}
 	first := map[string]Observation{}
 	var kinds []string
@@ -157,8 +163,15 @@ func checkSidecars(v *Verdict, obs []Observation) {
 	}
 	for _, k := range kinds {
 		o := first[k]
-		v.Violations = append(v.Violations, Violation{Invariant: Sidecars, AtMs: o.AtMs,
-			Message:  fmt.Sprintf("%s seen %d× while connections were open; first at +%.0fms: %s", k, count[k], o.AtMs, o.Detail),
+		inv := o.Invariant
+		if inv == "" {
+			inv = Sidecars
+		}
+		msg := fmt.Sprintf("%s seen %d× while connections were open; first at +%.0fms: %s", k, count[k], o.AtMs, o.Detail)
+		if count[k] == 1 {
+			msg = fmt.Sprintf("%s at +%.0fms: %s", k, o.AtMs, o.Detail)
+		}
+		v.Violations = append(v.Violations, Violation{Invariant: inv, AtMs: o.AtMs, Message: msg,
 			Evidence: map[string]any{"kind": k, "count": count[k], "first": o.Detail}})
 	}
 }

@@ -4,7 +4,9 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -17,7 +19,13 @@ type Scenario struct {
 	Summary string // what happens and what must hold
 	// Variant is the variant the scenario runs when none is given.
 	Variant string
-	build   func(rng *rand.Rand, s *schedule.Schedule)
+	// Engine is the SQLite engine it runs on unless told otherwise ("" =
+	// the default 3.54).
+	Engine string
+	// Knobs are set on top of any variant: they are what the scenario is
+	// about (e.g. journal_mode=DELETE). A user's --knob overrides them.
+	Knobs map[string]string
+	build func(rng *rand.Rand, s *schedule.Schedule)
 }
 
 // Build makes the scenario's schedule for seed and variant.
@@ -25,7 +33,10 @@ func (sc Scenario) Build(seed uint64, variant string) schedule.Schedule {
 	if variant == "" {
 		variant = sc.Variant
 	}
-	s := schedule.Schedule{Scenario: sc.Name, Seed: seed, Variant: variant}
+	s := schedule.Schedule{Scenario: sc.Name, Seed: seed, Variant: variant, Engine: sc.Engine}
+	if len(sc.Knobs) > 0 {
+		s.Knobs = maps.Clone(sc.Knobs)
+	}
 	sc.build(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), &s)
 	s.DispatcherOffsetsMs = offsets(rand.New(rand.NewPCG(seed, 1)), s)
 	return s
@@ -56,6 +67,14 @@ func Respread(s *schedule.Schedule) {
 
 // All returns every scenario in name order.
 func All() []Scenario {
+	all := append(breakerScenarios(), corruptionScenarios()...)
+	slices.SortFunc(all, func(a, b Scenario) int { return strings.Compare(a.Name, b.Name) })
+	return all
+}
+
+// breakerScenarios reproduce the spawn-loop family: the breaker that does
+// not hold.
+func breakerScenarios() []Scenario {
 	return []Scenario{
 		{
 			Name:  "issue-30417",
