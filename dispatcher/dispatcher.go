@@ -136,7 +136,7 @@ func (d *Dispatcher) connectOptions() kanban.Options {
 	if d.cfg.Ledger != "" {
 		o.OnCommit = func(c kanban.Commit) {
 			ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: d.cfg.Name,
-				Op: c.Op, Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
+				Op: c.Op, Began: c.Began, Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
 		}
 	}
 	return o

@@ -105,6 +105,8 @@ var knobTable = []knob{
 	boolKnob("raw_header_read", "plain open/read/close of the DB header on every connect (M1a)", func(k *Knobs) *bool { return &k.Connect.RawHeaderRead }),
 	boolKnob("post_commit_probe", "plain open/read/close of the header after every COMMIT (M1b)", func(k *Knobs) *bool { return &k.Connect.PostCommitProbe }),
 	boolKnob("guard_raw_reads", "skip raw reads while this process holds a connection (the M1 fix)", func(k *Knobs) *bool { return &k.Connect.GuardRawReads }),
+	boolKnob("inode_guard", "refuse writes once the board path names another file (M6)", func(k *Knobs) *bool { return &k.Connect.InodeGuard }),
+	boolKnob("fail_closed", "never give a schema to an existing empty board file (#30687)", func(k *Knobs) *bool { return &k.Connect.FailClosed }),
 	boolKnob("ofd_locking", "modernc OFD locks on the main DB file (process-wide)", func(k *Knobs) *bool { return &k.Connect.OFDLocking }),
 	boolKnob("atomic_failure", "count the failure in the crash-reclaim transaction", func(k *Knobs) *bool { return &k.AtomicFailure }),
 	boolKnob("repromote_tripped", "recompute_ready promotes breaker-tripped tasks", func(k *Knobs) *bool { return &k.RepromoteTripped }),
@@ -187,7 +189,7 @@ func Variants() []Variant {
 		{"hermes-0.15", "v0.15.0: pr30973 + busy_timeout 120000, no EIO downgrade, WAL pragma skipped when WAL, raw header read on every connect (M1a) and after every COMMIT (M1b)", v015},
 		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, header checks that never raw-read a file the process has open", Knobs{
 			Connect: kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100,
-				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true},
+				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true, InodeGuard: true, FailClosed: true},
 			AtomicFailure:     true,
 			CrashLimit:        "configured",
 			Backoff:           true,

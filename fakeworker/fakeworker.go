@@ -176,7 +176,7 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 	opts := w.cfg.Connect
 	opts.Process = kanban.NewProcess() // this worker is its own OS process
 	opts.OnCommit = func(c kanban.Commit) {
-		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: "worker", Op: c.Op,
+		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.Commit, PID: os.Getpid(), Who: "worker", Op: c.Op, Began: c.Began,
 			Task: c.Task, Run: c.Run, Events: c.Events, Comments: c.Comments})
 	}
 	if opts.OFDLocking != kanban.OFDFromEnv() {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +50,13 @@ type Options struct {
 	// GuardRawReads skips every raw read of the file while this process
 	// holds a connection to it (the fix): stat only.
 	GuardRawReads bool `json:"guard_raw_reads"`
+	// InodeGuard remembers the board file's (device, inode) at connect and
+	// refuses every write once the path names another file: a board swapped
+	// or deleted under an open connection (M6) is not written to blindly.
+	InodeGuard bool `json:"inode_guard"`
+	// FailClosed refuses to give a schema to an existing empty file: a
+	// board that was there is never silently recreated empty (#30687).
+	FailClosed bool `json:"fail_closed"`
 	// OFDLocking asks for modernc's OFD locks on the main DB file. It is a
 	// process-wide switch: processes get it from their environment (OFDEnv).
 	OFDLocking bool `json:"ofd_locking"`
@@ -63,6 +71,10 @@ type Options struct {
 
 // Commit is what one acknowledged transaction wrote.
 type Commit struct {
+	// Began is when the transaction began checking and writing
+	// (CLOCK_MONOTONIC ns): a commit that began before a board file was
+	// swapped legitimately went to the old file.
+	Began    int64   `json:"began_ns"`
 	Op       string  `json:"op"`
 	Task     string  `json:"task,omitempty"`
 	Run      int64   `json:"run,omitempty"`      // a task_runs row the transaction inserted
@@ -98,6 +110,30 @@ type Board struct {
 	now     func() float64
 	pending *Commit // what the transaction in flight wrote
 	closed  bool
+	file    fileKey // (device, inode) at connect, for InodeGuard
+}
+
+type fileKey struct{ dev, ino uint64 }
+
+// ErrBoardGone is returned when the board file an operation meant is not
+// (or no longer) the file at its path.
+var ErrBoardGone = errors.New("kanban: board file replaced or emptied")
+
+// monoNow reads CLOCK_MONOTONIC, the clock the ledger uses across processes.
+func monoNow() int64 {
+	var ts syscall.Timespec
+	if err := clockGettime(&ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+func fileID(path string) (fileKey, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileKey{}, err
+	}
+	return fileKey{uint64(st.Dev), st.Ino}, nil
 }
 
 // Connect opens (creating if needed) the board DB at path with o's pragmas
@@ -109,6 +145,11 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	// Hermes' connect() creates the board directory on first use.
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("kanban: board directory: %w", err)
+	}
+	if o.FailClosed {
+		if st, err := os.Stat(path); err == nil && st.Size() == 0 {
+			return nil, fmt.Errorf("%w: %s exists and is empty; refusing to create a fresh schema in it", ErrBoardGone, path)
+		}
 	}
 	if o.RawHeaderRead && !(o.GuardRawReads && o.Process.Live(path) > 0) {
 		if err := rawHeaderRead(path); err != nil {
@@ -135,6 +176,9 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	b := &Board{db: db, path: path, opts: o, now: wallNow}
+	if o.InodeGuard {
+		b.file, _ = fileID(path) // a file SQLite is about to create has no id yet: taken at first write
+	}
 	o.Process.add(path, 1)
 	if err := b.setJournalMode(ctx); err != nil {
 		b.Close()
@@ -227,11 +271,24 @@ func (b *Board) Now() float64 { return b.now() }
 // tells OnCommit what it wrote once COMMIT returned, then runs the
 // post-commit probe if that knob is on.
 func (b *Board) write(ctx context.Context, op, task string, fn func(tx *sql.Tx) error) error {
+	began := monoNow()
+	if b.opts.InodeGuard {
+		// stat by path: never an open of the file, which would drop locks.
+		now, err := fileID(b.path)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %s: %v", ErrBoardGone, b.path, err)
+		case b.file == (fileKey{}):
+			b.file = now
+		case now != b.file:
+			return fmt.Errorf("%w: %s is now another file (inode %d, connected to %d); refusing to write", ErrBoardGone, b.path, now.ino, b.file.ino)
+		}
+	}
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin immediate: %w", err)
 	}
-	b.pending = &Commit{Op: op, Task: task}
+	b.pending = &Commit{Began: began, Op: op, Task: task}
 	defer func() { b.pending = nil }()
 	if err := fn(tx); err != nil {
 		tx.Rollback()

@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Process is what one OS process knows about its own connections: how many
@@ -119,5 +122,14 @@ func postCommitProbe(path string, raw bool) error {
 	if pages*pageSize > st.Size() {
 		return fmt.Errorf("kanban: %s: torn extend: header says %d pages of %d bytes, file has %d bytes", path, pages, pageSize, st.Size())
 	}
+	return nil
+}
+
+func clockGettime(ts *syscall.Timespec) error {
+	var t unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &t); err != nil {
+		return err
+	}
+	ts.Sec, ts.Nsec = t.Sec, t.Nsec
 	return nil
 }

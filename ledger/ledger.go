@@ -50,6 +50,7 @@ type Entry struct {
 	Who string `json:"who,omitempty"`
 	// Commit entries: the operation and the rows it inserted.
 	Op       string  `json:"op,omitempty"`
+	Began    int64   `json:"began_ns,omitempty"` // when the transaction began (CLOCK_MONOTONIC)
 	Events   []int64 `json:"events,omitempty"`
 	Comments []int64 `json:"comments,omitempty"`
 }

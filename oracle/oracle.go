@@ -109,6 +109,11 @@ type Input struct {
 	// Observations are what the harness saw outside the DB while the run
 	// went on (deleted sidecars held open, replaced sidecars).
 	Observations []Observation
+	// SwapMono, when > 0, is when the board file was swapped for an empty
+	// one (an operator's act, fault "swap"). Writes and starts before it
+	// went to the file that was moved aside and are not held against the
+	// file now at DBPath.
+	SwapMono int64
 }
 
 // Check runs every invariant. The returned error is for the oracle itself
@@ -143,6 +148,22 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 		// The tables of a corrupt DB cannot be trusted; the integrity
 		// violation already decides the run.
 		return v, nil
+	}
+	if in.SwapMono > 0 {
+		schema, err := hasSchema(ctx, db)
+		if err != nil {
+			v.Unknowns = append(v.Unknowns, "could not read the swapped-in board: "+err.Error())
+			return v, nil
+		}
+		v.Checked = append(v.Checked, NoSilentRecreation)
+		if !schema {
+			// Nobody gave the swapped-in file a schema: every write after
+			// the swap was refused, or it went to the orphaned file.
+			v.Checked = append(v.Checked, NoLostWrites)
+			checkLostWrites(ctx, &v, in, nil, snapshot{runs: map[int64]runRow{}})
+			return v, nil
+		}
+		checkRecreation(ctx, &v, in, db)
 	}
 	snap, err := readSnapshot(ctx, db)
 	if err != nil {
@@ -420,7 +441,7 @@ func checkBookkeeping(v *Verdict, s snapshot) {
 // the DB must still hold.
 func checkLostRuns(v *Verdict, in Input, s snapshot) {
 	for _, e := range in.Ledger.Entries {
-		if e.Kind != ledger.Start || e.Run <= 0 {
+		if e.Kind != ledger.Start || e.Run <= 0 || e.Mono < in.SwapMono {
 			continue
 		}
 		r, ok := s.runs[e.Run]

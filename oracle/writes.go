@@ -19,7 +19,28 @@ const (
 	// DispatcherProgress: no dispatcher goes seconds without finishing a
 	// tick (stuck on a lock that broken locking left behind).
 	DispatcherProgress = "dispatcher-progress"
+	// NoSilentRecreation: a board file swapped for an empty one is never
+	// given a fresh schema by the dispatcher or its workers (#30687, M6).
+	NoSilentRecreation = "no-silent-recreation"
 )
+
+func hasSchema(ctx context.Context, db *sql.DB) (bool, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name='tasks'`).Scan(&n)
+	return n > 0, err
+}
+
+// checkRecreation: the swapped-in empty file got a schema, so some process
+// silently recreated the board; report how much of the seeded board is
+// missing from it.
+func checkRecreation(ctx context.Context, v *Verdict, in Input, db *sql.DB) {
+	var tasks int
+	db.QueryRowContext(ctx, `SELECT count(*) FROM tasks`).Scan(&tasks)
+	v.Violations = append(v.Violations, Violation{Invariant: NoSilentRecreation,
+		Message: fmt.Sprintf("the board file was replaced by an empty file and a process gave it a fresh schema: it now holds %d tasks, the board had %d",
+			tasks, len(in.Schedule.Tasks)),
+		Evidence: map[string]any{"tasks_now": tasks, "tasks_seeded": len(in.Schedule.Tasks)}})
+}
 
 // Observation is something the harness saw while the run went on, outside
 // the DB and the ledger (e.g. its own fds pointing at a deleted -wal).
@@ -75,9 +96,12 @@ func checkSQLiteErrors(v *Verdict, in Input) {
 // checkLostWrites holds every commit a process saw acknowledged to the DB:
 // its events, comments and run must all be present, for the right task.
 func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
-	comments, err := commentTasks(ctx, db)
-	if err != nil {
-		return err
+	comments := map[int64]string{}
+	if db != nil { // nil: the file has no schema, so no row can be there
+		var err error
+		if comments, err = commentTasks(ctx, db); err != nil {
+			return err
+		}
 	}
 	events := map[int64]string{}
 	for task, es := range s.events {
@@ -89,7 +113,8 @@ func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 	var first *ledger.Entry
 	var sample []string
 	for i, e := range in.Ledger.Entries {
-		if e.Kind != ledger.Commit {
+		// A commit that began before the swap went to the file moved aside.
+		if e.Kind != ledger.Commit || (in.SwapMono > 0 && min(e.Began, e.Mono) < in.SwapMono) {
 			continue
 		}
 		acked++

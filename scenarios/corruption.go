@@ -78,6 +78,32 @@ func corruptionScenarios() []Scenario {
 			},
 		},
 		{
+			Name:  "m6-swap-while-open",
+			Issue: "spec M6 / recipe R8: the board file is replaced while the gateway has it open (an operator swapping in a rebuilt DB, boards rm racing connect)",
+			Summary: "At 1.5 s the board and its sidecars are renamed aside and an empty file takes their place. Old " +
+				"connections keep writing into the orphaned inode; new workers find an empty file and (v0.14/v0.15) give it " +
+				"a fresh schema. Must hold: no process silently recreates the board, and no write acknowledged after the " +
+				"swap is lost. The fixed variant refuses writes once the path names another file and never initializes an " +
+				"existing empty file.",
+			Variant: "hermes-0.15",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				writerBoard(rng, s, 2, 200, 1, writes(20), 0)
+				s.Faults = []schedule.Fault{{AtMs: 1500, Kind: schedule.FaultSwap}}
+			},
+		},
+		{
+			Name:  "fault-delete-sidecars",
+			Issue: "measured fault #4: -wal and -shm deleted while writers run (a 'clean stale files' step on restart)",
+			Summary: "A positive control for the oracle: at 1 s the harness unlinks kanban.db-wal and kanban.db-shm under " +
+				"live connections, as a cleanup script would. No dispatcher can prevent it; every variant must be caught " +
+				"with lost writes, corruption errors or replaced sidecars.",
+			Variant: "fixed",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				writerBoard(rng, s, 2, 200, 1, writes(20), 0)
+				s.Faults = []schedule.Fault{{AtMs: 1000, Kind: schedule.FaultDeleteSidecars}}
+			},
+		},
+		{
 			Name:  "r5-crash-loop",
 			Issue: "recipe R5: a spawn-crash loop where half the workers SIGKILL themselves inside BEGIN IMMEDIATE, half exit normally",
 			Summary: "synchronous=FULL, wal_autocheckpoint=100 (the fixed variant), raw reads off: crashes alone must never " +

@@ -197,10 +197,48 @@ type Schedule struct {
 	MaxSpawn     int       `json:"max_spawn,omitempty"`     // 0 = no cap (Hermes' default config)
 	Profiles     []Profile `json:"profiles"`
 	Tasks        []Task    `json:"tasks"`
+	// Faults are injected by the harness at their times, from outside every
+	// SQLite connection (unlink, truncate, rename by path; copies by a
+	// separate process), as an operator, a cleanup script or a backup job
+	// would.
+	Faults []Fault `json:"faults,omitempty"`
 	// Engine is the SQLite the dispatchers and workers run on: "3.54"
 	// (modernc.org/sqlite v1.62.0, the default) or "3.50" (v1.39.1, the
 	// SQLite 3.50.4 Hermes' bundled Python ships). "" means "3.54".
 	Engine string `json:"engine,omitempty"`
+}
+
+// Fault kinds the harness can inject.
+const (
+	FaultDeleteWAL      = "delete-wal"         // unlink kanban.db-wal
+	FaultDeleteSHM      = "delete-shm"         // unlink kanban.db-shm
+	FaultDeleteSidecars = "delete-sidecars"    // unlink both: "clean stale files" on restart
+	FaultTruncateWAL    = "truncate-wal"       // truncate kanban.db-wal to 0: "reset a huge WAL" by hand
+	FaultDeleteJournal  = "delete-hot-journal" // unlink kanban.db-journal (rollback mode) after a crash
+	FaultNaiveCopy      = "naive-copy"         // cp kanban.db then -wal to a backup while writers run
+	FaultSwap           = "swap"               // rename the board and its sidecars aside, create an empty file in its place
+	// FaultPowerLoss freezes the disk as a power cut would: the board lives
+	// on a loop-mounted ext4 image, and the image is copied without syncing
+	// (root and loop devices only).
+	FaultPowerLoss = "powerloss"
+)
+
+// FaultKinds lists the fault kinds with what each does.
+var FaultKinds = []struct{ Name, Doc string }{
+	{FaultDeleteWAL, "unlink kanban.db-wal while connections are open"},
+	{FaultDeleteSHM, "unlink kanban.db-shm while connections are open"},
+	{FaultDeleteSidecars, "unlink -wal and -shm (a 'clean stale files' step on restart)"},
+	{FaultTruncateWAL, "truncate -wal to 0 bytes (resetting a huge WAL by hand)"},
+	{FaultDeleteJournal, "unlink a hot rollback journal (a cleanup step after a crash)"},
+	{FaultNaiveCopy, "copy kanban.db, then its -wal, with cp while writers run (a naive backup)"},
+	{FaultSwap, "rename the board and sidecars aside and put an empty file in its place (an operator swap)"},
+	{FaultPowerLoss, "cut the power: copy the loop-mounted ext4 image under the board without syncing, check the copy (root + loop only)"},
+}
+
+// Fault is one injection at a time after the run's start.
+type Fault struct {
+	AtMs int    `json:"at_ms"`
+	Kind string `json:"kind"`
 }
 
 // Engines are the SQLite engines a schedule can name, with the exact
@@ -265,6 +303,14 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
 	case len(s.Tasks) == 0:
 		return fmt.Errorf("schedule: no tasks")
+	}
+	for _, f := range s.Faults {
+		if !slices.ContainsFunc(FaultKinds, func(k struct{ Name, Doc string }) bool { return k.Name == f.Kind }) {
+			return fmt.Errorf("schedule: unknown fault %q", f.Kind)
+		}
+		if f.AtMs < 0 || f.AtMs > s.DurationMs {
+			return fmt.Errorf("schedule: fault %s at %d ms is outside the dispatch phase (0..%d ms)", f.Kind, f.AtMs, s.DurationMs)
+		}
 	}
 	if _, ok := Engines[s.EngineOrDefault()]; !ok {
 		return fmt.Errorf("schedule: engine %q is not one of 3.54, 3.50", s.Engine)
