@@ -42,6 +42,8 @@ const usage = `kanbanchaos — reproduce and gate the crash-loop and corruption 
 
 Usage:
   kanbanchaos run SCENARIO [flags]   run one scenario against a dispatcher variant, check every invariant
+  kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [--json] [--artifacts DIR] [--keep]
+                                     rerun a written schedule (an artifact directory's schedule.json)
   kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
   kanbanchaos worker -p PROFILE … chat -q "work kanban task ID"
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(ctx, args[1:], stdout, stderr)
 	case "scenarios":
 		return cmdScenarios(args[1:], stdout, stderr)
 	case "variants":

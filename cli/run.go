@@ -19,6 +19,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
 // knobFlags collects repeated --knob name=value flags.
@@ -62,7 +63,11 @@ type runFlags struct {
 	json        bool
 	artifacts   string
 	keep        bool
+	sqlite      string // engine, a key of schedule.Engines
 }
+
+// defaultEngine is the engine this module links; --sqlite names the others.
+const defaultEngine = "3.54"
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := runFlags{knobs: knobFlags{}}
@@ -77,6 +82,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
@@ -103,12 +109,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	seedGiven := false
-	fs.Visit(func(fl *flag.Flag) { seedGiven = seedGiven || fl.Name == "seed" })
+	if _, ok := schedule.Engines[f.sqlite]; !ok {
+		fmt.Fprintf(stderr, "kanbanchaos run: --sqlite %q is not an engine (valid: %s)\n", f.sqlite, strings.Join(engineNames(), ", "))
+		return exitUsage
+	}
+	seedGiven, sqliteGiven := false, false
+	fs.Visit(func(fl *flag.Flag) {
+		seedGiven = seedGiven || fl.Name == "seed"
+		sqliteGiven = sqliteGiven || fl.Name == "sqlite"
+	})
 	if !seedGiven {
 		f.seed = randomSeed()
 	}
 	s := sc.Build(f.seed, f.variant)
+	if sqliteGiven {
+		s.Engine = f.sqlite
+	}
+	f.sqlite = s.EngineOrDefault()
 	if len(f.knobs) > 0 {
 		s.Knobs = f.knobs
 	}
@@ -169,13 +186,38 @@ func randomSeed() uint64 {
 	return uint64(binary.LittleEndian.Uint32(b[:]))
 }
 
+// progName is how a replay command names this program.
+func progName() string {
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
+		return "go run ./cmd/kanbanchaos" // started with go run: there is no installed binary to name
+	}
+	return "kanbanchaos"
+}
+
+// engineNames lists the engines, the default first.
+func engineNames() []string {
+	names := make([]string, 0, len(schedule.Engines))
+	for e := range schedule.Engines {
+		names = append(names, e)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	return names
+}
+
+func engineDocs() string {
+	var docs []string
+	for _, e := range engineNames() {
+		docs = append(docs, fmt.Sprintf("%s (SQLite %s)", e, schedule.Engines[e]))
+	}
+	return strings.Join(docs, " or ")
+}
+
 // replayCommand is the exact command line that reruns this run.
 func replayCommand(scenario string, f runFlags, variant string) string {
-	prog := "kanbanchaos"
-	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
-		prog = "go run ./cmd/kanbanchaos" // started with go run: there is no installed binary to name
+	parts := []string{progName(), "run", scenario, "--variant", variant, "--seed", strconv.FormatUint(f.seed, 10)}
+	if f.sqlite != "" && f.sqlite != defaultEngine {
+		parts = append(parts, "--sqlite", f.sqlite)
 	}
-	parts := []string{prog, "run", scenario, "--variant", variant, "--seed", strconv.FormatUint(f.seed, 10)}
 	names := make([]string, 0, len(f.knobs))
 	for n := range f.knobs {
 		names = append(names, n)
@@ -198,6 +240,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 
 func printText(w io.Writer, res harness.Result, replay string) {
 	v := res.Verdict
+	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
 	const shown = 10
 	for i, x := range v.Violations {
 		if i == shown {

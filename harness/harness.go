@@ -55,6 +55,7 @@ type Options struct {
 // Result is what a run produced.
 type Result struct {
 	Schedule    schedule.Schedule `json:"schedule"`
+	SQLite      string            `json:"sqlite"` // the SQLite version the dispatchers and workers ran on
 	Verdict     oracle.Verdict    `json:"verdict"`
 	Elapsed     time.Duration     `json:"elapsed_ns"`
 	Spawns      int               `json:"spawns"`       // worker starts in the ledger
@@ -83,6 +84,14 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	res.Schedule = s
 	if err := s.Validate(); err != nil {
 		return res, err
+	}
+	// Another engine's SQLite lives in another binary: the whole run goes there.
+	if res.SQLite = kanban.SQLiteVersion(); schedule.Engines[s.EngineOrDefault()] != res.SQLite {
+		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
+		if err != nil {
+			return res, err
+		}
+		return runInEngine(ctx, s, opt, bin)
 	}
 	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
 	if err != nil {

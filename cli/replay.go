@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// cmdRun builds a schedule from a scenario; cmdReplay runs one that was
+// written down: the schedule.json of an artifact directory, or one a user
+// edited. It is also how a run on another SQLite engine is handed to the
+// binary that links it (harness.runInEngine).
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		asJSON, keep        bool
+		artifacts, recorded string
+	)
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	fs.StringVar(&artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
+		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
+			"Runs a written schedule again — same scenario, variant, knobs, seed, timings and SQLite engine —\n"+
+			"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
+			"Progress lines go to stderr, also with --json.\n\n"+
+			"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage // flag already printed the problem
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "kanbanchaos replay: want exactly one schedule file or artifact directory, got %d arguments\n", len(pos))
+		return exitUsage
+	}
+	s, path, err := readSchedule(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos replay:", err)
+		return exitUsage
+	}
+	// An absolute path keeps repro.sh working from any directory.
+	replay := progName() + " replay " + path
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "replay-command" {
+			replay = recorded
+		}
+	})
+	if !asJSON {
+		fmt.Fprintf(stdout, "kanbanchaos replay %s  scenario=%s  variant=%s  seed=%d\n", path, s.Scenario, s.Variant, s.Seed)
+		fmt.Fprintf(stdout, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
+			time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+	}
+	// Unlike run, progress is not silenced by --json: stdout still holds
+	// only the JSON, and a delegating harness forwards these lines.
+	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr})
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos replay: internal error:", err)
+		if res.Artifacts != "" {
+			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
+		}
+		fmt.Fprintln(stderr, "replay:", replay)
+		return exitInternal
+	}
+	if asJSON {
+		printJSON(stdout, res, replay)
+	} else {
+		printText(stdout, res, replay)
+	}
+	switch res.Verdict.Status {
+	case oracle.Pass:
+		return exitPass
+	case oracle.Fail:
+		return exitFail
+	}
+	return exitUnknown
+}
+
+// readSchedule loads the schedule at arg, a schedule file or a directory
+// holding schedule.json, and returns it with its absolute path. Its errors
+// say which of the three things is wrong: no such file, a file that is not a
+// schedule, a schedule that cannot run.
+func readSchedule(arg string) (schedule.Schedule, string, error) {
+	var s schedule.Schedule
+	path, err := filepath.Abs(arg)
+	if err != nil {
+		return s, "", err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return s, "", fmt.Errorf("%s: no such schedule file or artifact directory", arg)
+	}
+	if fi.IsDir() {
+		path = filepath.Join(path, "schedule.json")
+		if _, err := os.Stat(path); err != nil {
+			return s, "", fmt.Errorf("%s has no schedule.json: it is not an artifact directory of a kanbanchaos run", arg)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, "", fmt.Errorf("read %s: %w", path, err)
+	}
+	// A schedule is a JSON object with at least these keys; anything else
+	// (verdict.json, a ledger, a worker config) is a different file.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return s, "", fmt.Errorf("%s is not a schedule (not a JSON object: %v)", path, err)
+	}
+	var missing []string
+	for _, k := range []string{"scenario", "seed", "variant", "dispatchers", "tasks"} {
+		if _, ok := fields[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		hint := ""
+		if _, ok := fields["schedule"]; ok {
+			hint = "; it holds one under \"schedule\" (a verdict.json?): pass the artifact directory or its schedule.json"
+		}
+		return s, "", fmt.Errorf("%s is not a schedule (no %s)%s", path, strings.Join(missing, ", "), hint)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, "", fmt.Errorf("%s is not a schedule: %v", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
+	}
+	return s, path, nil
+}

@@ -1,0 +1,25 @@
+// Command sqlite3504 is kanbanchaos linked against SQLite 3.50.4
+// (modernc.org/sqlite v1.39.1) instead of the 3.54.1 the main module uses.
+//
+// It exists because WAL-mode lock-cancellation corruption only reproduces on
+// SQLite < 3.51 (Hermes' bundled Python ships 3.50.4), and one Go module
+// cannot link two versions of modernc.org/sqlite. This nested module requires
+// the parent through a replace directive and pins the older engine, so the
+// CLI, dispatchers and fake workers are the same code on another SQLite.
+// A schedule with "engine": "3.50" run by the main binary is handed to this
+// one (harness.EngineBinary builds it on demand into the user's cache).
+//
+// Build it from this directory: go build -o /tmp/k350 . — and run go mod
+// tidy here whenever the parent module's requirements change, since this
+// module keeps its own go.mod and go.sum.
+package main
+
+import (
+	"os"
+
+	"github.com/kanbanchaos/kanbanchaos/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[0], os.Args[1:]))
+}

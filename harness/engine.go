@@ -1,0 +1,373 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// A schedule names the SQLite its dispatchers and workers run on, but one Go
+// module links exactly one modernc.org/sqlite. An engine other than this
+// binary's is therefore a separate binary — the same CLI built from a nested
+// module that pins the other SQLite — and a run on it is delegated to that
+// binary as a whole: dispatchers and fake workers must share one engine.
+
+// engineModules maps an engine that is not the main module's to its nested
+// module, relative to the repository root.
+var engineModules = map[string]string{
+	"3.50": filepath.Join("engines", "sqlite3504"),
+}
+
+// engineBuilds is the process-wide build-once cache: the binary path of each
+// engine already checked or built by this process, so a process runs `go
+// build` for an engine at most once however many runs ask for it. lock (a
+// one-slot semaphore, so a waiting caller can still give up on its context)
+// serialises the checks and builds. It is the package's only global mutable
+// state; it only ever gains entries.
+var engineBuilds = struct {
+	lock  chan struct{}
+	built map[string]string
+}{lock: make(chan struct{}, 1), built: map[string]string{}}
+
+// EngineBinary returns a kanbanchaos binary that links the SQLite of engine
+// ("3.54", "3.50"; see schedule.Engines). For this binary's own engine that
+// is os.Executable(). Another engine is built from its nested module in the
+// repository checkout this package was compiled from (or the one around the
+// working directory) into the user's cache directory, and rebuilt there when
+// any source file is newer than the binary. Progress ("building …") goes to
+// log, which may be nil.
+func EngineBinary(ctx context.Context, engine string, log io.Writer) (string, error) {
+	version, ok := schedule.Engines[engine]
+	if !ok {
+		return "", fmt.Errorf("harness: engine %q is not one of %s", engine, engineNames())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("harness: find own executable: %w", err)
+	}
+	own := kanban.SQLiteVersion()
+	if version == own {
+		return exe, nil
+	}
+	select {
+	case engineBuilds.lock <- struct{}{}:
+	case <-ctx.Done():
+		return "", fmt.Errorf("harness: waiting for the SQLite %s engine build: %w", version, ctx.Err())
+	}
+	defer func() { <-engineBuilds.lock }()
+	if bin, ok := engineBuilds.built[engine]; ok {
+		return bin, nil
+	}
+	bin, err := buildEngine(ctx, engine, version, log)
+	if err != nil {
+		return "", err
+	}
+	// The built binary must not be this one: a mis-pinned engine module would
+	// make every run delegate to itself, forever.
+	if same(bin, exe) {
+		return "", fmt.Errorf("harness: engine %s should link SQLite %s, but %s links %s: check the replace directives in %s/go.mod",
+			engine, version, exe, own, engineModules[engine])
+	}
+	engineBuilds.built[engine] = bin
+	return bin, nil
+}
+
+func same(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+func engineNames() string {
+	var names []string
+	for _, e := range []string{"3.54", "3.50"} {
+		if _, ok := schedule.Engines[e]; ok {
+			names = append(names, e)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// buildEngine makes sure the cached binary of engine is newer than every
+// source it is built from, running `go build` if not. go build is
+// incremental, so a rebuild after a small edit recompiles only what changed.
+func buildEngine(ctx context.Context, engine, version string, log io.Writer) (string, error) {
+	rel, ok := engineModules[engine]
+	if !ok {
+		return "", fmt.Errorf("harness: engine %s (SQLite %s) is the main module's: run it with the kanbanchaos binary built from ./cmd/kanbanchaos", engine, version)
+	}
+	root, err := repoRoot(rel)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("harness: no cache directory for the SQLite %s engine: %w", version, err)
+	}
+	dir := filepath.Join(cache, "kanbanchaos", "engines", "sqlite-"+version)
+	bin := filepath.Join(dir, "kanbanchaos")
+	// The cache is shared by every checkout of the user; the stamp says
+	// which one the binary was built from.
+	stamp := bin + ".src"
+
+	// Sources are dated before go build reads them; the binary gets that
+	// date, so a file edited while the build runs still counts as newer.
+	checked := time.Now()
+	newest, err := newestSource(root)
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() && fi.ModTime().After(newest) {
+		if src, err := os.ReadFile(stamp); err == nil && string(src) == root {
+			return bin, nil
+		}
+	}
+	if log != nil {
+		fmt.Fprintf(log, "building the SQLite %s engine (first time only)…\n", version)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("harness: building the SQLite %s engine needs the go command on PATH: %w", version, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	// Build into a directory of our own next to the binary, then rename: a
+	// concurrent process sees the old binary or the new one, never half of
+	// one, and go build never refuses to overwrite a placeholder file.
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "kanbanchaos")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
+	cmd.Dir = filepath.Join(root, rel)
+	// The nested module is complete on its own; a go.work around the
+	// checkout must not pull it into another build list.
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("harness: go build of the SQLite %s engine in %s: %w\n%s", version, cmd.Dir, err, tail(output, 4000))
+	}
+	if err := os.Chtimes(out, checked, checked); err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	if err := os.WriteFile(out+".src", []byte(root), 0o644); err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	if err := os.Rename(out, bin); err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	if err := os.Rename(out+".src", stamp); err != nil {
+		return "", fmt.Errorf("harness: engine cache: %w", err)
+	}
+	return bin, nil
+}
+
+// repoRoot finds the checkout that holds the nested module rel: first the
+// one this file was compiled from, then any directory above the working
+// directory.
+func repoRoot(rel string) (string, error) {
+	has := func(root string) bool {
+		_, err := os.Stat(filepath.Join(root, rel, "go.mod"))
+		return err == nil
+	}
+	// Absolute unless built with -trimpath.
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		if root := filepath.Dir(filepath.Dir(file)); has(root) {
+			return root, nil
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if has(dir) {
+				return dir, nil
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	return "", fmt.Errorf("harness: cannot find %s/go.mod, the module that builds the SQLite engine: "+
+		"this binary was not built from a kanbanchaos checkout that is still there, and the working directory is not inside one; "+
+		"run kanbanchaos from inside a checkout (git clone, then cd into it)", filepath.ToSlash(rel))
+}
+
+// newestSource is the latest modification time of any file under root that
+// goes into a build: non-test .go files, go.mod and go.sum. Hidden
+// directories and testdata are skipped.
+func newestSource(root string) (time.Time, error) {
+	var newest time.Time
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !(name == "go.mod" || name == "go.sum" || strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+		return nil
+	})
+	if err != nil {
+		return newest, fmt.Errorf("harness: scan the sources in %s: %w", root, err)
+	}
+	return newest, nil
+}
+
+// runInEngine runs s in bin, a kanbanchaos binary linked against s's engine,
+// as `bin replay SCHEDULE --json`, and returns the Result it prints. Its
+// progress lines (stderr) go to opt.Log. bin is its own dispatcher host and
+// fake worker, so opt.WorkerBin does not apply, and opt.OnTick is never
+// called: the ticks happen in another process (they are in trace.jsonl).
+// Numbers in violation evidence come back as float64, as JSON decodes them.
+//
+// On ctx's end the engine gets SIGTERM, like an interrupted run of our own:
+// it stops its workers, checks the evidence and reports; if it has not exited
+// after the grace period its process group gets SIGKILL (its workers, each
+// in a session of its own, die with it through Pdeathsig).
+func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin string) (Result, error) {
+	res := Result{Schedule: s}
+	dir, err := os.MkdirTemp("", "kanbanchaos-engine-")
+	if err != nil {
+		return res, fmt.Errorf("harness: engine run: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "schedule.json")
+	if err := s.Write(file); err != nil {
+		return res, err
+	}
+	// The schedule file is gone when the run is over: the engine records
+	// our replay command instead of its own.
+	args := []string{"replay", file, "--json", "--replay-command", opt.Replay}
+	if opt.ArtifactsDir != "" {
+		args = append(args, "--artifacts", opt.ArtifactsDir)
+	}
+	if opt.Keep {
+		args = append(args, "--keep")
+	}
+	grace := opt.StopGrace
+	if grace == 0 {
+		grace = 10 * time.Second
+	}
+	// Stopping dispatchers, then workers, takes up to a grace each; then the
+	// oracle runs.
+	grace = 2*grace + 10*time.Second
+
+	var stdout bytes.Buffer
+	stderr := &tailWriter{max: 8 << 10}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout = &stdout
+	cmd.Stderr = stderr
+	if opt.Log != nil {
+		cmd.Stderr = io.MultiWriter(stderr, opt.Log)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var (
+		killMu sync.Mutex
+		kill   *time.Timer
+		exited bool
+	)
+	cmd.Cancel = func() error {
+		pgid := cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		killMu.Lock()
+		defer killMu.Unlock()
+		if !exited {
+			kill = time.AfterFunc(grace, func() {
+				killMu.Lock()
+				defer killMu.Unlock()
+				// Once reaped, the pgid may belong to someone else.
+				if !exited {
+					syscall.Kill(-pgid, syscall.SIGKILL)
+				}
+			})
+		}
+		return nil
+	}
+	// Backstop: Wait gives up on the process and its pipes after this.
+	cmd.WaitDelay = grace + 5*time.Second
+	err = cmd.Run()
+	killMu.Lock()
+	exited = true
+	if kill != nil {
+		kill.Stop()
+	}
+	killMu.Unlock()
+
+	code := -1
+	if cmd.ProcessState != nil {
+		code = cmd.ProcessState.ExitCode()
+	}
+	fail := func(why string) (Result, error) {
+		return res, fmt.Errorf("harness: SQLite %s engine %s %s (exit %d, run error %v); its stderr ends:\n%s",
+			schedule.Engines[s.EngineOrDefault()], bin, why, code, err, stderr.String())
+	}
+	switch code {
+	case 0, 1, 3: // pass, fail, unknown: a result
+	case 2:
+		return fail("rejected the schedule")
+	case 4:
+		return fail("failed")
+	default:
+		return fail("did not finish")
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return fail("printed no result: " + err.Error())
+	}
+	if res.SQLite == "" {
+		return fail("printed a result without its SQLite version")
+	}
+	return res, nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	max int
+	buf []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	if len(w.buf) > w.max {
+		w.buf = append(w.buf[:0], w.buf[len(w.buf)-w.max:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string { return string(w.buf) }
+
+// tail is the last n bytes of b.
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

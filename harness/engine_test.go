@@ -1,0 +1,187 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// TestEngine350 builds the SQLite 3.50.4 engine once for this test binary
+// (the expensive part: everything else reuses it), checks the process-wide
+// cache keeps a later call from building again, and runs issue-30417 on it:
+// hermes-0.14 fails "breaker holds", fixed passes, both on SQLite 3.50.4.
+func TestEngine350(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the SQLite 3.50 engine is built with the go command, which is not on PATH")
+	}
+	ctx := context.Background()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Skip("no user cache directory:", err)
+	}
+	cached := filepath.Join(cache, "kanbanchaos", "engines", "sqlite-3.50.4", "kanbanchaos")
+	// An old binary is a stale one: it must be rebuilt, and that said. Other
+	// tests of this package may have asked EngineBinary already, so the
+	// uncached step is called directly. go build's own cache keeps the
+	// rebuild to a relink when nothing changed.
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	os.Chtimes(cached, old, old)
+	var log bytes.Buffer
+	start := time.Now()
+	bin, err := buildEngine(ctx, "3.50", "3.50.4", &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("engine build: %v", time.Since(start))
+	if bin != cached {
+		t.Fatalf("engine binary %s, want %s", bin, cached)
+	}
+	if !strings.Contains(log.String(), "building the SQLite 3.50.4 engine") {
+		t.Fatalf("a build must say so, log: %q", log.String())
+	}
+	// Fresh now: this process's first EngineBinary, if it is the first,
+	// finds nothing to build.
+	log.Reset()
+	if got, err := EngineBinary(ctx, "3.50", &log); err != nil || got != bin || log.Len() != 0 {
+		t.Fatalf("EngineBinary: %q, %v, log %q; want %q, no error, no build", got, err, log.String(), bin)
+	}
+	built, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("second call does not rebuild", func(t *testing.T) {
+		// Stale again on disk: only the process-wide cache keeps this call
+		// from building.
+		if err := os.Chtimes(bin, old, old); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chtimes(bin, built.ModTime(), built.ModTime())
+		log.Reset()
+		again, err := EngineBinary(ctx, "3.50", &log)
+		if err != nil || again != bin || log.Len() != 0 {
+			t.Fatalf("second call: %q, %v, log %q; want %q, no error, no log", again, err, log.String(), bin)
+		}
+		fi, err := os.Stat(bin)
+		if err != nil || !fi.ModTime().Equal(old) || !os.SameFile(fi, built) {
+			t.Fatalf("the binary was rebuilt or replaced: %v %v", fi.ModTime(), err)
+		}
+	})
+
+	t.Run("own engine is this executable", func(t *testing.T) {
+		exe, _ := os.Executable()
+		if got, err := EngineBinary(ctx, "3.54", nil); err != nil || got != exe {
+			t.Fatalf("EngineBinary(3.54) = %q, %v; want %s (this binary links %s)", got, err, exe, kanban.SQLiteVersion())
+		}
+		if _, err := EngineBinary(ctx, "3.7", nil); err == nil || !strings.Contains(err.Error(), "3.54, 3.50") {
+			t.Fatalf("unknown engine: %v, want an error naming the valid ones", err)
+		}
+	})
+
+	for _, c := range []struct {
+		variant string
+		want    oracle.Status
+	}{{"hermes-0.14", oracle.Fail}, {"fixed", oracle.Pass}} {
+		t.Run("issue-30417 "+c.variant, func(t *testing.T) {
+			t.Parallel()
+			s := build(t, "issue-30417", c.variant, 3)
+			s.Engine = "3.50"
+			arts := t.TempDir()
+			var progress bytes.Buffer
+			res, err := Run(ctx, s, Options{ArtifactsDir: arts, Replay: "kanbanchaos run issue-30417 --sqlite 3.50", Log: &progress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.SQLite != "3.50.4" {
+				t.Fatalf("ran on SQLite %q, want 3.50.4", res.SQLite)
+			}
+			if res.Verdict.Status != c.want {
+				t.Fatalf("%s: %s %+v %v", c.variant, res.Verdict.Status, res.Verdict.Violations, res.Verdict.Unknowns)
+			}
+			if !strings.Contains(progress.String(), "dispatching: 1 dispatcher(s)") {
+				t.Errorf("the engine's progress lines must reach Options.Log, got %q", progress.String())
+			}
+			if c.want == oracle.Pass {
+				if res.Artifacts != "" {
+					t.Fatalf("a passing run keeps nothing unless asked, got %s", res.Artifacts)
+				}
+				return
+			}
+			if !slices.Contains(res.Verdict.Failed(), oracle.BreakerHolds) {
+				t.Fatalf("want %s among %v", oracle.BreakerHolds, res.Verdict.Failed())
+			}
+			if want := filepath.Join(arts, "issue-30417-3"); res.Artifacts != want {
+				t.Fatalf("artifacts in %q, want %q", res.Artifacts, want)
+			}
+			// repro.sh replays the run that asked, not the engine's temporary schedule.
+			script, err := os.ReadFile(filepath.Join(res.Artifacts, "repro.sh"))
+			if err != nil || !strings.Contains(string(script), "exec kanbanchaos run issue-30417 --sqlite 3.50\n") {
+				t.Fatalf("repro.sh: %v\n%s", err, script)
+			}
+			kept, err := schedule.Read(filepath.Join(res.Artifacts, "schedule.json"))
+			if err != nil || kept.Engine != "3.50" {
+				t.Fatalf("kept schedule: engine %q, %v", kept.Engine, err)
+			}
+		})
+	}
+
+	t.Run("interrupted", func(t *testing.T) {
+		t.Parallel()
+		// As TestNothingOutlivesTheRun, one process further away.
+		s := build(t, "issue-30896", "hermes-0.14", 11)
+		s.Engine = "3.50"
+		s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
+		s.Tasks = append(s.Tasks, schedule.Task{ID: "t_0000beef", Title: "second", Assignee: s.Profiles[0].Name})
+		s.DurationMs, s.QuietMs = 60_000, 0
+		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		defer cancel()
+		res, err := Run(ctx, s, Options{ArtifactsDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Verdict.Status != oracle.Unknown {
+			t.Fatalf("an interrupted run must be unknown, got %s %+v", res.Verdict.Status, res.Verdict.Violations)
+		}
+		h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h.Entries) < 2 {
+			t.Fatalf("want both hanging workers started, ledger has %d entries", len(h.Entries))
+		}
+		assertNoneAlive(t, h)
+	})
+}
+
+// TestEngineFailureIsAnError: an engine that rejects the schedule (exit 2)
+// or prints no result is a harness error carrying the end of its stderr.
+func TestEngineFailureIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ script, want, stderr string }{
+		{"echo 'kanbanchaos replay: bad schedule' >&2; exit 2", "rejected the schedule", "kanbanchaos replay: bad schedule"},
+		{"echo 'half a result' >&2; echo '{'; exit 1", "printed no result", "half a result"},
+		{"kill -9 $$", "did not finish", ""},
+	} {
+		bin := filepath.Join(dir, "engine")
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+c.script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s := build(t, "issue-30417", "fixed", 1)
+		_, err := runInEngine(context.Background(), s, Options{}, bin)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasSuffix(err.Error(), c.stderr+"\n") {
+			t.Errorf("%s: error %v, want %q and the engine's stderr %q at the end", c.script, err, c.want, c.stderr)
+		}
+		os.Remove(bin)
+	}
+}
