@@ -62,7 +62,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"run", "issue-99999"}, "valid: issue-30417, issue-30896"},
+		{[]string{"run", "issue-99999"}, "valid: fault-delete-sidecars, issue-30417, issue-30896, m1-header-probe"},
 		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, hermes-0.15, fixed"},
 		{[]string{"run", "issue-30896", "--knob", "nope=1"}, "valid: journal_mode, synchronous"},
 		{[]string{"run", "issue-30896", "--knob", "backoff=maybe"}, `"maybe" is not true/false`},
@@ -72,7 +72,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30896", "--time-scale", "5"}, "time_scale = 5, want 0 < x <= 1"},
 		{[]string{"run", "issue-30417", "--dispatchers", "-1"}, "dispatchers = -1, want 1..64"},
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
-		{[]string{"run"}, "want exactly one scenario (valid: issue-30417, issue-30896)"},
+		{[]string{"run"}, "want exactly one scenario (valid: fault-delete-sidecars, issue-30417, issue-30896, m1-header-probe"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
 		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, scenarios, variants, worker, help)"},
 		{nil, "Usage:"},

@@ -126,10 +126,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		s.Engine = f.sqlite
 	}
 	f.sqlite = s.EngineOrDefault()
-	if len(f.knobs) > 0 {
-		s.Knobs = f.knobs
+	// The user's knobs go on top of the scenario's own.
+	for k, v := range f.knobs {
+		if s.Knobs == nil {
+			s.Knobs = map[string]string{}
+		}
+		s.Knobs[k] = v
 	}
-	if _, err := dispatcher.Resolve(s.Variant, s.Knobs); err != nil {
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err == nil {
+		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -253,7 +254,7 @@ func newestSource(root string) (time.Time, error) {
 // it stops its workers, checks the evidence and reports; if it has not exited
 // after the grace period its process group gets SIGKILL (its workers, each
 // in a session of its own, die with it through Pdeathsig).
-func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin string) (Result, error) {
+func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin string, env ...string) (Result, error) {
 	res := Result{Schedule: s}
 	dir, err := os.MkdirTemp("", "kanbanchaos-engine-")
 	if err != nil {
@@ -284,6 +285,9 @@ func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin stri
 	var stdout bytes.Buffer
 	stderr := &tailWriter{max: 8 << 10}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
 	if opt.Log != nil {
@@ -370,4 +374,14 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// CheckEngineKnobs rejects knobs an engine cannot honour: modernc v1.39.1
+// (SQLite 3.50.4) has no OFD locking at all, so ofd_locking=true there would
+// silently run with POSIX locks.
+func CheckEngineKnobs(engine string, k dispatcher.Knobs) error {
+	if k.Connect.OFDLocking && engine == "3.50" {
+		return fmt.Errorf("knob ofd_locking=true needs the 3.54 engine: modernc.org/sqlite v1.39.1 (SQLite 3.50.4) has no OFD locking")
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,11 +65,13 @@ type Result struct {
 	TickErrors  int               `json:"tick_errors"`
 	Artifacts   string            `json:"artifacts,omitempty"` // where the run's files are kept ("" = removed)
 	LeftRunning []int             `json:"left_running,omitempty"`
+	Faults      []Injection       `json:"faults,omitempty"` // what was injected, when, with what effect
 }
 
 // sandbox is the directory layout of one run.
 type sandbox struct {
-	root string
+	root  string
+	power *powerLoss // the disk under home, for a power-loss run (else nil)
 }
 
 func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
@@ -85,20 +88,32 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err := s.Validate(); err != nil {
 		return res, err
 	}
-	// Another engine's SQLite lives in another binary: the whole run goes there.
-	if res.SQLite = kanban.SQLiteVersion(); schedule.Engines[s.EngineOrDefault()] != res.SQLite {
-		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
-		if err != nil {
-			return res, err
-		}
-		return runInEngine(ctx, s, opt, bin)
-	}
 	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
 	if err != nil {
 		return res, err
 	}
+	if err := CheckEngineKnobs(s.EngineOrDefault(), knobs); err != nil {
+		return res, err
+	}
+	// OFD locking is fixed when a process starts (kanban.OFDEnv) and the
+	// dispatchers run in this process: a run that needs the other lock kind,
+	// like a run on another engine's SQLite, goes to a process started for it.
+	ofd := kanban.OFDEnv + "=" + map[bool]string{true: "1", false: "0"}[knobs.Connect.OFDLocking]
+	if res.SQLite = kanban.SQLiteVersion(); schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv() {
+		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
+		if err != nil {
+			return res, err
+		}
+		return runInEngine(ctx, s, opt, bin, ofd)
+	}
 	if opt.StopGrace == 0 {
 		opt.StopGrace = 10 * time.Second
+	}
+	if hasPowerLoss(s) {
+		if ok, why := powerLossSupported(); !ok {
+			res.Verdict = powerLossSkipped(why) // undecided, never a false pass
+			return res, nil
+		}
 	}
 	logf := func(format string, args ...any) {
 		if opt.Log != nil {
@@ -121,11 +136,22 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		}
 	}()
 
+	if hasPowerLoss(s) {
+		// The board's home lives on a loop-mounted disk whose power is cut.
+		if sb.power, err = newPowerLoss(ctx, sb, children, opt.StopGrace); err != nil {
+			return res, err
+		}
+		defer sb.power.Close()
+	}
+
 	timing := dispatcher.HermesTiming(s.TimeScale)
 	if s.TickMs > 0 {
 		timing.Tick = time.Duration(s.TickMs) * time.Millisecond
 	}
 	if err := prepare(ctx, sb, s, knobs, timing, opt.WorkerBin); err != nil {
+		return res, err
+	}
+	if err := sb.power.start(sb, s.Seed); err != nil {
 		return res, err
 	}
 	logf("sandbox %s", root)
@@ -135,6 +161,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		return res, err
 	}
 	res.Ticks, res.TickErrors = ph.ticks, ph.tickErrors
+	res.Faults = ph.injections
 	// Workers are killed before the oracle looks: a live worker could still
 	// write, and the board files are copied only once nobody has them open.
 	if left := children.KillAll(opt.StopGrace); len(left) > 0 {
@@ -145,13 +172,30 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, err
 	}
+	// After a power cut the oracle checks the board the disk kept.
+	board, err := sb.power.board(ctx, sb)
+	if err != nil {
+		return res, err
+	}
+	if board.unknown != "" {
+		ph.unknowns = append(ph.unknowns, board.unknown)
+	}
+	for i := range res.Faults {
+		if res.Faults[i].Kind == schedule.FaultPowerLoss && board.note != "" {
+			res.Faults[i].Result += "; " + board.note
+		}
+	}
 	// An interrupted run still gets its evidence checked: the oracle runs on
 	// a context of its own, bounded, not on the cancelled one.
 	checkCtx, cancelCheck := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancelCheck()
 	verdict, err := oracle.Check(checkCtx, oracle.Input{
-		DBPath: sb.db(), Ledger: hist, Schedule: s,
+		DBPath: board.path, Ledger: hist, Schedule: s,
 		RunStartMono: ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
+		Observations: ph.observations, SwapMono: swapMono(ph.injections),
+		PowerCutMono: board.cutMono, DurableCommits: durableCommits(knobs.Connect),
+		// Every connection of this process is closed by now: a copy is safe.
+		CheckCopy: true,
 	})
 	if err != nil {
 		return res, fmt.Errorf("harness: oracle: %w", err)
@@ -169,6 +213,10 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	res.Elapsed = ph.elapsed
 	if secs := ph.elapsed.Seconds(); secs > 0 {
 		res.SpawnRate = float64(res.Spawns) / secs
+	}
+	// Unmounted before finish, which copies or removes the sandbox.
+	if err := sb.power.keepHome(ctx, sb); err != nil {
+		return res, err
 	}
 	return finish(sb, res, opt, logf)
 }
@@ -229,6 +277,8 @@ type phases struct {
 	elapsed              time.Duration
 	ticks, tickErrors    int
 	unknowns             []string
+	observations         []oracle.Observation
+	injections           []Injection
 }
 
 // dispatch runs the dispatchers for the dispatch and quiet phases and waits
@@ -242,6 +292,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	defer trace.Close()
 	var mu sync.Mutex
 	ph := phases{}
+	progress := newProgress(time.Now())
 	onTick := func(t dispatcher.Tick) {
 		if opt.OnTick != nil {
 			opt.OnTick(t)
@@ -250,6 +301,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 		mu.Lock()
 		defer mu.Unlock()
 		trace.Write(append(line, '\n'))
+		progress.tick(t.Dispatcher)
 		ph.ticks++
 		if t.Error != "" {
 			ph.tickErrors++
@@ -260,18 +312,44 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
 	runCtx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
+	sb.power.setStop(cancel) // a power cut ends the run early
 
 	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
 	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
 	start := time.Now()
 	logf("dispatching: %d dispatcher(s), %v + %v quiet", s.Dispatchers, time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond)
 
+	// The dispatchers are goroutines of this one OS process: they share its
+	// POSIX locks, so they share one connection registry.
+	proc := kanban.NewProcess()
+	// Sidecars are watched once every dispatcher holds its long-lived
+	// connection, until the run's time is up.
+	obs := newObserver(sb.db(), ph.startMono)
+	go func() {
+		settle := time.Duration(slices.Max(append(s.DispatcherOffsetsMs, 0)))*time.Millisecond + 50*time.Millisecond
+		select {
+		case <-runCtx.Done():
+			return
+		case <-time.After(settle):
+		}
+		obs.run(runCtx, 20*time.Millisecond)
+	}()
+	go injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
+		line, _ := json.Marshal(map[string]any{"fault": in})
+		mu.Lock()
+		defer mu.Unlock()
+		trace.Write(append(line, '\n'))
+		ph.injections = append(ph.injections, in)
+		// The fault itself replaces sidecars; only later swaps count.
+		obs.rebaseline()
+		logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
+	})
 	done := make(chan error, s.Dispatchers)
 	for i := 0; i < s.Dispatchers; i++ {
 		cfg := dispatcher.Config{
 			Name: "d" + strconv.Itoa(i+1), Home: sb.home(), Board: "default", DBPath: sb.db(),
 			HermesBin: sb.hermesBin(), Env: env, Knobs: knobs, FailureLimit: s.FailureLimit, MaxSpawn: s.MaxSpawn,
-			Timing: timing, Children: children,
+			Timing: timing, Children: children, Process: proc, Ledger: sb.ledger(),
 			// One claim lock per simulated gateway process, host-local to all.
 			ClaimLock: fmt.Sprintf("%s:%d-d%d", host, os.Getpid(), i+1),
 		}
@@ -304,7 +382,9 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	if ctx.Err() != nil {
 		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
 	}
+	ph.observations = obs.observations()
 	mu.Lock()
+	ph.observations = append(ph.observations, progress.stalls(time.Now(), max(2*time.Second, 100*timing.Tick), ph.startMono)...)
 	defer mu.Unlock()
 	return ph, errors.Join(errs...)
 }
@@ -347,6 +427,7 @@ func workerEnv(sb sandbox) []string {
 		env = append(env, kv)
 	}
 	return append(env,
+		kanban.OFDEnv+"="+map[bool]string{true: "1", false: "0"}[kanban.OFDFromEnv()],
 		"HERMES_BIN="+sb.hermesBin(),
 		"HERMES_KANBAN_HOME="+sb.home(),
 		"HERMES_HOME="+sb.home(),

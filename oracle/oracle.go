@@ -9,9 +9,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -109,11 +111,34 @@ type Input struct {
 	// Observations are what the harness saw outside the DB while the run
 	// went on (deleted sidecars held open, replaced sidecars).
 	Observations []Observation
+	// CheckCopy checks a copy of the board files (DB, -wal, -shm,
+	// -journal) opened read-write, so SQLite can recover a hot journal or
+	// WAL the way the next real process would, while the originals stay as
+	// they were left. Only for files nobody has open: copying a live DB
+	// is itself a corruption mechanism.
+	CheckCopy bool
 	// SwapMono, when > 0, is when the board file was swapped for an empty
 	// one (an operator's act, fault "swap"). Writes and starts before it
 	// went to the file that was moved aside and are not held against the
 	// file now at DBPath.
 	SwapMono int64
+	// PowerCutMono, when > 0, is when the power was cut (fault
+	// "powerloss"): DBPath is then the board as the disk held it, and a
+	// commit acknowledged before the cut is owed only if it was durable.
+	// Integrity is owed always: losing recent commits is what
+	// synchronous=OFF/NORMAL trade for speed, corruption never is.
+	PowerCutMono int64
+	// DurableCommits: the writers' settings (synchronous=FULL with a WAL,
+	// TRUNCATE or PERSIST journal) make every commit acknowledged before
+	// the power cut survive it.
+	DurableCommits bool
+}
+
+// survivesCut reports whether what was acknowledged at mono must have
+// survived the power cut, if there was one: only durable commits from
+// before it.
+func (in Input) survivesCut(mono int64) bool {
+	return in.PowerCutMono == 0 || (in.DurableCommits && mono < in.PowerCutMono)
 }
 
 // Check runs every invariant. The returned error is for the oracle itself
@@ -137,7 +162,19 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("board DB not readable: %v", err))
 		return v, nil
 	}
-	db, err := openReadOnly(in.DBPath)
+	open := openReadOnly
+	if in.CheckCopy {
+		dir, err := os.MkdirTemp("", "kanbanchaos-oracle-")
+		if err != nil {
+			return v, fmt.Errorf("oracle: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		if in.DBPath, err = copyBoard(in.DBPath, dir); err != nil {
+			return v, err
+		}
+		open = openReadWrite
+	}
+	db, err := open(in.DBPath)
 	if err != nil {
 		return v, err
 	}
@@ -178,10 +215,40 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	checkBreaker(&v, in, snap)
 	checkBookkeeping(&v, snap)
 	checkLostRuns(&v, in, snap)
+	checkLedgerCoverage(&v, in, snap)
 	if err := checkLostWrites(ctx, &v, in, db, snap); err != nil {
 		v.Unknowns = append(v.Unknowns, "could not check for lost writes: "+err.Error())
 	}
 	return v, nil
+}
+
+// copyBoard copies the board and whatever sidecars exist into dir.
+func copyBoard(path, dir string) (string, error) {
+	dst := filepath.Join(dir, filepath.Base(path))
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		data, err := os.ReadFile(path + suffix)
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("oracle: copy board: %w", err)
+		}
+		if err := os.WriteFile(dst+suffix, data, 0o644); err != nil {
+			return "", fmt.Errorf("oracle: copy board: %w", err)
+		}
+	}
+	return dst, nil
+}
+
+func openReadWrite(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	db, err := sql.Open("sqlite", kanban.FileURI(path)+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("oracle: open copy %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
 }
 
 func openReadOnly(path string) (*sql.DB, error) {
@@ -441,7 +508,7 @@ func checkBookkeeping(v *Verdict, s snapshot) {
 // the DB must still hold.
 func checkLostRuns(v *Verdict, in Input, s snapshot) {
 	for _, e := range in.Ledger.Entries {
-		if e.Kind != ledger.Start || e.Run <= 0 || e.Mono < in.SwapMono {
+		if e.Kind != ledger.Start || e.Run <= 0 || e.Mono < in.SwapMono || !in.survivesCut(e.Mono) {
 			continue
 		}
 		r, ok := s.runs[e.Run]
@@ -458,3 +525,34 @@ func checkLostRuns(v *Verdict, in Input, s snapshot) {
 }
 
 func round(x float64) float64 { return float64(int64(x*10)) / 10 }
+
+// checkLedgerCoverage guards the spawn count itself: it is only as good as
+// the workers' ledger. If the DB recorded many spawned workers of which few
+// or none wrote their start line, HERMES_BIN is not a kanbanchaos worker
+// (or cannot write the ledger), and "spawns ≤ limit" would pass vacuously.
+func checkLedgerCoverage(v *Verdict, in Input, s snapshot) {
+	started := map[int64]bool{}
+	for _, e := range in.Ledger.Entries {
+		if e.Kind == ledger.Start {
+			started[e.Run] = true
+		}
+	}
+	spawned, missing := 0, 0
+	for _, es := range s.events {
+		for _, e := range es {
+			if e.kind != kanban.EventSpawned || !e.run.Valid {
+				continue
+			}
+			spawned++
+			if !started[e.run.Int64] {
+				missing++
+			}
+		}
+	}
+	// A worker killed by the harness right after its spawn may not have
+	// written its line yet; a majority missing is no such accident.
+	if spawned >= 3 && missing*2 > spawned {
+		v.Unknowns = append(v.Unknowns, fmt.Sprintf("%d of %d spawned workers never wrote their ledger start line: "+
+			"is HERMES_BIN a kanbanchaos worker, with %s set? spawn counts cannot be trusted", missing, spawned, "KANBANCHAOS_LEDGER"))
+	}
+}

@@ -113,8 +113,9 @@ func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 	var first *ledger.Entry
 	var sample []string
 	for i, e := range in.Ledger.Entries {
-		// A commit that began before the swap went to the file moved aside.
-		if e.Kind != ledger.Commit || (in.SwapMono > 0 && min(e.Began, e.Mono) < in.SwapMono) {
+		// A commit that began before the swap went to the file moved aside;
+		// after a power cut only durable commits are owed.
+		if e.Kind != ledger.Commit || (in.SwapMono > 0 && min(e.Began, e.Mono) < in.SwapMono) || !in.survivesCut(e.Mono) {
 			continue
 		}
 		acked++

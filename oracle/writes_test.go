@@ -123,3 +123,41 @@ func TestSidecarObservationsFail(t *testing.T) {
 		t.Fatalf("message %q first %v", v.Violations[0].Message, v.FirstViolationMs())
 	}
 }
+
+// TestWorkerWithoutLedgerIsUnknown: when HERMES_BIN is not a kanbanchaos
+// worker, the DB shows spawned workers the ledger never heard of, and a
+// spawn count of 0 must not pass as "within the limit".
+func TestWorkerWithoutLedgerIsUnknown(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kanban.db")
+	b, err := kanban.Connect(ctx, path, kanban.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var starts []ledger.Entry
+	for i := 0; i < 3; i++ {
+		id, _ := b.CreateTask(ctx, kanban.NewTask{Assignee: "ghost"})
+		run, _, err := b.Claim(ctx, id, "h:1", 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.SetWorkerPID(ctx, id, run, 100+i); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			starts = append(starts, ledger.Entry{Kind: ledger.Start, PID: 100, Task: id, Run: run})
+		}
+	}
+	b.Close()
+	v := check(t, Input{DBPath: path})
+	wantStatus(t, v, Unknown)
+	if len(v.Unknowns) != 1 || !strings.Contains(v.Unknowns[0], "3 of 3 spawned workers never wrote their ledger start line") {
+		t.Fatalf("unknowns %q", v.Unknowns)
+	}
+	// One of three missing (a worker killed right after its spawn) is fine.
+	starts = append(starts, ledger.Entry{Kind: ledger.Start, PID: 101, Task: "x", Run: 2})
+	v = check(t, Input{DBPath: path, Ledger: ledger.History{Entries: starts}})
+	if v.Status == Unknown {
+		t.Fatalf("2 of 3 started must not be unknown: %q", v.Unknowns)
+	}
+}

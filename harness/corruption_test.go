@@ -1,0 +1,104 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"golang.org/x/sync/errgroup"
+)
+
+// corruptionCase is one scenario × variant × engine cell with the verdict
+// it must give on a few seeds: the real-corruption scenarios must really
+// corrupt (on the engines where the mechanism exists) and the fixed variant,
+// and every control, must stay clean.
+type corruptionCase struct {
+	scenario, variant, engine string
+	knobs                     map[string]string
+	seeds                     []uint64
+	minFail                   int // the cell must fail on at least this many seeds; 0: must pass on all
+}
+
+var rawReadsOn = map[string]string{"raw_header_read": "true", "post_commit_probe": "true", "guard_raw_reads": "false"}
+
+func corruptionCases() []corruptionCase {
+	three := []uint64{1, 2, 3}
+	one := []uint64{1}
+	cases := []corruptionCase{
+		{"m1-header-probe", "hermes-0.15", "3.50", nil, three, 2},
+		{"m1-header-probe", "fixed", "3.50", nil, three, 0},
+		{"m1-header-probe", "hermes-0.15", "3.54", nil, one, 0}, // SQLite ≥ 3.51 blocks the WAL form of M1
+		{"m1-post-commit-probe", "hermes-0.15", "3.54", nil, three, 2},
+		{"m1-post-commit-probe", "fixed", "3.54", nil, three, 0},
+		{"m2-eio-downgrade", "hermes-0.14", "3.50", nil, one, 1},
+		{"m6-swap-while-open", "hermes-0.15", "3.54", nil, one, 1},
+		{"m6-swap-while-open", "fixed", "3.54", nil, three, 0},
+		{"fault-delete-sidecars", "fixed", "3.54", nil, one, 1}, // positive control: the oracle must see it
+		{"r5-crash-loop", "fixed", "3.50", nil, three, 0},
+		{"r5-crash-loop", "fixed", "3.50", rawReadsOn, three, 2},
+	}
+	for _, e := range []string{"3.50", "3.54"} {
+		for _, v := range []string{"hermes-0.14", "pr30973", "hermes-0.15", "fixed"} {
+			cases = append(cases, corruptionCase{"m3-wal-pragma-control", v, e, nil, one, 0})
+		}
+	}
+	return cases
+}
+
+// TestCorruptionScenarios runs every cell, a few at a time, at the
+// scenario's own length (the controls shortened): where the damage happens
+// at all it shows within ~100 ms, but not on every seed.
+func TestCorruptionScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns hundreds of processes")
+	}
+	var g errgroup.Group
+	g.SetLimit(4)
+	for _, c := range corruptionCases() {
+		g.Go(func() error {
+			failed := 0
+			var last Result
+			for _, seed := range c.seeds {
+				s := build(t, c.scenario, c.variant, seed)
+				s.Engine = c.engine
+				if c.scenario == "m3-wal-pragma-control" {
+					s.DurationMs = 2000 // eight control cells: keep them short
+				}
+				for k, v := range c.knobs {
+					if s.Knobs == nil {
+						s.Knobs = map[string]string{}
+					}
+					s.Knobs[k] = v
+				}
+				res, err := Run(context.Background(), s, Options{})
+				if err != nil {
+					return fmt.Errorf("%s/%s/%s seed %d: %w", c.scenario, c.variant, c.engine, seed, err)
+				}
+				last = res
+				switch res.Verdict.Status {
+				case oracle.Fail:
+					failed++
+				case oracle.Unknown:
+					return fmt.Errorf("%s/%s/%s seed %d: unknown: %v", c.scenario, c.variant, c.engine, seed, res.Verdict.Unknowns)
+				}
+				if res.Verdict.Status == oracle.Fail && c.minFail == 0 {
+					return fmt.Errorf("%s/%s/%s seed %d must stay clean: %+v (kept in %s)", c.scenario, c.variant, c.engine, seed,
+						res.Verdict.Violations, res.Artifacts)
+				}
+				if res.Artifacts != "" {
+					os.RemoveAll(res.Artifacts)
+				}
+			}
+			if failed < c.minFail {
+				return fmt.Errorf("%s/%s/%s failed on %d of %d seeds, want at least %d: did not reproduce (last verdict %s)",
+					c.scenario, c.variant, c.engine, failed, len(c.seeds), c.minFail, last.Verdict.Status)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
