@@ -51,6 +51,30 @@ type Options struct {
 	// OnTick, if set, sees every dispatcher tick as it happens (called from
 	// the dispatcher goroutines, concurrently).
 	OnTick func(dispatcher.Tick)
+	// Subject is the dispatcher under test; the zero value is the reference
+	// dispatcher in this process, with the schedule's variant and knobs.
+	Subject Subject
+}
+
+// Subject names the dispatcher a run tests.
+type Subject struct {
+	// Exec, when set, is a shell command that dispatches the prepared board
+	// (e.g. `kanbanchaos dispatch --variant fixed` or a real
+	// `hermes kanban dispatch`). It runs with HERMES_KANBAN_HOME, HERMES_BIN
+	// and the ledger/config variables set, once per schedule dispatcher.
+	Exec string `json:"exec,omitempty"`
+	// OneShot says Exec dispatches once and exits (`dispatch --once`,
+	// `hermes kanban dispatch`): the harness then re-runs it every tick.
+	// Otherwise it is long-running and is started once and stopped at the end.
+	OneShot bool `json:"one_shot,omitempty"`
+}
+
+// String is how a subject is named in output: "exec:CMD" or the variant.
+func (s Subject) String() string {
+	if s.Exec == "" {
+		return "reference"
+	}
+	return "exec:" + s.Exec
 }
 
 // Result is what a run produced.
