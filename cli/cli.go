@@ -46,6 +46,8 @@ Usage:
                                      rerun a written schedule (an artifact directory's schedule.json)
   kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
+  kanbanchaos dispatch [--variant V] [--once] [--interval D] …
+                                     the reference dispatcher as its own process (HERMES_BIN, HERMES_KANBAN_HOME)
   kanbanchaos worker -p PROFILE … chat -q "work kanban task ID"
                                      the fake worker (what HERMES_BIN runs)
 
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdScenarios(args[1:], stdout, stderr)
 	case "variants":
 		return cmdVariants(args[1:], stdout, stderr)
+	case "dispatch":
+		return cmdDispatch(ctx, args[1:], stdout, stderr)
 	case "worker":
 		return fakeworker.Main(args[1:], os.Getenv, stderr)
 	case "help", "-h", "-help", "--help":

@@ -63,6 +63,8 @@ type runFlags struct {
 	json        bool
 	artifacts   string
 	keep        bool
+	subject     string // "exec:CMD", or "" for the reference dispatcher
+	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
 }
 
@@ -82,6 +84,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.StringVar(&f.subject, "subject", "", "dispatcher under test: exec:'CMD' runs CMD (e.g. 'kanbanchaos dispatch --variant fixed' or a real\n'hermes kanban dispatch') against the prepared board instead of the in-process reference dispatcher")
+	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
 	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
@@ -165,7 +169,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !f.json {
 		progress = stderr
 	}
-	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep, Replay: replay, Log: progress})
+	subject, err := parseSubject(f.subject, f.oneShot)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
+	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep, Replay: replay, Log: progress, Subject: subject})
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run: internal error:", err)
 		if res.Artifacts != "" {
@@ -243,7 +252,38 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 	if f.timeScale != 0 {
 		parts = append(parts, "--time-scale", strconv.FormatFloat(f.timeScale, 'g', -1, 64))
 	}
+	if f.subject != "" {
+		parts = append(parts, "--subject", shellQuote(f.subject))
+		if f.oneShot {
+			parts = append(parts, "--one-shot")
+		}
+	}
 	return strings.Join(parts, " ")
+}
+
+// parseSubject reads --subject: "" (the reference dispatcher) or exec:CMD.
+func parseSubject(s string, oneShot bool) (harness.Subject, error) {
+	if s == "" {
+		if oneShot {
+			return harness.Subject{}, fmt.Errorf("--one-shot needs --subject exec:'CMD'")
+		}
+		return harness.Subject{}, nil
+	}
+	cmd, ok := strings.CutPrefix(s, "exec:")
+	if !ok || strings.TrimSpace(cmd) == "" {
+		return harness.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed'); for a reference variant use --variant", s)
+	}
+	return harness.Subject{Exec: cmd, OneShot: oneShot}, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func printText(w io.Writer, res harness.Result, replay string) {

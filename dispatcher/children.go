@@ -19,6 +19,9 @@ import (
 type Children struct {
 	mu    sync.Mutex
 	procs map[int]*child
+	// orphanable workers outlive this process, as Hermes' Popen workers
+	// outlive a one-shot `hermes kanban dispatch`: no Pdeathsig.
+	orphanable bool
 }
 
 type child struct {
@@ -28,8 +31,15 @@ type child struct {
 	status  syscall.WaitStatus
 }
 
-// NewChildren returns an empty table.
+// NewChildren returns an empty table whose workers die with this process
+// (Pdeathsig): the harness hosts dispatchers in its own process and must
+// leave nothing behind, even when it crashes.
 func NewChildren() *Children { return &Children{procs: map[int]*child{}} }
+
+// NewOrphanableChildren returns a table whose workers outlive this process,
+// as Hermes' do: a dispatcher process that exits after one tick must not
+// take its workers with it. Whoever runs such a dispatcher cleans up.
+func NewOrphanableChildren() *Children { return &Children{procs: map[int]*child{}, orphanable: true} }
 
 // Spec is one process to start.
 type Spec struct {
@@ -63,7 +73,7 @@ func (c *Children) Start(owner string, spec Spec) (int, error) {
 		Dir:   spec.Dir,
 		Env:   spec.Env,
 		Files: []*os.File{devnull, logf, logf},
-		Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
+		Sys:   c.sysProcAttr(),
 	})
 	if err != nil {
 		return 0, err
@@ -72,6 +82,13 @@ func (c *Children) Start(owner string, spec Spec) (int, error) {
 	p.Release() // we wait with wait4 ourselves
 	c.procs[pid] = &child{owner: owner, started: time.Now()}
 	return pid, nil
+}
+
+func (c *Children) sysProcAttr() *syscall.SysProcAttr {
+	if c.orphanable {
+		return &syscall.SysProcAttr{Setsid: true}
+	}
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // Reap collects the exit status of owner's exited children (all owners when

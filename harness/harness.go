@@ -90,6 +90,7 @@ type Result struct {
 	Artifacts   string            `json:"artifacts,omitempty"` // where the run's files are kept ("" = removed)
 	LeftRunning []int             `json:"left_running,omitempty"`
 	Faults      []Injection       `json:"faults,omitempty"` // what was injected, when, with what effect
+	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
 }
 
 // sandbox is the directory layout of one run.
@@ -123,7 +124,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	// dispatchers run in this process: a run that needs the other lock kind,
 	// like a run on another engine's SQLite, goes to a process started for it.
 	ofd := kanban.OFDEnv + "=" + map[bool]string{true: "1", false: "0"}[knobs.Connect.OFDLocking]
-	if res.SQLite = kanban.SQLiteVersion(); schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv() {
+	// An external subject brings its own engine and locks: it needs neither.
+	res.SQLite = kanban.SQLiteVersion()
+	if opt.Subject.Exec == "" && (schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv()) {
 		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
 		if err != nil {
 			return res, err
@@ -180,7 +183,12 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	logf("sandbox %s", root)
 
-	ph, err := dispatch(ctx, sb, s, knobs, timing, children, opt, logf)
+	var ph phases
+	if opt.Subject.Exec != "" {
+		ph, err = dispatchExec(ctx, sb, s, knobs, timing, opt, logf)
+	} else {
+		ph, err = dispatch(ctx, sb, s, knobs, timing, children, opt, logf)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -238,6 +246,8 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if secs := ph.elapsed.Seconds(); secs > 0 {
 		res.SpawnRate = float64(res.Spawns) / secs
 	}
+	probes := probeRun(sb.trace(), hist, s, knobs, ph.wal, ph.injections)
+	res.Probes = &probes
 	// Unmounted before finish, which copies or removes the sandbox.
 	if err := sb.power.keepHome(ctx, sb); err != nil {
 		return res, err
@@ -303,6 +313,7 @@ type phases struct {
 	unknowns             []string
 	observations         []oracle.Observation
 	injections           []Injection
+	wal                  []walSample
 }
 
 // dispatch runs the dispatchers for the dispatch and quiet phases and waits
@@ -407,6 +418,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
 	}
 	ph.observations = obs.observations()
+	ph.wal = obs.walSizes()
 	mu.Lock()
 	ph.observations = append(ph.observations, progress.stalls(time.Now(), max(2*time.Second, 100*timing.Tick), ph.startMono)...)
 	defer mu.Unlock()

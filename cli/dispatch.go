@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+)
+
+// Environment a dispatch process reads besides Hermes' own.
+const (
+	envTimeScale      = "KANBANCHAOS_TIME_SCALE" // default for --time-scale (the harness sets it)
+	envDispatcherName = "KANBANCHAOS_DISPATCHER" // name in the ledger (the harness sets it)
+)
+
+// cmdDispatch is the reference dispatcher as its own process, with
+// Hermes-like flags and environment: the external subject the harness can
+// drive exactly like a real `hermes kanban dispatch`.
+func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dispatch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	board := fs.String("board", "", "board slug (default: the active board: HERMES_KANBAN_BOARD, the current file, else default)")
+	variant := fs.String("variant", "hermes-0.14", "dispatcher variant; see 'kanbanchaos variants'")
+	knobs := knobFlags{}
+	fs.Var(knobs, "knob", "set one knob, name=value (repeatable)")
+	maxSpawn := fs.Int("max-spawn", 0, "live cap on running tasks (0: none, Hermes' default config)")
+	failureLimit := fs.Int("failure-limit", 0, "configured kanban.failure_limit (0: unset, i.e. 2)")
+	interval := fs.Duration("interval", 0, "tick interval (default: 60s × --time-scale)")
+	once := fs.Bool("once", false, "run one dispatch_once and exit (like 'hermes kanban dispatch')")
+	scale := fs.Float64("time-scale", envFloat(envTimeScale, 1), "factor on Hermes' intervals (60 s tick, 30 s crash grace, 900 s claim TTL …)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kanbanchaos dispatch [flags]\n\n"+
+			"The reference dispatcher as a process. It resolves the board like Hermes (HERMES_KANBAN_HOME, --board,\n"+
+			"HERMES_KANBAN_BOARD, the current file), spawns workers through HERMES_BIN with Hermes' argv and\n"+
+			"environment, and honours HERMES_KANBAN_CRASH_GRACE_SECONDS, HERMES_KANBAN_CLAIM_TTL_SECONDS and\n"+
+			"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS. With %s set it appends its commits and SQLite errors\n"+
+			"to that ledger. It never waits on or kills its workers: like Hermes, it leaves them to the next tick.\n\n"+
+			"Example: HERMES_KANBAN_HOME=/tmp/h HERMES_BIN=/usr/local/bin/hermes kanbanchaos dispatch --once\n\nFlags:\n", fakeworker.EnvLedger)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "kanbanchaos dispatch: takes no arguments, got %q\n", pos)
+		return exitUsage
+	}
+	cfg, err := dispatchConfig(*board, *variant, knobs, *maxSpawn, *failureLimit, *interval, *scale)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos dispatch:", err)
+		return exitUsage
+	}
+	d, err := dispatcher.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos dispatch:", err)
+		return exitInternal
+	}
+	defer d.Close()
+	logTick := func(t dispatcher.Tick) {
+		fmt.Fprintf(stderr, "%s tick: spawned=%d crashed=%d gave_up=%d promoted=%d reclaimed=%d auto_blocked=%d deferred=%d%s%s\n",
+			cfg.Name, t.Spawned, t.Crashed, t.GaveUp, t.Promoted, t.Reclaimed, t.AutoBlocked, t.Deferred,
+			map[bool]string{true: " skipped_locked", false: ""}[t.SkippedLocked], errSuffix(t.Error))
+	}
+	if *once {
+		t, err := d.DispatchOnce(ctx)
+		logTick(t)
+		if err != nil {
+			return exitInternal
+		}
+		return exitPass
+	}
+	d.Run(ctx, logTick)
+	return exitPass
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " error=" + strconv.Quote(e)
+}
+
+// dispatchConfig builds the dispatcher from flags and the environment.
+func dispatchConfig(board, variant string, overrides map[string]string, maxSpawn, failureLimit int, interval time.Duration, scale float64) (dispatcher.Config, error) {
+	knobs, err := dispatcher.Resolve(variant, overrides)
+	if err != nil {
+		return dispatcher.Config{}, err
+	}
+	if knobs.Connect.OFDLocking != kanban.OFDFromEnv() {
+		return dispatcher.Config{}, fmt.Errorf("knob ofd_locking=%v needs this process started with %s set accordingly", knobs.Connect.OFDLocking, kanban.OFDEnv)
+	}
+	if scale <= 0 || scale > 1 {
+		return dispatcher.Config{}, fmt.Errorf("--time-scale %g: want 0 < x <= 1", scale)
+	}
+	env := kanban.EnvFrom(os.Getenv)
+	res, err := kanban.Resolve(env, board, knobs.PinBeatsBoard)
+	if err != nil {
+		return dispatcher.Config{}, err
+	}
+	bin, err := hermesBin()
+	if err != nil {
+		return dispatcher.Config{}, err
+	}
+	timing := dispatcher.HermesTiming(scale)
+	if interval > 0 {
+		timing.Tick = interval
+	}
+	for name, d := range map[string]*time.Duration{
+		"HERMES_KANBAN_CRASH_GRACE_SECONDS":         &timing.CrashGrace,
+		"HERMES_KANBAN_CLAIM_TTL_SECONDS":           &timing.ClaimTTL,
+		"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS": &timing.RateLimitCooldown,
+	} {
+		if v := os.Getenv(name); v != "" {
+			secs, err := strconv.ParseFloat(v, 64)
+			if err != nil || secs < 0 {
+				return dispatcher.Config{}, fmt.Errorf("%s=%q is not a number of seconds", name, v)
+			}
+			*d = time.Duration(secs * float64(time.Second))
+		}
+	}
+	name := os.Getenv(envDispatcherName)
+	if name == "" {
+		name = "dispatch-" + strconv.Itoa(os.Getpid())
+	}
+	slug := res.Slug
+	if slug == "" {
+		slug = kanban.ActiveBoard(env)
+	}
+	return dispatcher.Config{
+		Name: name, Home: env.Home, Board: slug, DBPath: res.Path, HermesBin: bin, Env: os.Environ(),
+		Knobs: knobs, FailureLimit: failureLimit, MaxSpawn: maxSpawn, Timing: timing,
+		Children: dispatcher.NewOrphanableChildren(), Process: kanban.NewProcess(), Ledger: os.Getenv(fakeworker.EnvLedger),
+	}, nil
+}
+
+// hermesBin is Hermes' _resolve_hermes_argv: HERMES_BIN (a path, or a name
+// searched on PATH), else `hermes` on PATH.
+func hermesBin() (string, error) {
+	name := os.Getenv("HERMES_BIN")
+	if name == "" {
+		name = "hermes"
+	}
+	if strings.ContainsRune(name, '/') {
+		return name, nil
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("HERMES_BIN is not set and %q is not on PATH: nothing to spawn workers with", name)
+	}
+	return path, nil
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,235 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// dispatchExec is the dispatch phase for an external subject: the board is
+// prepared exactly as for the reference dispatcher, but the dispatching is
+// done by the subject's command — once per schedule dispatcher, long-running
+// or re-run every tick — with Hermes' environment pointing it at the
+// sandbox. Its workers are its own children, not ours, so when the run ends
+// they are found through /proc by the sandbox's ledger path in their
+// environment and killed, with the subject's process groups.
+func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, opt Options,
+	logf func(string, ...any)) (phases, error) {
+	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
+	runCtx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	ph := phases{startMono: ledger.MonoNow(), startWall: ledger.WallNow()}
+	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
+	start := time.Now()
+	var mu sync.Mutex
+	go injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
+		mu.Lock()
+		defer mu.Unlock()
+		ph.injections = append(ph.injections, in)
+		logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
+	})
+	env, err := subjectEnv(sb, timing, knobs.Connect.OFDLocking)
+	if err != nil {
+		return ph, err
+	}
+	logf("dispatching with exec:%s (%d instance(s), %s)", opt.Subject.Exec, s.Dispatchers,
+		map[bool]string{true: "re-run every tick", false: "long-running"}[opt.Subject.OneShot])
+	var wg sync.WaitGroup
+	var errs []error
+	for i := 0; i < s.Dispatchers; i++ {
+		name := "d" + strconv.Itoa(i+1)
+		offset := time.Duration(0)
+		if i < len(s.DispatcherOffsetsMs) {
+			offset = time.Duration(s.DispatcherOffsetsMs[i]) * time.Millisecond
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := runSubject(runCtx, opt.Subject, append(env, "KANBANCHAOS_DISPATCHER="+name), sb.root, offset, timing.Tick, opt.StopGrace)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("subject %s: %w", name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	ph.elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
+	}
+	if left := killSandboxProcesses(sb, opt.StopGrace); len(left) > 0 {
+		ph.unknowns = append(ph.unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return ph, errors.Join(errs...)
+}
+
+// subjectEnv is what the subject's command runs with: the sandbox's Hermes
+// home and HERMES_BIN (so a real Hermes spawns our fake workers), Hermes'
+// own test knobs scaled, and PATH led by a directory where `kanbanchaos`
+// is this binary, so `exec:'kanbanchaos dispatch …'` needs no install.
+func subjectEnv(sb sandbox, timing dispatcher.Timing, ofd bool) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("harness: own executable: %w", err)
+	}
+	bin := filepath.Join(sb.root, "bin")
+	if err := os.Symlink(exe, filepath.Join(bin, "kanbanchaos")); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("harness: kanbanchaos symlink: %w", err)
+	}
+	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+	// exec.Cmd keeps the last of duplicate variables: the knob's lock kind
+	// wins over this process's for the subject and its workers.
+	env := append(workerEnv(sb), kanban.OFDEnv+"="+map[bool]string{true: "1", false: "0"}[ofd])
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(kv, "PATH=")
+		}
+	}
+	return append(env,
+		"HERMES_KANBAN_CRASH_GRACE_SECONDS="+secs(timing.CrashGrace),
+		"HERMES_KANBAN_CLAIM_TTL_SECONDS="+secs(timing.ClaimTTL),
+		"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS="+secs(timing.RateLimitCooldown),
+		"HERMES_KANBAN_DISPATCH_INTERVAL_SECONDS="+secs(timing.Tick),
+		"KANBANCHAOS_TIME_SCALE="+strconv.FormatFloat(timing.Scale, 'g', -1, 64),
+	), nil
+}
+
+// runSubject runs one instance of the subject until ctx ends: a one-shot
+// command every tick, or a long-running one once, stopped with SIGTERM and
+// then SIGKILL to its process group.
+func runSubject(ctx context.Context, sub Subject, env []string, dir string, offset, tick, grace time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(offset):
+	}
+	if grace == 0 {
+		grace = 10 * time.Second
+	}
+	for {
+		cmd := exec.Command("/bin/sh", "-c", sub.Exec)
+		cmd.Env, cmd.Dir = env, dir
+		log, err := os.OpenFile(filepath.Join(dir, "subject.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		err = cmd.Start()
+		log.Close()
+		if err != nil {
+			return fmt.Errorf("start %q: %w", sub.Exec, err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if !sub.OneShot {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("%q exited before the run ended: %v (see subject.log)", sub.Exec, err)
+			}
+		case <-ctx.Done():
+			stopGroup(cmd.Process.Pid, done, grace)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(tick):
+		}
+	}
+}
+
+// stopGroup sends SIGTERM to the group, waits up to grace, then SIGKILL.
+func stopGroup(pgid int, done <-chan error, grace time.Duration) {
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL) // stragglers left in the group
+}
+
+// killSandboxProcesses kills every process whose environment points at this
+// sandbox's ledger — the subject's workers (each in its own session) and any
+// helper it forked — and waits until none is left or timeout. Matching the
+// environment, not a pid list, means a reused pid is never hit.
+func killSandboxProcesses(sb sandbox, timeout time.Duration) []int {
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	marker := []byte(fakeworker.EnvLedger + "=" + sb.ledger() + "\x00")
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := sandboxPIDs(marker)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sandboxPIDs(marker []byte) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		envb, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !containsEnv(envb, marker) {
+			continue
+		}
+		if !alive(pid) {
+			continue // a zombie: its parent will reap it, nothing to kill
+		}
+		pids = append(pids, pid)
+	}
+	slices.Sort(pids)
+	return pids
+}
+
+func containsEnv(environ, marker []byte) bool {
+	return strings.HasPrefix(string(environ), string(marker)) || strings.Contains(string(environ), "\x00"+string(marker))
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
