@@ -28,6 +28,7 @@ type observer struct {
 	seen      []oracle.Observation
 	reported  map[string]bool
 	inodes    map[string]uint64
+	wal       []walSample // -wal sizes over time, for the checkpoint probe
 }
 
 func newObserver(db string, startMono int64) *observer {
@@ -91,6 +92,9 @@ func (o *observer) statSidecars(ctx context.Context) {
 		o.mu.Lock()
 		prev, known := o.inodes[suffix]
 		o.inodes[suffix] = st.Ino
+		if suffix == "-wal" {
+			o.wal = append(o.wal, walSample{mono: ledger.MonoNow(), size: st.Size})
+		}
 		o.mu.Unlock()
 		if known && prev != st.Ino {
 			o.add(ctx, "sidecar-replaced", "ino:"+suffix+strconv.FormatUint(st.Ino, 10),
@@ -104,6 +108,12 @@ func (o *observer) rebaseline() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	clear(o.inodes)
+}
+
+func (o *observer) walSizes() []walSample {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.wal)
 }
 
 func (o *observer) observations() []oracle.Observation {
