@@ -109,6 +109,11 @@ func parse(args []string, getenv func(string) string) (invocation, error) {
 // Main runs the worker with args (without the program name) and returns its
 // exit code. Diagnostics go to stderr, which Hermes appends to the task log.
 func Main(args []string, getenv func(string) string, stderr io.Writer) int {
+	// The power-loss fault's writeback helper rides on the worker binary,
+	// which every harness setup already provides (see Writeback).
+	if len(args) > 0 && args[0] == WritebackFlag {
+		return Writeback(args[1:], stderr)
+	}
 	start := ledger.MonoNow()
 	inv, parseErr := parse(args, getenv)
 	ledgerPath := getenv(EnvLedger)

@@ -327,10 +327,17 @@ type powerLoss struct {
 }
 
 // newPowerLoss mounts a fresh ext4 image at the sandbox's home directory,
-// before anything is created there.
+// before anything is created there. It first clears what earlier runs left
+// behind when their process was killed outright (see sweepStale).
 func newPowerLoss(ctx context.Context, sb sandbox, children *dispatcher.Children, grace time.Duration) (*powerLoss, error) {
+	sweepStale(ctx, filepath.Dir(sb.root))
 	p := &powerLoss{work: filepath.Join(sb.root, "powerloss"), children: children, grace: grace}
 	if err := os.MkdirAll(p.work, 0o755); err != nil {
+		return nil, fmt.Errorf("powerloss: %w", err)
+	}
+	// Written before anything is mounted: a later run's sweep tells by it
+	// whether this run's process is still alive.
+	if err := os.WriteFile(filepath.Join(p.work, ownerFile), []byte(processID(os.Getpid())), 0o644); err != nil {
 		return nil, fmt.Errorf("powerloss: %w", err)
 	}
 	live, err := mountFresh(ctx, filepath.Join(p.work, "live.img"), sb.home(), powerLossImageMB)
@@ -612,4 +619,83 @@ func (p *powerLoss) Close() error {
 		return fmt.Errorf("powerloss: %w", err)
 	}
 	return nil
+}
+
+// ownerFile in <sandbox>/powerloss names the process that mounted there.
+const ownerFile = "owner"
+
+// processID is "pid starttime": unlike a bare pid, it is never reused.
+func processID(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// The fields after the parenthesised command name (which may hold
+	// spaces); starttime is field 22 of the line, the 20th after it.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return strconv.Itoa(pid) + " " + f[19]
+}
+
+// sweepStale unmounts and detaches what power-loss runs under tmp left
+// behind when their process was SIGKILLed (no deferred cleanup ran): a
+// leaked mount or loop device would otherwise pile up and poison later
+// runs. A sandbox counts as abandoned only if its owner file names a
+// process that is gone; without an owner file it is left alone (a run just
+// starting), unless its image was deleted, which no live run does before
+// detaching. Best effort: what fails here is retried by the next run.
+func sweepStale(ctx context.Context, tmp string) {
+	abandoned := func(root string) bool {
+		data, err := os.ReadFile(filepath.Join(root, "powerloss", ownerFile))
+		if err != nil {
+			return false
+		}
+		id := strings.TrimSpace(string(data))
+		pid, _, _ := strings.Cut(id, " ")
+		n, err := strconv.Atoi(pid)
+		return err == nil && processID(n) != id
+	}
+	prefix := filepath.Join(tmp, "kanbanchaos-")
+	for _, mp := range mountPoints() {
+		if !strings.HasPrefix(mp, prefix) {
+			continue
+		}
+		root := ""
+		switch {
+		case strings.HasSuffix(mp, "/home"):
+			root = strings.TrimSuffix(mp, "/home")
+		case strings.HasSuffix(mp, "/powerloss/crash"):
+			root = strings.TrimSuffix(mp, "/powerloss/crash")
+		}
+		if root != "" && filepath.Dir(root) == tmp && abandoned(root) {
+			command(ctx, "umount", "--lazy", mp)
+		}
+	}
+	out, err := command(ctx, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		dev, back, ok := strings.Cut(strings.TrimSpace(line), " ")
+		back = strings.TrimSpace(back)
+		if !ok || !strings.HasPrefix(back, prefix) {
+			continue
+		}
+		deleted := strings.HasSuffix(back, " (deleted)")
+		image := strings.TrimSuffix(back, " (deleted)")
+		root := filepath.Dir(filepath.Dir(image))
+		if filepath.Base(filepath.Dir(image)) != "powerloss" || filepath.Dir(root) != tmp {
+			continue
+		}
+		if deleted || abandoned(root) {
+			command(ctx, "losetup", "--detach", dev)
+		}
+	}
 }
