@@ -3,6 +3,7 @@ module github.com/kanbanchaos/kanbanchaos
 go 1.26.0
 
 require (
+	github.com/leanovate/gopter v0.2.11
 	github.com/rogpeppe/go-internal v1.16.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.49.0

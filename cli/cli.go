@@ -44,6 +44,9 @@ Usage:
   kanbanchaos run SCENARIO [flags]   run one scenario against a dispatcher variant, check every invariant
   kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [--json] [--artifacts DIR] [--keep]
                                      rerun a written schedule (an artifact directory's schedule.json)
+  kanbanchaos fuzz [--scenario S|all] [--variant V] [--runs N] [--seed S] [--shard i/n] [--json] [--junit FILE] …
+                                     property-based campaign: swarm schedules, shrink failures, write regression.txtar
+  kanbanchaos merge SHARD.jsonl…     combine the --json outputs of fuzz shards into one verdict
   kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
   kanbanchaos dispatch [--variant V] [--once] [--interval D] …
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "replay":
 		return cmdReplay(ctx, args[1:], stdout, stderr)
+	case "fuzz":
+		return cmdFuzz(ctx, args[1:], stdout, stderr)
+	case "merge":
+		return cmdMerge(args[1:], stdout, stderr)
 	case "scenarios":
 		return cmdScenarios(args[1:], stdout, stderr)
 	case "variants":

@@ -1,0 +1,598 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/report"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
+)
+
+const fuzzHelp = `Usage: kanbanchaos fuzz [flags]
+
+A property-based campaign. Run i draws its schedule — dispatchers, tick, tasks with their workers'
+behaviour and crash delays, failure_limit, max_retries, max_spawn, fault times — from its scenario's
+swarm with a seed made of --seed and i alone, runs it against real processes and lets the oracle
+decide. The first failure is shrunk: each smaller candidate is re-run --votes times and kept only if
+a majority violates the same invariant, until --shrink-time is spent. The minimal schedule is printed
+and written with repro.sh and regression.txtar (a testscript to drop into testdata/script).
+
+Examples:
+  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.14 --runs 50 --seed 7
+  kanbanchaos fuzz --variant fixed --runs 200 --doublecheck 10 --junit fuzz.xml
+  kanbanchaos fuzz --variant fixed --runs 400 --shard 2/4 --json > shard2.jsonl   # then: kanbanchaos merge shard*.jsonl
+  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.14 --run-seed 3735928559   # one run again, by its seed
+
+Output: on a terminal a live status line (runs, failures, spawns/s, ETA); otherwise only failing and
+undecided runs (-v: every run), each with its seed and replay command, then the summary: failures by
+invariant, doublecheck divergence (harness flakiness, not failures), probe coverage — which interesting
+states (breaker trip, busy timeout, kill inside a transaction, checkpoint under load, backoff, lock-drop
+knob) the runs reached, with a warning for any never reached. --json prints one line per run and a
+summary line instead.
+
+Flags:
+`
+
+type fuzzFlags struct {
+	scenario, variant, shard, junit, artifacts string
+	knobs                                      knobFlags
+	runs, votes, concurrency                   int
+	seed, runSeed                              uint64
+	budget, shrinkTime, maxDuration, maxQuiet  time.Duration
+	doublecheck                                float64
+	keepGoing, json, verbose                   bool
+}
+
+func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := fuzzFlags{knobs: knobFlags{}}
+	fs := flag.NewFlagSet("fuzz", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.scenario, "scenario", "all", "scenario to fuzz, or all (every scenario but the positive controls, rotated over the runs)")
+	fs.StringVar(&f.variant, "variant", "", "dispatcher variant of every run (default: each scenario's own); see 'kanbanchaos variants'")
+	fs.Var(f.knobs, "knob", "set one knob, name=value, on every run (repeatable)")
+	fs.IntVar(&f.runs, "runs", 100, "runs in the whole campaign (all shards together)")
+	fs.Uint64Var(&f.seed, "seed", 0, "campaign seed: run i's seed derives from it and i (default: random, printed)")
+	fs.Uint64Var(&f.runSeed, "run-seed", 0, "run only the run with this seed (printed on every run line); needs one --scenario")
+	fs.DurationVar(&f.budget, "budget", 0, "start no run after this much time, e.g. 10m (default: no limit)")
+	fs.DurationVar(&f.shrinkTime, "shrink-time", 2*time.Minute, "wall-clock bound for shrinking the first failure; 0 skips shrinking")
+	fs.IntVar(&f.votes, "votes", 3, "re-runs per shrink candidate; a candidate is kept if a majority fail the same way")
+	fs.Float64Var(&f.doublecheck, "doublecheck", 0, "replay this percentage of runs and report verdict divergence as harness flakiness, e.g. 10")
+	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "runs at once")
+	fs.BoolVar(&f.keepGoing, "keep-going", false, "run every planned run; default: start no run after the first failure")
+	fs.StringVar(&f.shard, "shard", "0/1", "run only part i of n of the run indices, e.g. 0/4 (merge the --json outputs with 'kanbanchaos merge')")
+	fs.BoolVar(&f.json, "json", false, "print one JSON line per run and a summary line")
+	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML file: each run a test case, failures with their seed, invariant and evidence")
+	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/) (default: a new temp dir)")
+	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
+	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
+	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, fuzzHelp)
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nScenarios: %s\nVariants:  %s\nProbes:\n", strings.Join(scenarios.Names(), ", "), strings.Join(dispatcher.VariantNames(), ", "))
+		for _, p := range harness.ProbeDocs {
+			fmt.Fprintf(stderr, "  %-24s %s\n", p.Name, p.Doc)
+		}
+		fmt.Fprint(stderr, "\nExit codes: 0 no run failed · 1 a run failed · 2 bad usage · 3 some run undecided or runs left undone · 4 harness error.\n")
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "kanbanchaos fuzz: "+format+"\n", a...)
+		return exitUsage
+	}
+	if len(pos) > 0 {
+		return bad("takes no arguments (the scenario goes in --scenario), got %q", pos)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	c, code := f.campaign(given, bad)
+	if code >= 0 {
+		return code
+	}
+	return runCampaign(ctx, c, f, stdout, stderr)
+}
+
+// campaign checks the flags and builds the campaign; code ≥ 0 means stop
+// with that exit code.
+func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
+	switch {
+	case f.runs < 1:
+		return nil, bad("--runs %d: want at least 1", f.runs)
+	case f.votes < 1:
+		return nil, bad("--votes %d: want at least 1", f.votes)
+	case f.concurrency < 1:
+		return nil, bad("--concurrency %d: want at least 1", f.concurrency)
+	case f.doublecheck < 0 || f.doublecheck > 100:
+		return nil, bad("--doublecheck %g: want a percentage 0..100", f.doublecheck)
+	case f.budget < 0 || f.shrinkTime < 0 || f.maxDuration < 0 || f.maxQuiet < 0:
+		return nil, bad("durations must not be negative")
+	case given["max-duration"] && f.maxDuration < time.Millisecond:
+		return nil, bad("--max-duration %v: want at least 1ms", f.maxDuration)
+	}
+	shard, err := harness.ParseShard(f.shard)
+	if err != nil {
+		return nil, bad("--shard: %v", err)
+	}
+	var scs []scenarios.Scenario
+	if f.scenario == "all" {
+		scs = scenarios.Fuzzable()
+	} else {
+		sc, err := scenarios.Lookup(f.scenario)
+		if err != nil {
+			return nil, bad("--scenario: %v (or all)", err)
+		}
+		scs = []scenarios.Scenario{sc}
+	}
+	if given["run-seed"] && len(scs) != 1 {
+		return nil, bad("--run-seed needs one --scenario: a run seed belongs to the scenario its run line names")
+	}
+	if given["run-seed"] && given["shard"] {
+		return nil, bad("--run-seed runs one run; it takes no --shard")
+	}
+	if f.variant != "" && !slices.Contains(dispatcher.VariantNames(), f.variant) {
+		return nil, bad("--variant: unknown variant %q (valid: %s)", f.variant, strings.Join(dispatcher.VariantNames(), ", "))
+	}
+	for _, sc := range scs {
+		v := f.variant
+		if v == "" {
+			v = sc.Variant
+		}
+		knobs := map[string]string{}
+		for k, val := range sc.Knobs {
+			knobs[k] = val
+		}
+		for k, val := range f.knobs {
+			knobs[k] = val
+		}
+		k, err := dispatcher.Resolve(v, knobs)
+		if err == nil {
+			err = harness.CheckEngineKnobs(sc.Swarm().Schedule(sc.Swarm().Draw(1), 1, v).EngineOrDefault(), k)
+		}
+		if err != nil {
+			return nil, bad("%s: %v", sc.Name, err)
+		}
+	}
+	if !given["seed"] {
+		f.seed = randomSeed()
+	}
+	c := &harness.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
+		Budget: f.budget, KeepGoing: f.keepGoing, Doublecheck: f.doublecheck, ShrinkTime: f.shrinkTime, Votes: f.votes,
+		ArtifactsDir: f.artifacts, Command: progName()}
+	if len(f.knobs) > 0 {
+		c.Knobs = map[string]string(f.knobs)
+	}
+	for _, sc := range scs {
+		c.Swarms = append(c.Swarms, sc.Swarm().WithMaxPhases(int(f.maxDuration.Milliseconds()), int(f.maxQuiet.Milliseconds())))
+	}
+	if given["run-seed"] {
+		c.RunSeeds = []uint64{f.runSeed}
+	}
+	// What every run's replay command must repeat to draw the same schedule.
+	var extra []string
+	names := make([]string, 0, len(f.knobs))
+	for n := range f.knobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		extra = append(extra, "--knob", n+"="+f.knobs[n])
+	}
+	if f.maxDuration > 0 {
+		extra = append(extra, "--max-duration", f.maxDuration.String())
+	}
+	if f.maxQuiet > 0 {
+		extra = append(extra, "--max-quiet", f.maxQuiet.String())
+	}
+	c.ReplayFlags = strings.Join(extra, " ")
+	return c, -1
+}
+
+func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, stderr io.Writer) int {
+	st := newStatus(stdout, !f.json && isTerminal(stdout))
+	defer st.close()
+	variant := c.Variant
+	if variant == "" {
+		variant = "each scenario's own"
+	}
+	var names []string
+	for _, w := range c.Swarms {
+		names = append(names, w.Scenario().Name)
+	}
+	plan := c.Plan()
+	if !f.json {
+		st.println(fmt.Sprintf("kanbanchaos fuzz  scenarios=%s  variant=%s  seed=%d  runs=%d  shard %s (%d runs here)  concurrency %d",
+			strings.Join(names, ","), variant, c.Seed, c.Runs, c.Shard, len(plan), c.Concurrency))
+	}
+	st.start(len(plan))
+	var records []harness.RunRecord
+	var mu sync.Mutex
+	enc := json.NewEncoder(stdout)
+	c.OnRun = func(r harness.RunRecord) {
+		mu.Lock()
+		records = append(records, r)
+		mu.Unlock()
+		st.done(r)
+		switch {
+		case f.json:
+			st.emit(func() { enc.Encode(r) })
+		case r.Status != oracle.Pass || f.verbose || (r.Doublecheck != nil && r.Doublecheck.Diverged):
+			st.println(runLine(r))
+		}
+	}
+	c.OnShrink = func(s harness.ShrinkStep) {
+		if f.json || !(s.Accepted || f.verbose) {
+			return
+		}
+		verdict := "rejected"
+		if s.Accepted {
+			verdict = "accepted"
+		}
+		st.println(fmt.Sprintf("shrink +%.0fs: %s → %d task(s), %d dispatcher(s), %d ms: %s reproduce — %s",
+			float64(s.ElapsedMs)/1000, s.What, s.Tasks, s.Dispatchers, s.DurationMs, s.Votes, verdict))
+	}
+	started := time.Now()
+	sum, err := c.Run(ctx)
+	st.close()
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
+		return exitInternal
+	}
+	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
+		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
+			return exitInternal
+		}
+	}
+	if f.junit != "" {
+		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
+			return exitInternal
+		}
+	}
+	if f.json {
+		enc.Encode(sum)
+	} else {
+		printSummary(stdout, sum)
+	}
+	return exitOf(sum.Verdict)
+}
+
+func exitOf(v oracle.Status) int {
+	switch v {
+	case oracle.Pass:
+		return exitPass
+	case oracle.Fail:
+		return exitFail
+	case oracle.Unknown:
+		return exitUnknown
+	}
+	return exitInternal
+}
+
+// runLine is one run in text: its verdict, seed and replay command.
+func runLine(r harness.RunRecord) string {
+	what := ""
+	switch r.Status {
+	case oracle.Fail:
+		what = ": " + strings.Join(r.Failed, ", ")
+	case oracle.Unknown:
+		what = ": " + strings.Join(r.Unknowns, "; ")
+	case oracle.Pass:
+	default:
+		what = ": " + r.Error
+	}
+	line := fmt.Sprintf("%-7s run %d seed=%d %s %s (%d task(s), %d dispatcher(s), %d spawns)%s",
+		strings.ToUpper(string(r.Status)), r.Index, r.Seed, r.Scenario, r.Variant, r.Tasks, r.Dispatchers, r.Spawns, what)
+	if d := r.Doublecheck; d != nil && d.Diverged {
+		line += fmt.Sprintf(" · doublecheck DIVERGED: %s %s", d.Status, strings.Join(d.Failed, ", "))
+	}
+	if r.Artifacts != "" {
+		line += "\n        artifacts: " + r.Artifacts
+	}
+	return line + "\n        replay: " + r.Replay
+}
+
+func printSummary(w io.Writer, s harness.Summary) {
+	fmt.Fprintf(w, "runs: %d of %d done (%d pass, %d fail, %d unknown, %d harness errors) in %v — %.1f runs/min, %.1f spawns/s\n",
+		s.Done, len(s.Planned), s.Passed, s.Failed, s.Unknown, s.Errors, (time.Duration(s.ElapsedMs) * time.Millisecond).Round(time.Second),
+		s.RunsPerMinute, s.SpawnsPerSec)
+	if s.Stopped != "" {
+		fmt.Fprintf(w, "stopped: %s\n", s.Stopped)
+	}
+	if len(s.FailuresByInvariant) > 0 {
+		var parts []string
+		for _, inv := range sortedKeys(s.FailuresByInvariant) {
+			parts = append(parts, fmt.Sprintf("%s %d", inv, s.FailuresByInvariant[inv]))
+		}
+		fmt.Fprintf(w, "failures by invariant (runs): %s\n", strings.Join(parts, ", "))
+	}
+	if s.Doublechecked > 0 {
+		fmt.Fprintf(w, "doublecheck: %d run(s) replayed, %d diverged (%.1f%%) — harness flakiness, not counted as failures\n",
+			s.Doublechecked, s.Diverged, 100*float64(s.Diverged)/float64(s.Doublechecked))
+		for _, d := range s.Divergences {
+			fmt.Fprintf(w, "  run %d seed=%d %s: %s\n", d.Index, d.Seed, d.Scenario, d.Status)
+		}
+	}
+	fmt.Fprintf(w, "probes (runs that reached it / runs that could):\n")
+	for _, p := range s.Probes {
+		mark := ""
+		switch {
+		case p.Applicable == 0:
+			mark = "  not reachable with these variants, knobs and workers"
+		case p.Reached == 0:
+			mark = "  NEVER REACHED"
+		}
+		fmt.Fprintf(w, "  %-24s %4d / %-4d%s\n", p.Name, p.Reached, p.Applicable, mark)
+	}
+	if len(s.NeverReached) > 0 {
+		fmt.Fprintf(w, "warning: never reached: %s — these runs say little about those states\n", strings.Join(s.NeverReached, ", "))
+	}
+	if sr := s.Shrunk; sr != nil {
+		printShrunk(w, *sr)
+	}
+	if s.Artifacts != "" {
+		fmt.Fprintf(w, "artifacts: %s\n", s.Artifacts)
+	}
+	switch s.Verdict {
+	case oracle.Pass:
+		fmt.Fprintf(w, "verdict: PASS — no violation in %d runs (seed %d)\n", s.Done, s.Seed)
+	case oracle.Fail:
+		fmt.Fprintf(w, "verdict: FAIL — %s in %d of %d runs (seed %d)\n", strings.Join(sortedKeys(s.FailuresByInvariant), ", "), s.Failed, s.Done, s.Seed)
+	case oracle.Unknown:
+		fmt.Fprintf(w, "verdict: UNKNOWN — no violation, but %d run(s) undecided and %d of %d not run (seed %d)\n",
+			s.Unknown, len(s.Planned)-s.Done, len(s.Planned), s.Seed)
+	default:
+		fmt.Fprintf(w, "verdict: ERROR — the harness failed on %d run(s) (seed %d)\n", s.Errors, s.Seed)
+	}
+}
+
+func printShrunk(w io.Writer, sr harness.ShrinkResult) {
+	fmt.Fprintf(w, "shrunk run %d (seed %d, %s on %s): %d task(s), %d dispatcher(s) → %d task(s), %d dispatcher(s), %d ms + %d ms in %.0fs "+
+		"(%d candidates, %d re-runs; %s); original reproduced %s, minimal %s\n",
+		sr.Index, sr.Seed, sr.Invariant, sr.Variant, len(sr.Original.Tasks), sr.Original.Dispatchers, len(sr.Minimal.Tasks), sr.Minimal.Dispatchers,
+		sr.Minimal.DurationMs, sr.Minimal.QuietMs, float64(sr.ElapsedMs)/1000, sr.Candidates, sr.Runs, sr.Stopped, sr.Confirmed, sr.Reproduced)
+	if sr.Fixed != "" {
+		fmt.Fprintf(w, "minimal schedule on %s: %s\n", harness.FixedVariant, sr.Fixed)
+	}
+	if sr.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", sr.Note)
+	}
+	data, _ := json.MarshalIndent(sr.Minimal, "", "  ")
+	fmt.Fprintf(w, "minimal schedule:\n%s\n", data)
+	if sr.Artifacts != "" {
+		fmt.Fprintf(w, "written: %s/{schedule.json,original.json,repro.sh,regression.txtar,shrink.json}\n", sr.Artifacts)
+		fmt.Fprintf(w, "replay: %s\n", sr.Replay)
+	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// writeRegression puts regression.txtar beside the shrunk schedule.
+func writeRegression(sr harness.ShrinkResult, c *harness.Campaign, f fuzzFlags) error {
+	about := sr.Scenario
+	if sc, err := scenarios.Lookup(sr.Scenario); err == nil {
+		about = sc.Issue
+	}
+	r := report.Regression{
+		Invariant: sr.Invariant, Failing: sr.Minimal, About: about,
+		Origin: fmt.Sprintf("run %d (seed %d) of `kanbanchaos fuzz --scenario %s --variant %s --seed %d`", sr.Index, sr.Seed, sr.Scenario, sr.Variant, c.Seed),
+		Shrunk: fmt.Sprintf("%d task(s), %d dispatcher(s) → %d task(s), %d dispatcher(s) in %.0f s, %d candidates; reproduced %s",
+			len(sr.Original.Tasks), sr.Original.Dispatchers, len(sr.Minimal.Tasks), sr.Minimal.Dispatchers, float64(sr.ElapsedMs)/1000, sr.Candidates, sr.Reproduced),
+	}
+	if len(c.RunSeeds) > 0 {
+		r.Origin = fmt.Sprintf("`kanbanchaos fuzz --scenario %s --variant %s --run-seed %d`", sr.Scenario, sr.Variant, sr.Seed)
+	}
+	if sr.FixedPass {
+		fx := sr.FixedRun
+		r.Fixed = &fx
+	}
+	data, err := r.Txtar()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(sr.Artifacts+"/regression.txtar", data, 0o644); err != nil {
+		return fmt.Errorf("write regression: %w", err)
+	}
+	return nil
+}
+
+// writeJUnit writes every run as a test case.
+func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, elapsed time.Duration) error {
+	slices.SortFunc(records, func(a, b harness.RunRecord) int { return a.Index - b.Index })
+	suite := report.Suite{Name: "kanbanchaos fuzz", Time: elapsed, Timestamp: time.Now(), Properties: [][2]string{
+		{"seed", strconv.FormatUint(s.Seed, 10)}, {"runs", strconv.Itoa(s.Runs)}, {"shard", s.Shard},
+		{"scenarios", strings.Join(s.Scenarios, ",")}, {"variant", s.Variant}, {"verdict", string(s.Verdict)},
+	}}
+	for _, r := range records {
+		cs := report.Case{Name: fmt.Sprintf("run %d %s seed=%d", r.Index, r.Scenario, r.Seed), Class: "kanbanchaos.fuzz." + r.Scenario,
+			Time: time.Duration(r.ElapsedMs) * time.Millisecond, Seed: r.Seed, Status: string(r.Status), Failed: r.Failed, Replay: r.Replay}
+		switch r.Status {
+		case oracle.Fail:
+			cs.Message = strings.Join(r.Failed, ", ") + " violated"
+			var ev []string
+			for _, v := range r.Violations {
+				data, _ := json.Marshal(v.Evidence)
+				ev = append(ev, fmt.Sprintf("%s %s: %s %s", v.Invariant, v.Task, v.Message, data))
+			}
+			if r.ViolationCount > len(r.Violations) {
+				ev = append(ev, fmt.Sprintf("… and %d more violations", r.ViolationCount-len(r.Violations)))
+			}
+			if r.Artifacts != "" {
+				ev = append(ev, "artifacts: "+r.Artifacts)
+			}
+			cs.Evidence = strings.Join(ev, "\n")
+		case oracle.Unknown:
+			cs.Message = strings.Join(r.Unknowns, "; ")
+		case oracle.Pass:
+		default:
+			cs.Message = r.Error
+		}
+		cs.SystemOut = fmt.Sprintf("variant %s, %d dispatcher(s), %d task(s), %d spawns; probes reached: %s",
+			r.Variant, r.Dispatchers, r.Tasks, r.Spawns, strings.Join(r.Probes, ", "))
+		if d := r.Doublecheck; d != nil {
+			cs.SystemOut += fmt.Sprintf("; doublecheck: %s (diverged: %v)", d.Status, d.Diverged)
+		}
+		suite.Cases = append(suite.Cases, cs)
+	}
+	fh, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("junit: %w", err)
+	}
+	if err := report.WriteJUnit(fh, suite); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// isTerminal reports whether w is a terminal (a live status line makes
+// sense there, and nowhere else).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// status is the live status line: runs done, failures, spawns/s and ETA,
+// redrawn in place on a terminal; silent elsewhere. Other lines printed
+// through it clear the status line first.
+type status struct {
+	mu                      sync.Mutex
+	w                       io.Writer
+	live                    bool
+	planned, finished, fail int
+	unknown, diverged       int
+	spawns                  int
+	runSecs                 float64
+	began                   time.Time
+	stop                    chan struct{}
+	closed, shown, started  bool
+}
+
+func newStatus(w io.Writer, live bool) *status {
+	return &status{w: w, live: live, stop: make(chan struct{})}
+}
+
+func (s *status) start(planned int) {
+	s.mu.Lock()
+	s.planned, s.began, s.started = planned, time.Now(), true
+	s.mu.Unlock()
+	if !s.live {
+		return
+	}
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.mu.Lock()
+				s.draw()
+				s.mu.Unlock()
+			}
+		}
+	}()
+}
+
+func (s *status) done(r harness.RunRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finished++
+	s.spawns += r.Spawns
+	s.runSecs += float64(r.ElapsedMs) / 1000
+	switch r.Status {
+	case oracle.Pass:
+	case oracle.Fail:
+		s.fail++
+	default:
+		s.unknown++
+	}
+	if r.Doublecheck != nil && r.Doublecheck.Diverged {
+		s.diverged++
+	}
+	s.draw()
+}
+
+// draw redraws the line (s.mu held).
+func (s *status) draw() {
+	if !s.live || s.closed || !s.started {
+		return
+	}
+	el := time.Since(s.began)
+	eta := "?"
+	if s.finished > 0 {
+		eta = (time.Duration(float64(el) / float64(s.finished) * float64(s.planned-s.finished))).Round(time.Second).String()
+	}
+	rate := 0.0
+	if el > 0 {
+		rate = float64(s.spawns) / el.Seconds()
+	}
+	fmt.Fprintf(s.w, "\r\033[K[%d/%d runs] %d failed · %d undecided · %d flaky · %.0f spawns/s · %v elapsed · ETA %s",
+		s.finished, s.planned, s.fail, s.unknown, s.diverged, rate, el.Round(time.Second), eta)
+	s.shown = true
+}
+
+// println prints a line above the status line.
+func (s *status) println(line string) {
+	s.emit(func() { fmt.Fprintln(s.w, line) })
+}
+
+func (s *status) emit(write func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shown {
+		fmt.Fprint(s.w, "\r\033[K")
+		s.shown = false
+	}
+	write()
+	s.draw()
+}
+
+func (s *status) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	if s.shown {
+		fmt.Fprint(s.w, "\r\033[K")
+		s.shown = false
+	}
+}

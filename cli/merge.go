@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/kanbanchaos/kanbanchaos/harness"
+)
+
+// cmdMerge combines the --json outputs of a campaign's shards into the
+// whole campaign's summary and verdict, with fuzz's exit codes.
+func cmdMerge(args []string, stdout, stderr io.Writer) int {
+	var asJSON bool
+	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&asJSON, "json", false, "print the merged summary as one JSON line")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: kanbanchaos merge SHARD.jsonl… [--json]\n\n"+
+			"Combines the outputs of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
+			"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
+			"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
+			"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
+			"Example: kanbanchaos merge shard0.jsonl shard1.jsonl shard2.jsonl shard3.jsonl\n\n"+
+			"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, "kanbanchaos merge: want one or more shard outputs (files written by fuzz --json)")
+		return exitUsage
+	}
+	var parts []harness.Summary
+	for _, path := range pos {
+		s, err := readSummary(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos merge:", err)
+			return exitUsage
+		}
+		parts = append(parts, s)
+	}
+	m, err := harness.Merge(parts)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos merge:", err)
+		return exitUsage
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(m)
+	} else {
+		fmt.Fprintf(stdout, "kanbanchaos merge  %d shard(s): %v  seed=%d  runs=%d\n", len(parts), m.Merged, m.Seed, m.Runs)
+		printSummary(stdout, m)
+	}
+	return exitOf(m.Verdict)
+}
+
+// readSummary returns the last summary line of a fuzz --json output.
+func readSummary(path string) (harness.Summary, error) {
+	var found harness.Summary
+	f, err := os.Open(path)
+	if err != nil {
+		return found, fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 64<<20)
+	ok := false
+	for sc.Scan() {
+		var probe struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(sc.Bytes(), &probe) != nil || probe.Type != "summary" {
+			continue
+		}
+		var s harness.Summary
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			return found, fmt.Errorf("%s: a summary line that does not parse: %w", path, err)
+		}
+		found, ok = s, true
+	}
+	if err := sc.Err(); err != nil {
+		return found, fmt.Errorf("%s: %w", path, err)
+	}
+	if !ok {
+		return found, fmt.Errorf("%s has no summary line: it is not the output of 'kanbanchaos fuzz --json' (or the campaign did not finish)", path)
+	}
+	return found, nil
+}

@@ -1,0 +1,440 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// A campaign is a property-based run of many schedules: run i of a campaign
+// with seed S draws its schedule from its scenario's swarm with the seed
+// RunSeed(S, i) alone, so every run replays on its own and the run indices
+// split across CI jobs (shards) without changing any run. After each run
+// the oracle decides; a failure is shrunk with re-runs and a majority vote
+// (shrink.go); a sample of runs is replayed to measure the harness's own
+// nondeterminism (doublecheck); every run reports the probes it reached.
+
+// Campaign configures one campaign (or one shard of it).
+type Campaign struct {
+	// Scenarios are rotated over the run indices: run i runs
+	// Scenarios[i % len]. Their swarms may be capped (WithMaxPhases).
+	Swarms []scenarios.Swarm
+	// Variant is the dispatcher variant of every run ("" = each scenario's).
+	Variant string
+	// Knobs go on top of each scenario's own knobs.
+	Knobs map[string]string
+	Seed  uint64
+	Runs  int
+	Shard Shard
+	// RunSeeds, when set, replaces the seeds drawn from Seed: exactly these
+	// runs, in order (what --run-seed replays).
+	RunSeeds []uint64
+	// Concurrency is how many runs go at once (at least 1).
+	Concurrency int
+	// Budget bounds the wall-clock time of the runs (0 = none): no run
+	// starts after it, shrinking has its own bound.
+	Budget time.Duration
+	// KeepGoing runs every planned run; otherwise no run starts after the
+	// first failure (a fuzzer's habit: shrink the failure you have).
+	KeepGoing bool
+	// Doublecheck is the percentage of runs replayed once more; a replay
+	// whose verdict differs counts as harness flakiness, not as a failure.
+	Doublecheck float64
+	// ShrinkTime bounds the shrinking of the first failure (0: no shrink).
+	ShrinkTime time.Duration
+	// Votes is how many re-runs decide whether a shrink candidate still
+	// fails (majority wins); 0 means 3.
+	Votes int
+	// ArtifactsDir receives failing runs' sandboxes (runs/) and the shrunk
+	// failure (shrunk-…/). Empty: a new temp dir, made only when needed.
+	ArtifactsDir string
+	// KeepFailing caps how many failing or undecided runs keep their
+	// sandboxes (0 = 20); each run is replayable from its seed anyway.
+	KeepFailing int
+	// Command names this program in replay commands ("kanbanchaos"), and
+	// ReplayFlags are the flags every run's replay command repeats (knobs,
+	// phase caps), already quoted.
+	Command, ReplayFlags string
+	// Host is how each run is hosted (worker binary, stop grace).
+	Host Options
+	// OnRun sees each finished run (calls are serialised); OnShrink each
+	// accepted or rejected shrink candidate.
+	OnRun    func(RunRecord)
+	OnShrink func(ShrinkStep)
+	// exec runs one schedule; nil is Run. Tests substitute it.
+	exec func(context.Context, schedule.Schedule, Options) (Result, error)
+}
+
+// Shard is part i of n of a campaign's run indices (n = 0 or 1: all).
+type Shard struct{ Index, Count int }
+
+// ParseShard reads "i/n" with 0 ≤ i < n.
+func ParseShard(s string) (Shard, error) {
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return Shard{}, fmt.Errorf("shard %q is not i/n with 0 <= i < n (e.g. 0/4 … 3/4)", s)
+	}
+	return Shard{Index: i, Count: n}, nil
+}
+
+func (s Shard) String() string {
+	if s.Count <= 1 {
+		return "0/1"
+	}
+	return fmt.Sprintf("%d/%d", s.Index, s.Count)
+}
+
+// Indices are the run indices of shard s of a campaign of runs runs: a
+// contiguous block, so each shard still rotates through every scenario.
+// The shards 0/n … n-1/n partition 0 … runs-1.
+func (s Shard) Indices(runs int) []int {
+	n := max(s.Count, 1)
+	lo, hi := s.Index*runs/n, (s.Index+1)*runs/n
+	out := make([]int, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// RunSeed is the seed of run index of the campaign with seed campaign:
+// splitmix64 of both, cut to 32 bits so people can type it.
+func RunSeed(campaign uint64, index int) uint64 {
+	z := campaign + uint64(index+1)*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return (z ^ (z >> 31)) >> 32
+}
+
+// Planned is one run of the plan.
+type Planned struct {
+	Index    int    `json:"index"`
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+}
+
+// Plan lists this shard's runs in order.
+func (c *Campaign) Plan() []Planned {
+	if len(c.RunSeeds) > 0 {
+		var out []Planned
+		for i, seed := range c.RunSeeds {
+			out = append(out, Planned{Index: i, Seed: seed, Scenario: c.Swarms[i%len(c.Swarms)].Scenario().Name})
+		}
+		return out
+	}
+	var out []Planned
+	for _, i := range c.Shard.Indices(c.Runs) {
+		out = append(out, Planned{Index: i, Seed: RunSeed(c.Seed, i), Scenario: c.Swarms[i%len(c.Swarms)].Scenario().Name})
+	}
+	return out
+}
+
+// swarm is the swarm of a planned run.
+func (c *Campaign) swarm(p Planned) scenarios.Swarm {
+	return c.Swarms[p.Index%len(c.Swarms)]
+}
+
+// Schedule is the schedule of a planned run: its swarm's draw for its seed,
+// the campaign's variant and knobs.
+func (c *Campaign) Schedule(p Planned) (schedule.Schedule, scenarios.Params) {
+	w := c.swarm(p)
+	params := w.Draw(p.Seed)
+	return c.build(w, params, p.Seed), params
+}
+
+func (c *Campaign) build(w scenarios.Swarm, params scenarios.Params, seed uint64) schedule.Schedule {
+	s := w.Schedule(params, seed, c.Variant)
+	for k, v := range c.Knobs {
+		if s.Knobs == nil {
+			s.Knobs = map[string]string{}
+		}
+		s.Knobs[k] = v
+	}
+	return s
+}
+
+// Replay is the command that runs planned run p again, alone.
+func (c *Campaign) Replay(p Planned, variant string) string {
+	cmd := fmt.Sprintf("%s fuzz --scenario %s --variant %s --run-seed %d", c.Command, p.Scenario, variant, p.Seed)
+	if c.ReplayFlags != "" {
+		cmd += " " + c.ReplayFlags
+	}
+	return cmd
+}
+
+// RunRecord is one run of a campaign, as --json prints it (one line each).
+type RunRecord struct {
+	Type       string             `json:"type"` // "run"
+	Index      int                `json:"index"`
+	Seed       uint64             `json:"seed"`
+	Scenario   string             `json:"scenario"`
+	Variant    string             `json:"variant"`
+	Status     oracle.Status      `json:"status"` // pass, fail, unknown; "error" when the harness failed
+	Failed     []string           `json:"failed,omitempty"`
+	Violations []oracle.Violation `json:"violations,omitempty"` // the first maxViolations
+	// ViolationCount is the number of violations, also those not listed.
+	ViolationCount int      `json:"violation_count,omitempty"`
+	Unknowns       []string `json:"unknowns,omitempty"`
+	Error          string   `json:"error,omitempty"`
+	Dispatchers    int      `json:"dispatchers"`
+	Tasks          int      `json:"tasks"`
+	Spawns         int      `json:"spawns"`
+	SpawnRate      float64  `json:"spawns_per_s"`
+	ElapsedMs      int64    `json:"elapsed_ms"`
+	Probes         []string `json:"probes,omitempty"`
+	Applicable     []string `json:"applicable_probes,omitempty"`
+	Artifacts      string   `json:"artifacts,omitempty"`
+	Replay         string   `json:"replay"`
+	// Doublecheck is the verdict of the same schedule run once more (only
+	// for the sampled runs).
+	Doublecheck *Doublecheck `json:"doublecheck,omitempty"`
+}
+
+// Doublecheck is a replay's outcome.
+type Doublecheck struct {
+	Status   oracle.Status `json:"status"`
+	Failed   []string      `json:"failed,omitempty"`
+	Diverged bool          `json:"diverged"`
+}
+
+const maxViolations = 10
+
+// statusError marks a run the harness itself could not carry out.
+const statusError oracle.Status = "error"
+
+// Run carries out the campaign: the runs of this shard, then the shrinking
+// of the first failure. The error is for the campaign as a whole (no
+// scenario, an artifacts dir that cannot be made); a run the harness failed
+// is a record with status "error".
+func (c *Campaign) Run(ctx context.Context) (Summary, error) {
+	if len(c.Swarms) == 0 {
+		return Summary{}, errors.New("harness: campaign without scenarios")
+	}
+	if c.exec == nil {
+		c.exec = Run
+	}
+	c.Concurrency = max(c.Concurrency, 1)
+	if c.Votes <= 0 {
+		c.Votes = 3
+	}
+	if c.KeepFailing <= 0 {
+		c.KeepFailing = 20
+	}
+	plan := c.Plan()
+	sum := c.newSummary(plan)
+	start := time.Now()
+
+	var (
+		mu       sync.Mutex
+		records  = make([]*RunRecord, len(plan))
+		stop     bool // no new runs: first failure, or the budget is spent
+		stopWhy  string
+		kept     int
+		artsErr  error
+		launched int
+	)
+	runsDir := ""
+	var g errgroup.Group
+	g.SetLimit(c.Concurrency)
+	// halted reports whether no more runs may start; it is checked again
+	// once a run has its slot, since g.Go waits for one.
+	halted := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stop && c.Budget > 0 && time.Since(start) >= c.Budget {
+			stop, stopWhy = true, fmt.Sprintf("budget %v spent", c.Budget)
+		}
+		return stop || ctx.Err() != nil
+	}
+	for n, p := range plan {
+		if halted() {
+			break
+		}
+		g.Go(func() error {
+			if halted() {
+				return nil
+			}
+			mu.Lock()
+			launched++
+			mu.Unlock()
+			// Runs are never cancelled by a sibling: a failure is a result.
+			s, _ := c.Schedule(p)
+			variant := s.Variant
+			opt := c.Host
+			opt.Replay = c.Replay(p, variant)
+			opt.ArtifactsDir, opt.Keep = "", false
+			res, err := c.exec(ctx, s, opt)
+			rec := record(p, s, res, err, opt.Replay)
+			if c.doublechecked(p) && ctx.Err() == nil {
+				again, err2 := c.exec(ctx, s, opt)
+				discard(again)
+				rec.Doublecheck = doublecheck(rec, again, err2)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			// The sandbox of a failing or undecided run moves under the
+			// artifacts dir, up to KeepFailing of them.
+			if rec.Artifacts != "" {
+				if kept < c.KeepFailing && artsErr == nil {
+					if runsDir == "" {
+						dir, err := c.artifacts()
+						if err != nil {
+							artsErr = err
+						}
+						runsDir = filepath.Join(dir, "runs")
+					}
+					if artsErr == nil {
+						if dest, err := moveSandbox(rec.Artifacts, runsDir, fmt.Sprintf("%s-%d", p.Scenario, p.Seed)); err == nil {
+							rec.Artifacts = dest
+							kept++
+						} else {
+							artsErr = err
+						}
+					}
+				} else {
+					os.RemoveAll(rec.Artifacts)
+					rec.Artifacts = ""
+				}
+			}
+			records[n] = &rec
+			if rec.Status == oracle.Fail && !c.KeepGoing && !stop {
+				stop, stopWhy = true, fmt.Sprintf("first failure (run %d, seed %d); --keep-going runs the rest", p.Index, p.Seed)
+			}
+			if c.OnRun != nil {
+				c.OnRun(rec)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	if artsErr != nil {
+		return sum, artsErr
+	}
+	sum.Stopped = stopWhy
+	if ctx.Err() != nil && launched < len(plan) && stopWhy == "" {
+		sum.Stopped = "interrupted: " + ctx.Err().Error()
+	}
+	for _, r := range records {
+		if r != nil {
+			sum.add(*r)
+		}
+	}
+	sum.finish(time.Since(start))
+
+	// Shrink the first failure (in plan order) with the time left.
+	if c.ShrinkTime > 0 && ctx.Err() == nil {
+		for n, r := range records {
+			if r == nil || r.Status != oracle.Fail {
+				continue
+			}
+			sr, err := c.shrink(ctx, plan[n], *r)
+			if err != nil {
+				return sum, err
+			}
+			sum.Shrunk = &sr
+			break
+		}
+	}
+	if c.ArtifactsDir != "" {
+		sum.Artifacts = c.ArtifactsDir
+	}
+	return sum, nil
+}
+
+// artifacts returns the campaign's artifacts dir, making it on first use.
+func (c *Campaign) artifacts() (string, error) {
+	if c.ArtifactsDir == "" {
+		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", c.Seed))
+		if err != nil {
+			return "", fmt.Errorf("harness: artifacts dir: %w", err)
+		}
+		c.ArtifactsDir = dir
+	}
+	if err := os.MkdirAll(c.ArtifactsDir, 0o755); err != nil {
+		return "", fmt.Errorf("harness: artifacts dir: %w", err)
+	}
+	return c.ArtifactsDir, nil
+}
+
+// doublechecked picks Doublecheck percent of the runs, by index and seed,
+// so the same runs are replayed however the campaign is sharded.
+func (c *Campaign) doublechecked(p Planned) bool {
+	if c.Doublecheck <= 0 {
+		return false
+	}
+	return float64(RunSeed(c.Seed^0xd0b1ec4ec4, p.Index)%10000) < c.Doublecheck*100
+}
+
+func record(p Planned, s schedule.Schedule, res Result, err error, replay string) RunRecord {
+	rec := RunRecord{Type: "run", Index: p.Index, Seed: p.Seed, Scenario: p.Scenario, Variant: s.Variant,
+		Dispatchers: s.Dispatchers, Tasks: len(s.Tasks), Replay: replay}
+	if err != nil {
+		rec.Status, rec.Error = statusError, err.Error()
+		rec.Artifacts = res.Artifacts
+		return rec
+	}
+	v := res.Verdict
+	rec.Status, rec.Failed, rec.Unknowns = v.Status, v.Failed(), v.Unknowns
+	rec.ViolationCount = len(v.Violations)
+	rec.Violations = v.Violations[:min(len(v.Violations), maxViolations)]
+	rec.Spawns, rec.SpawnRate, rec.ElapsedMs = res.Spawns, res.SpawnRate, res.Elapsed.Milliseconds()
+	if res.Probes != nil {
+		rec.Probes, rec.Applicable = res.Probes.Reached, res.Probes.Applicable
+	}
+	rec.Artifacts = res.Artifacts
+	return rec
+}
+
+func doublecheck(first RunRecord, again Result, err error) *Doublecheck {
+	d := &Doublecheck{Status: again.Verdict.Status, Failed: again.Verdict.Failed()}
+	if err != nil {
+		d.Status = statusError
+	}
+	a, b := slices.Clone(first.Failed), slices.Clone(d.Failed)
+	slices.Sort(a)
+	slices.Sort(b)
+	d.Diverged = d.Status != first.Status || !slices.Equal(a, b)
+	return d
+}
+
+// discard removes a run's kept sandbox.
+func discard(res Result) {
+	if res.Artifacts != "" {
+		os.RemoveAll(res.Artifacts)
+	}
+}
+
+// moveSandbox moves a kept sandbox to parent/name (made unique). By now
+// every process and connection of the run is gone, so copying its board
+// files drops nobody's locks. The HERMES_BIN symlink is no artifact.
+func moveSandbox(src, parent, name string) (string, error) {
+	os.RemoveAll(filepath.Join(src, "bin"))
+	dest, err := uniqueDir(parent, name)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(src, dest); err == nil {
+		return dest, nil
+	}
+	// Another file system: copy, then remove.
+	if err := os.CopyFS(dest, os.DirFS(src)); err != nil {
+		return "", fmt.Errorf("harness: keep %s: %w", src, err)
+	}
+	os.RemoveAll(src)
+	return dest, nil
+}
