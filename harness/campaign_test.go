@@ -251,8 +251,12 @@ func TestProbesOfARealRun(t *testing.T) {
 		s.DurationMs, s.QuietMs = 800, 300
 		if c.variant == "fixed" {
 			// Rate limited: the fix's 300 s cooldown (300 ms here) defers
-			// the respawn for many 20 ms ticks.
+			// the respawn for many 20 ms ticks. One dispatcher: only the
+			// parent of a worker sees its exit code, the others take the
+			// exit for a crash.
 			s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: schedule.RateLimitedExitCode}
+			s.Dispatchers = 1
+			scenarios.Respread(&s)
 		}
 		res, err := Run(context.Background(), s, Options{})
 		if err != nil {
