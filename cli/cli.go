@@ -47,6 +47,10 @@ Usage:
   kanbanchaos fuzz [--scenario S|all] [--variant V] [--runs N] [--seed S] [--shard i/n] [--json] [--junit FILE] …
                                      property-based campaign: swarm schedules, shrink failures, write regression.txtar
   kanbanchaos merge SHARD.jsonl…     combine the --json outputs of fuzz shards into one verdict
+  kanbanchaos compare --a SUBJECT --b SUBJECT --scenario S|all [--runs N] [--seed S] [--json] [--report]
+                                     patch A/B: the same seeds against two dispatcher builds, side by side
+  kanbanchaos report DIR [--out FILE]
+                                     offline report.html of a run's artifacts (timelines) or of a comparison
   kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
   kanbanchaos dispatch [--variant V] [--once] [--interval D] …
@@ -72,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdFuzz(ctx, args[1:], stdout, stderr)
 	case "merge":
 		return cmdMerge(args[1:], stdout, stderr)
+	case "compare":
+		return cmdCompare(ctx, args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(args[1:], stdout, stderr)
 	case "scenarios":
 		return cmdScenarios(args[1:], stdout, stderr)
 	case "variants":

@@ -18,6 +18,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -63,6 +64,7 @@ type runFlags struct {
 	json        bool
 	artifacts   string
 	keep        bool
+	report      bool   // write report.html into the kept sandbox
 	subject     string // "exec:CMD", or "" for the reference dispatcher
 	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
@@ -84,6 +86,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test: exec:'CMD' runs CMD (e.g. 'kanbanchaos dispatch --variant fixed' or a real\n'hermes kanban dispatch') against the prepared board instead of the in-process reference dispatcher")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
 	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
@@ -174,7 +177,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep, Replay: replay, Log: progress, Subject: subject})
+	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject})
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run: internal error:", err)
 		if res.Artifacts != "" {
@@ -187,6 +190,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, res, replay)
 	} else {
 		printText(stdout, res, replay)
+	}
+	if f.report {
+		path, err := report.Write(res.Artifacts, "")
+		if err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos run: internal error: report:", err)
+			return exitInternal
+		}
+		out := stdout
+		if f.json {
+			out = stderr // stdout holds only the JSON
+		}
+		fmt.Fprintln(out, "report:", path)
 	}
 	switch res.Verdict.Status {
 	case oracle.Pass:

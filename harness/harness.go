@@ -91,6 +91,11 @@ type Result struct {
 	LeftRunning []int             `json:"left_running,omitempty"`
 	Faults      []Injection       `json:"faults,omitempty"` // what was injected, when, with what effect
 	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
+	// The run's start on both clocks: what the evidence's "ms after the
+	// start" counts from, and what lines up the ledger's CLOCK_MONOTONIC with
+	// the trace's and the board's wall times (the HTML report's time axis).
+	StartMono int64   `json:"start_mono_ns,omitempty"`
+	StartWall float64 `json:"start_wall,omitempty"`
 }
 
 // sandbox is the directory layout of one run.
@@ -193,6 +198,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		return res, err
 	}
 	res.Ticks, res.TickErrors = ph.ticks, ph.tickErrors
+	res.StartMono, res.StartWall = ph.startMono, ph.startWall
 	res.Faults = ph.injections
 	// Workers are killed before the oracle looks: a live worker could still
 	// write, and the board files are copied only once nobody has them open.

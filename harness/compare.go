@@ -1,0 +1,197 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kanbanchaos/kanbanchaos/compare"
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// CompareSide is one build in an A/B comparison: the reference dispatcher as
+// a variant with knobs, or an external command.
+type CompareSide struct {
+	Name    string            // as the user wrote it
+	Variant string            // "" for an exec side
+	Knobs   map[string]string // on top of the scenario's own knobs
+	Subject Subject           // Exec set for an exec side
+}
+
+// ParseCompareSide reads VARIANT[,knob=value…] (e.g.
+// "hermes-0.14,atomic_failure=true") or exec:CMD. A variant side's variant
+// and knobs are checked here, so a typo is a usage error before any run.
+func ParseCompareSide(spec string) (CompareSide, error) {
+	side := CompareSide{Name: spec}
+	if cmd, ok := strings.CutPrefix(spec, "exec:"); ok {
+		if strings.TrimSpace(cmd) == "" {
+			return side, fmt.Errorf("subject %q: exec: needs a command, e.g. exec:'kanbanchaos dispatch --variant fixed'", spec)
+		}
+		side.Subject = Subject{Exec: cmd}
+		return side, nil
+	}
+	parts := strings.Split(spec, ",")
+	side.Variant = strings.TrimSpace(parts[0])
+	if side.Variant == "" {
+		return side, fmt.Errorf("subject %q: want VARIANT[,knob=value…] or exec:CMD (variants: %s)", spec, strings.Join(dispatcher.VariantNames(), ", "))
+	}
+	for _, kv := range parts[1:] {
+		name, value, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || name == "" {
+			return side, fmt.Errorf("subject %q: knob %q: want name=value", spec, kv)
+		}
+		if side.Knobs == nil {
+			side.Knobs = map[string]string{}
+		}
+		side.Knobs[name] = value
+	}
+	if _, err := dispatcher.Resolve(side.Variant, side.Knobs); err != nil {
+		return side, fmt.Errorf("subject %q: %w", spec, err)
+	}
+	return side, nil
+}
+
+// Apply returns s as this side runs it. A variant side replaces the variant
+// and adds its knobs over the scenario's (which say what the scenario is
+// about, e.g. journal_mode=DELETE); an exec side leaves the schedule alone —
+// its variant then only sets how the fake workers connect.
+func (c CompareSide) Apply(s schedule.Schedule) schedule.Schedule {
+	if c.Subject.Exec != "" {
+		return s
+	}
+	s.Variant = c.Variant
+	if len(c.Knobs) > 0 {
+		knobs := maps.Clone(s.Knobs)
+		if knobs == nil {
+			knobs = map[string]string{}
+		}
+		maps.Copy(knobs, c.Knobs)
+		s.Knobs = knobs
+	}
+	return s
+}
+
+// Check reports why this side cannot run s (an unknown knob, a knob its
+// engine cannot honour).
+func (c CompareSide) Check(s schedule.Schedule) error {
+	s = c.Apply(s)
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err == nil {
+		err = CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err != nil {
+		return fmt.Errorf("subject %s on %s: %w", c.Name, s.Scenario, err)
+	}
+	return nil
+}
+
+// CompareSpec is an A/B comparison to run.
+type CompareSpec struct {
+	A, B CompareSide
+	// Schedules are run once on each side: identical seeds, timings and
+	// faults, only the dispatcher differs.
+	Schedules []schedule.Schedule
+	// Parallel is how many runs go at once (A and B of a pair usually run
+	// side by side). Zero: 2.
+	Parallel int
+	// Options are the base options of every run; ArtifactsDir, if set,
+	// receives the kept runs of each side under a/ and b/.
+	Options Options
+	// Replay, if set, is the command line that reproduces side's run of s
+	// (for each kept run's repro.sh).
+	Replay func(side CompareSide, s schedule.Schedule) string
+	// Progress, if set, sees each pair as soon as both its runs are done
+	// (never concurrently), with how many pairs are done of how many.
+	Progress func(p compare.Pair, done, total int)
+	// Log receives engine builds and other harness notes; nil discards them.
+	Log io.Writer
+}
+
+// Compare runs every schedule on both sides and sums the pairs up. The error
+// is for the harness failing; violations are in the comparison.
+func Compare(ctx context.Context, spec CompareSpec) (compare.Comparison, error) {
+	for _, s := range spec.Schedules {
+		for _, side := range []CompareSide{spec.A, spec.B} {
+			if err := side.Check(s); err != nil {
+				return compare.Comparison{}, err
+			}
+		}
+	}
+	// Build each engine once, up front and visibly, instead of inside the
+	// first parallel runs.
+	var engines []string
+	for _, s := range spec.Schedules {
+		if e := s.EngineOrDefault(); !slices.Contains(engines, e) {
+			engines = append(engines, e)
+			if _, err := EngineBinary(ctx, e, spec.Log); err != nil {
+				return compare.Comparison{}, err
+			}
+		}
+	}
+	parallel := spec.Parallel
+	if parallel <= 0 {
+		parallel = 2
+	}
+	pairs := make([]compare.Pair, len(spec.Schedules))
+	var (
+		mu      sync.Mutex
+		halves  = make([]int, len(spec.Schedules))
+		donePrs int
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, s := range spec.Schedules {
+		pairs[i] = compare.Pair{Scenario: s.Scenario, Seed: s.Seed}
+		for sideIdx, side := range []CompareSide{spec.A, spec.B} {
+			g.Go(func() error {
+				run, err := runSide(gctx, spec, side, sideIdx, s)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if sideIdx == 0 {
+					pairs[i].A = run
+				} else {
+					pairs[i].B = run
+				}
+				if halves[i]++; halves[i] == 2 {
+					donePrs++
+					if spec.Progress != nil {
+						spec.Progress(pairs[i], donePrs, len(pairs))
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return compare.Comparison{}, err
+	}
+	return compare.Summarize(spec.A.Name, spec.B.Name, pairs), nil
+}
+
+func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s schedule.Schedule) (compare.Run, error) {
+	opt := spec.Options
+	opt.Subject = side.Subject
+	if opt.ArtifactsDir != "" {
+		opt.ArtifactsDir = filepath.Join(opt.ArtifactsDir, []string{"a", "b"}[idx])
+	}
+	s = side.Apply(s)
+	if spec.Replay != nil {
+		opt.Replay = spec.Replay(side, s)
+	}
+	res, err := Run(ctx, s, opt)
+	if err != nil {
+		return compare.Run{}, fmt.Errorf("harness: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
+	}
+	return compare.RunOf(res.Verdict, res.SQLite, res.Artifacts), nil
+}

@@ -1,0 +1,417 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/kanbanchaos/kanbanchaos/compare"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+)
+
+// FileName is the report's name inside the directory it describes.
+const FileName = "report.html"
+
+// ErrBadInput marks errors caused by what the report was asked to read (no
+// such directory, no verdict.json): a usage problem, not a failure of ours.
+var ErrBadInput = errors.New("bad input")
+
+// inputError is an ErrBadInput whose message is only the problem.
+type inputError struct{ msg string }
+
+func (e inputError) Error() string        { return e.msg }
+func (e inputError) Is(target error) bool { return target == ErrBadInput }
+
+func badInput(format string, args ...any) error { return inputError{fmt.Sprintf(format, args...)} }
+
+// maxLanes bounds the per-task timelines of one page: a corruption run has
+// hundreds of tasks that each start once and complete, and those are all in
+// the board lane anyway.
+const maxLanes = 24
+
+//go:embed report.html.tmpl
+var templates embed.FS
+
+var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
+	"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
+}).ParseFS(templates, "report.html.tmpl"))
+
+// Write renders the report of dir — a run's artifact directory (verdict.json)
+// or a comparison's (compare.json) — to out, or to dir/report.html when out
+// is empty, and returns the path written. It reads only; nothing is run.
+func Write(dir, out string) (string, error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", badInput("%s does not exist (want a run's artifact directory, or a compare --artifacts directory)", dir)
+	}
+	if err != nil {
+		return "", badInput("%v", err)
+	}
+	if !fi.IsDir() {
+		return "", badInput("%s is not a directory (want a run's artifact directory, or a compare --artifacts directory)", dir)
+	}
+	if out == "" {
+		out = filepath.Join(dir, FileName)
+	}
+	var buf bytes.Buffer
+	if err := Render(context.Background(), &buf, dir); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	return out, nil
+}
+
+// Render writes the HTML report of dir to w.
+func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, CompareFile)); err == nil {
+		p, err := comparePage(dir)
+		if err != nil {
+			return err
+		}
+		return page.Execute(w, p)
+	}
+	d, err := loadRun(ctx, dir)
+	if err != nil {
+		return err
+	}
+	return page.Execute(w, runPage(d))
+}
+
+// CompareFile is where `kanbanchaos compare --artifacts DIR` leaves the
+// comparison (a compare.Comparison as JSON).
+const CompareFile = "compare.json"
+
+// view is what the template renders: one of Run or Compare.
+type view struct {
+	Title   string
+	Run     *runView
+	Compare *compareView
+}
+
+type runView struct {
+	Scenario, Variant, Knobs, SQLite string
+	Seed                             uint64
+	Status                           string
+	Failed                           []string
+	Summary                          string
+	Replay                           string
+	ClockNote, BoardNote             string
+	Unknowns                         []string
+	Faults                           []faultMark
+	Board                            template.HTML
+	Lanes                            []*lane
+	Hidden                           int // tasks without a timeline of their own
+	RunViolations                    []violationView
+	Legend                           template.HTML
+}
+
+type lane struct {
+	ID, Title, Assignee, Status string
+	Limit                       int
+	LimitSource                 string
+	StartMarks                  []startMark
+	EventMarks                  []eventMark
+	Counter                     []step
+	MaxCounter                  int
+	FinalFailures               int
+	Violations                  []violationView
+	SVG                         template.HTML
+}
+
+type startMark struct {
+	Ms  float64
+	PID int
+	Run int64
+}
+
+type eventMark struct {
+	Ms          float64
+	Kind, Title string
+}
+
+type step struct {
+	Ms    float64
+	Value int
+}
+
+// CounterText lists the counter's steps for the line's tooltip.
+func (l *lane) CounterText() string {
+	var parts []string
+	for _, s := range l.Counter {
+		parts = append(parts, fmt.Sprintf("%d at +%.0fms", s.Value, s.Ms))
+	}
+	if len(parts) > 12 {
+		parts = append(parts[:12], fmt.Sprintf("… %d more", len(parts)-12))
+	}
+	return strings.Join(parts, ", ")
+}
+
+type faultMark struct {
+	Ms           float64
+	Kind, Result string
+}
+
+type boardLane struct {
+	Starts []float64
+	Errors []errMark
+}
+
+type errMark struct {
+	Ms           float64
+	Class, Title string
+}
+
+type violationView struct {
+	Invariant, Task, Message string
+	AtMs                     float64
+	Evidence                 []evidence
+}
+
+// evidence is one item of a violation's evidence, its value as compact
+// JSON: a list of 20 start times reads better on one line than on twenty.
+type evidence struct{ Key, Value string }
+
+func violationsOf(vs []oracle.Violation) []violationView {
+	var out []violationView
+	for _, v := range vs {
+		x := violationView{Invariant: v.Invariant, Task: v.Task, Message: v.Message, AtMs: v.AtMs}
+		for _, k := range slices.Sorted(maps.Keys(v.Evidence)) {
+			data, _ := json.Marshal(v.Evidence[k])
+			x.Evidence = append(x.Evidence, evidence{k, string(data)})
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// failureKinds are the events after which Hermes' _record_task_failure
+// counts one more consecutive failure.
+var failureKinds = map[string]bool{"crashed": true, "timed_out": true, "spawn_failed": true, "protocol_violation": true}
+
+func runPage(d runData) view {
+	r := d.Result
+	s := r.Schedule
+	clk := newClock(r, d.Ledger, d.Ticks)
+	v := runView{Scenario: s.Scenario, Seed: s.Seed, Variant: s.Variant, SQLite: r.SQLite, Status: string(r.Verdict.Status),
+		Failed: r.Verdict.Failed(), Replay: d.Replay, BoardNote: d.BoardNote, Unknowns: r.Verdict.Unknowns, Legend: legend()}
+	if len(s.Knobs) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(s.Knobs)) {
+			kv = append(kv, k+"="+s.Knobs[k])
+		}
+		v.Knobs = strings.Join(kv, " ")
+	}
+	if v.Status == "" {
+		v.Status = "unknown"
+	}
+	v.Summary = fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks, %d dispatcher(s), %d task(s)",
+		r.Spawns, r.Elapsed.Seconds(), r.SpawnRate, r.Ticks, s.Dispatchers, len(s.Tasks))
+	if clk.Estimated {
+		v.ClockNote = "this run did not record its start time: the time axis starts at its first recorded event"
+	}
+	quietFrom, quietTo := float64(s.DurationMs), float64(s.DurationMs+s.QuietMs)
+	maxMs := quietTo
+	for _, f := range r.Faults {
+		ms := float64(f.AtMs)
+		if f.Mono != 0 {
+			ms = clk.monoMs(f.Mono)
+		}
+		v.Faults = append(v.Faults, faultMark{Ms: ms, Kind: f.Kind, Result: f.Result})
+	}
+
+	// Per task: starts from the ledger, events and the counter from the board.
+	lanes := map[string]*lane{}
+	get := func(id string) *lane {
+		if l, ok := lanes[id]; ok {
+			return l
+		}
+		l := &lane{ID: id}
+		lanes[id] = l
+		return l
+	}
+	for _, t := range s.Tasks {
+		l := get(t.ID)
+		l.Title, l.Assignee = t.Title, t.Assignee
+		l.Limit, l.LimitSource = s.EffectiveLimit(t)
+	}
+	for _, t := range d.Tasks {
+		l := get(t.ID)
+		l.Status, l.FinalFailures = t.Status, t.Failures
+		if l.Title == "" {
+			l.Title, l.Assignee = t.Title, t.Assignee
+		}
+	}
+	var board boardLane
+	for _, e := range d.Ledger.Entries {
+		ms := clk.monoMs(e.Mono)
+		maxMs = math.Max(maxMs, ms)
+		switch e.Kind {
+		case ledger.Start:
+			if e.Task == "" {
+				continue
+			}
+			l := get(e.Task)
+			l.StartMarks = append(l.StartMarks, startMark{Ms: ms, PID: e.PID, Run: e.Run})
+			board.Starts = append(board.Starts, ms)
+		case ledger.SQLiteError:
+			who := e.Who
+			if who == "" {
+				who = "pid " + fmt.Sprint(e.PID)
+			}
+			board.Errors = append(board.Errors, errMark{Ms: ms, Class: "sqlite-error",
+				Title: fmt.Sprintf("+%.0fms %s: SQLite error %d: %s", ms, who, e.Code, e.Message)})
+		}
+	}
+	for _, t := range d.Ticks {
+		if t.Error != "" {
+			ms := clk.wallMs(t.At)
+			board.Errors = append(board.Errors, errMark{Ms: ms, Class: "tick-error",
+				Title: fmt.Sprintf("+%.0fms tick of %s failed: %s", ms, t.Dispatcher, t.Error)})
+		}
+	}
+	counter := map[string]int{}
+	for _, e := range d.Events {
+		ms := clk.wallMs(e.Wall)
+		maxMs = math.Max(maxMs, ms)
+		l := get(e.Task)
+		if drawnEvents[e.Kind] {
+			title := fmt.Sprintf("%s at +%.1fms", e.Kind, ms)
+			if e.Run > 0 {
+				title += fmt.Sprintf(" (run %d)", e.Run)
+			}
+			if len(e.Payload) > 0 {
+				p, _ := json.Marshal(e.Payload)
+				title += " " + string(p)
+			}
+			l.EventMarks = append(l.EventMarks, eventMark{Ms: ms, Kind: e.Kind, Title: title})
+		}
+		before := counter[e.Task]
+		switch {
+		case failureKinds[e.Kind]:
+			counter[e.Task]++
+		case e.Kind == "gave_up":
+			// The trip records the counter exactly.
+			if f, ok := e.Payload["failures"].(float64); ok {
+				counter[e.Task] = int(f)
+			}
+		case e.Kind == "completed" || e.Kind == "unblocked":
+			counter[e.Task] = 0
+		}
+		if counter[e.Task] != before {
+			l.Counter = append(l.Counter, step{Ms: ms, Value: counter[e.Task]})
+		}
+	}
+	for _, l := range lanes {
+		// The board's final value is the truth at the end of the run.
+		if d.Tasks != nil && counter[l.ID] != l.FinalFailures {
+			l.Counter = append(l.Counter, step{Ms: maxMs, Value: l.FinalFailures})
+		}
+		for _, c := range l.Counter {
+			l.MaxCounter = max(l.MaxCounter, c.Value)
+		}
+	}
+	violated := map[string]bool{}
+	for _, x := range violationsOf(r.Verdict.Violations) {
+		maxMs = math.Max(maxMs, x.AtMs)
+		if x.Task == "" || lanes[x.Task] == nil {
+			v.RunViolations = append(v.RunViolations, x)
+			continue
+		}
+		violated[x.Task] = true
+		lanes[x.Task].Violations = append(lanes[x.Task].Violations, x)
+	}
+
+	// Which tasks get a timeline of their own: the ones a violation names or
+	// that started more than once, failed, or tripped — the rest are one
+	// start and a completion each, visible on the board lane.
+	starts := map[string]int{}
+	var ids []string
+	for id, l := range lanes {
+		starts[id] = len(l.StartMarks)
+		notable := violated[id] || len(l.StartMarks) > 1 || l.MaxCounter > 0 ||
+			slices.ContainsFunc(l.EventMarks, func(e eventMark) bool { return e.Kind != "completed" })
+		if notable || len(lanes) <= maxLanes {
+			ids = append(ids, id)
+		}
+	}
+	ids = tasksByActivity(ids, starts, violated)
+	if len(ids) > maxLanes {
+		ids = ids[:maxLanes]
+	}
+	v.Hidden = len(lanes) - len(ids)
+
+	ax := newAxis(maxMs * 1.02)
+	all := violationsOf(r.Verdict.Violations)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].AtMs < all[j].AtMs })
+	v.Board = boardTimeline(ax, board, quietFrom, quietTo, v.Faults, all)
+	for _, id := range ids {
+		l := lanes[id]
+		l.SVG = taskTimeline(ax, l, quietFrom, quietTo, v.Faults)
+		v.Lanes = append(v.Lanes, l)
+	}
+	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
+	return view{Title: title, Run: &v}
+}
+
+type compareView struct {
+	A, B      string
+	Scenarios string
+	Rows      []compare.Row
+	Words     string
+	Status    string
+	Pairs     []pairView
+}
+
+type pairView struct {
+	Scenario string
+	Seed     uint64
+	A, B     cellView
+	Change   string
+}
+
+type cellView struct {
+	Text, Class string
+	Link        string // relative link to the run's report or directory
+}
+
+func comparePage(dir string) (view, error) {
+	c, err := readJSON[compare.Comparison](filepath.Join(dir, CompareFile))
+	if err != nil {
+		return view{}, badInput("%s/%s is not a comparison: %v", dir, CompareFile, err)
+	}
+	cv := compareView{A: c.A.Name, B: c.B.Name, Scenarios: strings.Join(c.Scenarios, ", "), Rows: c.Table(),
+		Words: c.Words, Status: string(c.Status())}
+	cell := func(r compare.Run) cellView {
+		cv := cellView{Text: string(r.Status), Class: string(r.Status)}
+		if r.Status == oracle.Fail {
+			cv.Text = "FAIL " + strings.Join(r.Failed, ", ")
+		}
+		if r.Artifacts != "" {
+			if rel, err := filepath.Rel(dir, r.Artifacts); err == nil && !strings.HasPrefix(rel, "..") {
+				cv.Link = filepath.ToSlash(rel) + "/"
+				if _, err := os.Stat(filepath.Join(r.Artifacts, FileName)); err == nil {
+					cv.Link += FileName
+				}
+			}
+		}
+		return cv
+	}
+	for _, p := range c.Pairs {
+		cv.Pairs = append(cv.Pairs, pairView{Scenario: p.Scenario, Seed: p.Seed, A: cell(p.A), B: cell(p.B), Change: string(p.Change)})
+	}
+	return view{Title: fmt.Sprintf("compare %s vs %s — %s", c.A.Name, c.B.Name, cv.Words), Compare: &cv}, nil
+}

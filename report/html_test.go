@@ -1,0 +1,338 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"image"
+	"image/png"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/compare"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
+)
+
+// TestMain lets the test binary be HERMES_BIN (invoked as "hermes"): the
+// tests make real runs to draw.
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
+		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// keptRun runs a short issue-30896 on variant and keeps its artifacts.
+func keptRun(t *testing.T, variant string) harness.Result {
+	t.Helper()
+	sc, err := scenarios.Lookup("issue-30896")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sc.Build(7, variant)
+	s.DurationMs, s.QuietMs = 800, 300
+	res, err := harness.Run(context.Background(), s, harness.Options{ArtifactsDir: t.TempDir(), Keep: true,
+		Replay: "kanbanchaos run issue-30896 --variant " + variant + " --seed 7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Artifacts == "" {
+		t.Fatal("the run kept no artifacts")
+	}
+	return res
+}
+
+// svgMarks parses the report (as browsers do: void elements, HTML
+// entities) and counts, for each task timeline (<svg data-task=ID>), the
+// elements of each class.
+func svgMarks(t *testing.T, page []byte) map[string]map[string]int {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(page))
+	dec.Strict, dec.AutoClose, dec.Entity = false, xml.HTMLAutoClose, xml.HTMLEntity
+	out := map[string]map[string]int{}
+	task, depth := "", 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("report.html does not parse: %v", err)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			attr := map[string]string{}
+			for _, a := range el.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			if el.Name.Local == "svg" && attr["data-task"] != "" {
+				task, depth = attr["data-task"], 0
+				out[task] = map[string]int{}
+			}
+			if task != "" {
+				depth++
+				for _, class := range strings.Fields(attr["class"]) {
+					out[task][class]++
+				}
+			}
+		case xml.EndElement:
+			if task != "" {
+				if depth--; depth == 0 {
+					task = ""
+				}
+			}
+		}
+	}
+}
+
+// fingerprint hashes every file under dir with its size and mode, so a
+// test can tell the report changed nothing (a -shm created by opening the
+// board in place would show).
+func fingerprint(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == FileName {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out[path] = sha256.Sum256(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRunReport: the report of a failing run draws one start marker per
+// ledger start for the storm task, is self-contained, and leaves the
+// artifacts as they were.
+func TestRunReport(t *testing.T) {
+	res := keptRun(t, "hermes-0.14")
+	if res.Verdict.Status != oracle.Fail {
+		t.Fatalf("hermes-0.14 on issue-30896 seed 7: %s, want fail", res.Verdict.Status)
+	}
+	before := fingerprint(t, res.Artifacts)
+	path, err := Write(res.Artifacts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path != filepath.Join(res.Artifacts, FileName) {
+		t.Errorf("written to %s", path)
+	}
+	if after := fingerprint(t, res.Artifacts); len(after) != len(before) {
+		t.Errorf("the report added or removed files in the artifacts: %d → %d", len(before), len(after))
+	} else {
+		for p, h := range before {
+			if after[p] != h {
+				t.Errorf("the report changed %s", p)
+			}
+		}
+	}
+	page, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storm := res.Schedule.Tasks[0].ID
+	starts := len(h.Starts()[storm])
+	if starts <= 2 {
+		t.Fatalf("no storm in the ledger: %d starts", starts)
+	}
+	marks := svgMarks(t, page)
+	if marks[storm] == nil {
+		t.Fatalf("no timeline for %s; timelines: %v", storm, marks)
+	}
+	if got := marks[storm]["start"]; got != starts {
+		t.Errorf("timeline of %s has %d start markers, the ledger %d starts", storm, got, starts)
+	}
+	for _, class := range []string{"crashed", "gave_up", "promoted", "counter", "limit", "violation", "quiet"} {
+		if marks[storm][class] == 0 {
+			t.Errorf("timeline of %s has no %q element: %v", storm, class, marks[storm])
+		}
+	}
+	text := string(page)
+	for _, want := range []string{"spawns", "breaker-holds", "limit_source", "kanbanchaos run issue-30896 --variant hermes-0.14 --seed 7"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// Offline: nothing to fetch, nothing to run. (The SVG namespace URI is
+	// a name, never fetched.)
+	for _, banned := range []string{"<script", " src=", "href=\"http", "@import", "url(", "<link"} {
+		if strings.Contains(text, banned) {
+			t.Errorf("report.html is not self-contained: it contains %q", banned)
+		}
+	}
+}
+
+// TestReportOfCorruptBoard: a board that cannot be read still gets its
+// timeline from the ledger, with a note saying why events are missing.
+func TestReportOfCorruptBoard(t *testing.T) {
+	res := keptRun(t, "fixed")
+	db := filepath.Join(res.Artifacts, "home", "kanban.db")
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(db + suffix)
+	}
+	if err := os.WriteFile(db, bytes.Repeat([]byte("not a database "), 512), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path, err := Write(res.Artifacts, filepath.Join(t.TempDir(), "r.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(path)
+	if !strings.Contains(string(page), "board unreadable") {
+		t.Error("no note that the board could not be read")
+	}
+	storm := res.Schedule.Tasks[0].ID
+	if marks := svgMarks(t, page); marks[storm]["start"] != res.Verdict.Spawns[storm] || marks[storm]["start"] == 0 {
+		t.Errorf("starts drawn %d, ledger %d", marks[storm]["start"], res.Verdict.Spawns[storm])
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	empty := t.TempDir()
+	file := filepath.Join(empty, "f")
+	os.WriteFile(file, nil, 0o644)
+	garbled := t.TempDir()
+	os.WriteFile(filepath.Join(garbled, "verdict.json"), []byte("{"), 0o644)
+	for dir, want := range map[string]string{
+		filepath.Join(empty, "nope"): "does not exist",
+		empty:                        "has no verdict.json",
+		file:                         "is not a directory",
+		garbled:                      "is not a run result",
+	} {
+		_, err := Write(dir, "")
+		if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Write(%s) = %v, want ErrBadInput with %q", dir, err, want)
+		}
+	}
+}
+
+// TestCompareReport renders a comparison: the side-by-side table, the
+// verdict in words, and a link to each kept run's own report.
+func TestCompareReport(t *testing.T) {
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "a", "issue-30896-1")
+	os.MkdirAll(runDir, 0o755)
+	os.WriteFile(filepath.Join(runDir, FileName), []byte("<html></html>"), 0o644)
+	fail := oracle.Verdict{Status: oracle.Fail, Spawns: map[string]int{"t_00000001": 240},
+		Violations: []oracle.Violation{{Invariant: oracle.Spawns, AtMs: 45}}}
+	pass := oracle.Verdict{Status: oracle.Pass, Spawns: map[string]int{"t_00000001": 2}}
+	c := compare.Summarize("hermes-0.14", "fixed", []compare.Pair{
+		{Scenario: "issue-30896", Seed: 1, A: compare.RunOf(fail, "3.54.1", runDir), B: compare.RunOf(pass, "3.54.1", "")},
+	})
+	data, _ := json.Marshal(c)
+	os.WriteFile(filepath.Join(dir, CompareFile), data, 0o644)
+	path, err := Write(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(path)
+	text := string(page)
+	for _, want := range []string{
+		"A: hermes-0.14", "B: fixed", "B fixes 1 of 1 failing seeds, breaks 0, unchanged 0",
+		"spawns/task max", ">240<", ">2<", "corruption rate", `href="a/issue-30896-1/report.html"`, "FAIL spawns",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("compare report lacks %q", want)
+		}
+	}
+}
+
+// TestScreenshot opens the report of a spawn storm in headless Chromium,
+// offline, and checks the storm is on the screen: worker starts are drawn
+// in a colour used for nothing else, and a storm covers many columns of
+// the first timeline where a run that holds its limit covers a few.
+func TestScreenshot(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("no %s (apt-get install chromium to run the screenshot check): %v", chromium, err)
+	}
+	storm := keptRun(t, "hermes-0.14")
+	calm := keptRun(t, "fixed")
+	columns := func(res harness.Result) int {
+		path, err := Write(res.Artifacts, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := screenshot(t, chromium, path)
+		return colourColumns(img, 0x1f, 0x5f, 0xbf)
+	}
+	stormCols, calmCols := columns(storm), columns(calm)
+	starts := storm.Verdict.Spawns[storm.Schedule.Tasks[0].ID]
+	t.Logf("start-marker columns on screen: storm (%d starts) %d, fixed (%d starts) %d", starts, stormCols, calm.Spawns, calmCols)
+	if stormCols < 40 {
+		t.Errorf("the storm's %d starts cover only %d columns of the screenshot", starts, stormCols)
+	}
+	if calmCols >= 20 || calmCols == 0 {
+		t.Errorf("a run with %d starts covers %d columns: the markers are not what is being counted", calm.Spawns, calmCols)
+	}
+}
+
+func screenshot(t *testing.T, chromium, page string) image.Image {
+	t.Helper()
+	dir := t.TempDir()
+	shot := filepath.Join(dir, "shot.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--screenshot="+shot, "--window-size=1200,900",
+		"file://"+page)
+	// Chromium starts helpers: on a timeout the whole group goes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// colourColumns counts the x positions at which some pixel has exactly
+// this colour.
+func colourColumns(img image.Image, r, g, b uint8) int {
+	n := 0
+	bounds := img.Bounds()
+	for x := bounds.Min.X; x < bounds.Max.X; x++ {
+		for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+			pr, pg, pb, _ := img.At(x, y).RGBA()
+			if uint8(pr>>8) == r && uint8(pg>>8) == g && uint8(pb>>8) == b {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

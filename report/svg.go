@@ -1,0 +1,265 @@
+package report
+
+import (
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"strings"
+)
+
+// Geometry of every timeline: a label column, then the plot. All timelines
+// of a page share one x scale, so a spawn storm in one task lines up with a
+// fault or a corruption error on the board lane.
+const (
+	plotLeft  = 84.0
+	plotWidth = 1000.0
+	svgWidth  = plotLeft + plotWidth + 16
+)
+
+// Colours are part of the contract with the screenshot test: a worker start
+// is drawn in startColour and nothing else is, so its pixels can be counted.
+const (
+	startColour   = "#1f5fbf"
+	quietColour   = "#efefef"
+	faultColour   = "#ff9f1c"
+	violColour    = "#c8102e"
+	counterColour = "#7b3fa0"
+)
+
+// axis maps milliseconds since the run's start to x.
+type axis struct{ span float64 }
+
+func newAxis(maxMs float64) axis {
+	return axis{span: math.Max(maxMs, 1)}
+}
+
+func (a axis) x(ms float64) float64 {
+	ms = math.Min(math.Max(ms, 0), a.span)
+	return plotLeft + ms/a.span*plotWidth
+}
+
+// ticks returns round tick positions (1, 2 or 5 × a power of ten apart),
+// at most ten of them.
+func (a axis) ticks() []float64 {
+	base := math.Pow(10, math.Floor(math.Log10(a.span/10)))
+	step := 10 * base
+	for _, f := range []float64{1, 2, 5} {
+		if a.span/(f*base) <= 10 {
+			step = f * base
+			break
+		}
+	}
+	var out []float64
+	for i := 0; float64(i)*step <= a.span+1e-9; i++ {
+		out = append(out, float64(i)*step)
+	}
+	return out
+}
+
+func msLabel(ms float64) string {
+	if ms >= 1000 && math.Mod(ms, 1000) == 0 {
+		return fmt.Sprintf("%gs", ms/1000)
+	}
+	return fmt.Sprintf("%gms", ms)
+}
+
+// svg builds one timeline. Text goes through esc; numbers are formatted.
+type svg struct {
+	b      strings.Builder
+	height float64
+}
+
+func esc(s string) string { return html.EscapeString(s) }
+
+func newSVG(class, task string, height float64) *svg {
+	s := &svg{height: height}
+	attr := ""
+	if task != "" {
+		attr = fmt.Sprintf(` data-task="%s"`, esc(task))
+	}
+	fmt.Fprintf(&s.b, `<svg xmlns="http://www.w3.org/2000/svg" class="%s"%s width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img">`,
+		class, attr, svgWidth, height, svgWidth, height)
+	return s
+}
+
+func (s *svg) add(format string, args ...any) { fmt.Fprintf(&s.b, format, args...) }
+
+func (s *svg) html() template.HTML {
+	s.b.WriteString("</svg>")
+	return template.HTML(s.b.String()) // every text inside went through esc
+}
+
+// bands shades the quiet phase and each injected fault over [top, bottom].
+func (s *svg) bands(ax axis, quietFrom, quietTo float64, faults []faultMark, top, bottom float64) {
+	if quietTo > quietFrom {
+		x0, x1 := ax.x(quietFrom), ax.x(quietTo)
+		s.add(`<rect class="quiet" x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="%s"><title>quiet phase: dispatchers keep ticking, the breaker must hold</title></rect>`,
+			x0, top, x1-x0, bottom-top, quietColour)
+	}
+	for _, f := range faults {
+		x := ax.x(f.Ms)
+		s.add(`<rect class="fault" x="%.1f" y="%.0f" width="6" height="%.0f" fill="%s" fill-opacity="0.55"><title>fault %s at +%.0fms: %s</title></rect>`,
+			x-1, top, bottom-top, faultColour, esc(f.Kind), f.Ms, esc(f.Result))
+	}
+}
+
+// axisLine draws the time axis at y.
+func (s *svg) axisLine(ax axis, y float64) {
+	s.add(`<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`, plotLeft, y, plotLeft+plotWidth, y)
+	for _, t := range ax.ticks() {
+		x := ax.x(t)
+		s.add(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#888"/><text x="%.1f" y="%.0f" class="tick">%s</text>`,
+			x, y, x, y+4, x, y+15, msLabel(t))
+	}
+}
+
+// violations draws a dashed line at each timed violation.
+func (s *svg) violations(ax axis, vs []violationView, top, bottom float64) {
+	for _, v := range vs {
+		if v.AtMs <= 0 {
+			continue
+		}
+		x := ax.x(v.AtMs)
+		s.add(`<line class="violation" x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="1.5" stroke-dasharray="4 3"><title>%s at +%.0fms: %s</title></line>`,
+			x, top, x, bottom, violColour, esc(v.Invariant), v.AtMs, esc(v.Message))
+	}
+}
+
+func (s *svg) label(y float64, text string) {
+	s.add(`<text x="4" y="%.0f" class="lane">%s</text>`, y, esc(text))
+}
+
+// marker draws one task event in the events lane, centred on (x, y).
+func (s *svg) marker(x, y float64, kind, title string) {
+	t := fmt.Sprintf("<title>%s</title>", esc(title))
+	switch kind {
+	case "crashed", "timed_out", "protocol_violation", "spawn_failed":
+		colour := map[string]string{"crashed": "#d62728", "timed_out": "#e67e00", "protocol_violation": "#8c564b", "spawn_failed": "#9467bd"}[kind]
+		s.add(`<path class="ev %s" d="M%.1f %.1fl8 8m0 -8l-8 8" stroke="%s" stroke-width="2" fill="none">%s</path>`, kind, x-4, y-4, colour, t)
+	case "gave_up":
+		s.add(`<path class="ev gave_up" d="M%.1f %.1fl6 6l-6 6l-6 -6z" fill="#111">%s</path>`, x, y-6, t)
+	case "promoted":
+		s.add(`<path class="ev promoted" d="M%.1f %.1fl5 9h-10z" fill="#2a9d3a">%s</path>`, x, y-5, t)
+	case "completed":
+		s.add(`<circle class="ev completed" cx="%.1f" cy="%.1f" r="5" fill="#2a9d3a">%s</circle>`, x, y, t)
+	case "blocked":
+		s.add(`<rect class="ev blocked" x="%.1f" y="%.1f" width="9" height="9" fill="#777">%s</rect>`, x-4.5, y-4.5, t)
+	case "rate_limited":
+		s.add(`<circle class="ev rate_limited" cx="%.1f" cy="%.1f" r="4" fill="none" stroke="#17becf" stroke-width="2">%s</circle>`, x, y, t)
+	default: // reclaimed, unblocked …: small and quiet
+		s.add(`<circle class="ev %s" cx="%.1f" cy="%.1f" r="2.5" fill="#999">%s</circle>`, esc(kind), x, y, t)
+	}
+}
+
+// drawnEvents are the task event kinds the events lane shows. claimed and
+// spawned are left out: every worker start is already drawn from the
+// ledger, which is the count the spawns invariant holds.
+var drawnEvents = map[string]bool{"crashed": true, "timed_out": true, "protocol_violation": true, "spawn_failed": true,
+	"gave_up": true, "promoted": true, "completed": true, "blocked": true, "rate_limited": true, "reclaimed": true, "unblocked": true}
+
+// taskTimeline draws one task: its worker starts (ledger), its events
+// (board), its failure counter as a step line against its limit, the quiet
+// phase and faults as bands, and its violations.
+func taskTimeline(ax axis, l *lane, quietFrom, quietTo float64, faults []faultMark) template.HTML {
+	const (
+		startTop, startBottom = 6.0, 28.0
+		eventY                = 44.0
+		ctrTop, ctrBottom     = 60.0, 100.0
+		axisY                 = 106.0
+	)
+	s := newSVG("timeline task", l.ID, 126)
+	s.bands(ax, quietFrom, quietTo, faults, 0, axisY)
+	s.label(21, "starts")
+	s.label(48, "events")
+	s.label(84, "failures")
+	for i, st := range l.StartMarks {
+		x := ax.x(st.Ms)
+		s.add(`<line class="start" x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="2" shape-rendering="crispEdges"><title>worker start #%d at +%.1fms (pid %d, run %d)</title></line>`,
+			x, startTop, x, startBottom, startColour, i+1, st.Ms, st.PID, st.Run)
+	}
+	for _, e := range l.EventMarks {
+		s.marker(ax.x(e.Ms), eventY, e.Kind, e.Title)
+	}
+	top := math.Max(float64(l.MaxCounter), float64(l.Limit))
+	top = math.Max(top, 1)
+	y := func(v int) float64 { return ctrBottom - float64(v)/top*(ctrBottom-ctrTop) }
+	if l.Limit > 0 {
+		s.add(`<line class="limit" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="%s" stroke-dasharray="6 4"/><text x="%.0f" y="%.1f" class="limitlabel">limit %d</text>`,
+			plotLeft, y(l.Limit), plotLeft+plotWidth, y(l.Limit), violColour, plotLeft+plotWidth-44, y(l.Limit)-3, l.Limit)
+	}
+	// The step line: flat until each change, then a vertical step.
+	var d strings.Builder
+	fmt.Fprintf(&d, "M%.1f %.1f", plotLeft, y(0))
+	for _, st := range l.Counter {
+		x := ax.x(st.Ms)
+		fmt.Fprintf(&d, "H%.1fV%.1f", x, y(st.Value))
+	}
+	fmt.Fprintf(&d, "H%.1f", plotLeft+plotWidth)
+	s.add(`<path class="counter" d="%s" fill="none" stroke="%s" stroke-width="2"><title>consecutive_failures: %s</title></path>`,
+		d.String(), counterColour, esc(l.CounterText()))
+	s.violations(ax, l.Violations, 0, axisY)
+	s.axisLine(ax, axisY)
+	return s.html()
+}
+
+// boardTimeline is the run-wide lane: every worker start of every task, the
+// SQLite errors processes logged, failed dispatcher ticks, faults and every
+// timed violation.
+func boardTimeline(ax axis, b boardLane, quietFrom, quietTo float64, faults []faultMark, vs []violationView) template.HTML {
+	const axisY = 74.0
+	s := newSVG("timeline board", "", 94)
+	s.bands(ax, quietFrom, quietTo, faults, 0, axisY)
+	s.label(21, "all starts")
+	s.label(52, "errors")
+	for _, ms := range b.Starts {
+		x := ax.x(ms)
+		s.add(`<line class="any-start" x1="%.1f" y1="6" x2="%.1f" y2="28" stroke="#7f9cc9" stroke-width="1"/>`, x, x)
+	}
+	for _, e := range b.Errors {
+		x := ax.x(e.Ms)
+		s.add(`<path class="%s" d="M%.1f 44l8 8m0 -8l-8 8" stroke="%s" stroke-width="2" fill="none"><title>%s</title></path>`,
+			e.Class, x-4, map[string]string{"sqlite-error": "#d62728", "tick-error": "#e67e00"}[e.Class], esc(e.Title))
+	}
+	s.violations(ax, vs, 0, axisY)
+	s.axisLine(ax, axisY)
+	return s.html()
+}
+
+// legend draws each marker once, with what it means.
+func legend() template.HTML {
+	items := []struct{ kind, text string }{
+		{"start", "worker start (ledger)"},
+		{"crashed", "crashed / timed out"},
+		{"gave_up", "gave_up: breaker trip"},
+		{"promoted", "promoted"},
+		{"completed", "completed"},
+		{"blocked", "blocked"},
+		{"counter", "failure counter"},
+		{"fault", "injected fault"},
+		{"quiet", "quiet phase"},
+		{"violation", "violation"},
+	}
+	var b strings.Builder
+	for _, it := range items {
+		b.WriteString(`<span class="key"><svg xmlns="http://www.w3.org/2000/svg" width="18" height="16" viewBox="0 0 18 16">`)
+		switch it.kind {
+		case "start":
+			fmt.Fprintf(&b, `<line x1="9" y1="1" x2="9" y2="15" stroke="%s" stroke-width="2"/>`, startColour)
+		case "counter":
+			fmt.Fprintf(&b, `<path d="M1 13H7V5H17" fill="none" stroke="%s" stroke-width="2"/>`, counterColour)
+		case "fault":
+			fmt.Fprintf(&b, `<rect x="6" y="0" width="6" height="16" fill="%s" fill-opacity="0.55"/>`, faultColour)
+		case "quiet":
+			fmt.Fprintf(&b, `<rect x="0" y="0" width="18" height="16" fill="%s" stroke="#ccc"/>`, quietColour)
+		case "violation":
+			fmt.Fprintf(&b, `<line x1="9" y1="0" x2="9" y2="16" stroke="%s" stroke-width="1.5" stroke-dasharray="4 3"/>`, violColour)
+		default:
+			s := &svg{}
+			s.marker(9, 8, it.kind, it.text)
+			b.WriteString(s.b.String())
+		}
+		fmt.Fprintf(&b, `</svg> %s</span>`, esc(it.text))
+	}
+	return template.HTML(b.String())
+}
