@@ -531,7 +531,7 @@ func (p *powerLoss) board(ctx context.Context, sb sandbox) (crashBoard, error) {
 // DELETE). There the commit point is the journal's unlink, which FULL does
 // not sync (only EXTRA syncs the directory), so the last transaction may
 // legitimately roll back after a power cut — measured here: DELETE/FULL lost
-// its last acknowledged claim in 1 of ~5 cuts, never with damage. WAL,
+// its last acknowledged claim in 2 of 8 cuts, never with damage. WAL,
 // TRUNCATE and PERSIST sync their commit point under FULL.
 func durableCommits(c kanban.Options) bool {
 	full := c.Synchronous == "" || strings.EqualFold(c.Synchronous, "FULL")
