@@ -41,6 +41,15 @@ type Knobs struct {
 	// RateLimitCooldown waits the scaled 300 s cooldown before respawning a
 	// task whose last run exited 75.
 	RateLimitCooldown bool `json:"rate_limit_cooldown"`
+	// CorruptLatch is what a gateway does with a board it found corrupt
+	// (gateway.go): "none" retries it every tick, "fingerprint" disables it
+	// until the file's (mtime, size) changes (#28439), "verified" resumes
+	// only once the file passes integrity_check and holds tasks (#30687).
+	CorruptLatch string `json:"corrupt_latch"`
+	// LosePID is a fault, not a build: the spawn returns no pid, as when
+	// the dispatcher dies between claim and _set_worker_pid (#35202). The
+	// run then has no pid and no spawned event.
+	LosePID bool `json:"lose_pid"`
 }
 
 // knob is one settable field of Knobs.
@@ -117,6 +126,11 @@ var knobTable = []knob{
 	boolKnob("pin_beats_board", "HERMES_KANBAN_DB beats an explicit board=", func(k *Knobs) *bool { return &k.PinBeatsBoard }),
 	boolKnob("count_reclaims", "a stale-claim reclaim counts as a failure", func(k *Knobs) *bool { return &k.CountReclaims }),
 	boolKnob("rate_limit_cooldown", "wait the cooldown before respawning after exit 75", func(k *Knobs) *bool { return &k.RateLimitCooldown }),
+	boolKnob("corrupt_guard", "integrity_check at the first connect per process; back up and refuse a corrupt board (#30862)", func(k *Knobs) *bool { return &k.Connect.CorruptGuard }),
+	choiceKnob("backup_mode", "how the guard backs up a corrupt board", kanban.BackupModes, func(k *Knobs) *string { return &k.Connect.BackupMode }),
+	boolKnob("refuse_recreate", "never create a missing DB for a board that exists per board.json (#30687)", func(k *Knobs) *bool { return &k.Connect.RefuseRecreate }),
+	choiceKnob("corrupt_latch", "gateway handling of a corrupt board", CorruptLatches, func(k *Knobs) *string { return &k.CorruptLatch }),
+	boolKnob("lose_pid", "fault: the spawn returns no pid, no spawned event (#35202)", func(k *Knobs) *bool { return &k.LosePID }),
 }
 
 // KnobNames lists every knob name.
@@ -162,12 +176,16 @@ type Variant struct {
 }
 
 func hermes014() Knobs {
-	return Knobs{
+	k := Knobs{
 		Connect:          kanban.DefaultOptions(),
 		RepromoteTripped: true,
 		CrashLimit:       "default",
 		PinBeatsBoard:    true,
+		CorruptLatch:     LatchNone,
 	}
+	// The integrity guard of #30862 with shutil.copy2 backups (#32593).
+	k.Connect.CorruptGuard, k.Connect.BackupMode = true, kanban.BackupCopyTS
+	return k
 }
 
 // Variants are the named dispatcher builds, in the order help lists them.
@@ -183,13 +201,15 @@ func Variants() []Variant {
 	v015.Connect.WALEveryConnect = false
 	v015.Connect.RawHeaderRead = true
 	v015.Connect.PostCommitProbe = true
+	v015.CorruptLatch = LatchFingerprint // #28439: disabled until the file changes
 	return []Variant{
 		{"hermes-0.14", "Hermes v0.14.0 as released: non-atomic failure count, re-promotion of tripped tasks, default crash limit, no backoff, no dispatch lock", hermes014()},
 		{"pr30973", "v0.14 + PR #30973: synchronous=FULL, wal_autocheckpoint=100 (durability only; the breaker bugs stay)", pr},
 		{"hermes-0.15", "v0.15.0: pr30973 + busy_timeout 120000, no EIO downgrade, WAL pragma skipped when WAL, raw header read on every connect (M1a) and after every COMMIT (M1b)", v015},
-		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, header checks that never raw-read a file the process has open", Knobs{
+		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, header checks that never raw-read a file the process has open, corrupt or missing boards fail closed with one SQLite-made backup per content", Knobs{
 			Connect: kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100,
-				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true, InodeGuard: true, FailClosed: true},
+				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true, InodeGuard: true, FailClosed: true,
+				Guard: kanban.Guard{CorruptGuard: true, BackupMode: kanban.BackupSQLite, RefuseRecreate: true}},
 			AtomicFailure:     true,
 			CrashLimit:        "configured",
 			Backoff:           true,
@@ -197,6 +217,7 @@ func Variants() []Variant {
 			DispatchLock:      true,
 			CountReclaims:     true,
 			RateLimitCooldown: true,
+			CorruptLatch:      LatchVerified,
 		}},
 	}
 }

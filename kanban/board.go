@@ -60,6 +60,9 @@ type Options struct {
 	// OFDLocking asks for modernc's OFD locks on the main DB file. It is a
 	// process-wide switch: processes get it from their environment (OFDEnv).
 	OFDLocking bool `json:"ofd_locking"`
+	// Guard is the handling of corrupt, empty and missing board files
+	// (guard.go).
+	Guard
 
 	// Process is the connection registry of the calling OS process (nil:
 	// a private one, i.e. this connection is alone in its process).
@@ -155,6 +158,9 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		if err := rawHeaderRead(path); err != nil {
 			return nil, err
 		}
+	}
+	if err := o.guard(ctx, path); err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeoutMs))
