@@ -154,8 +154,15 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 			return nil, fmt.Errorf("%w: %s exists and is empty; refusing to create a fresh schema in it", ErrBoardGone, path)
 		}
 	}
-	if o.RawHeaderRead && !(o.GuardRawReads && o.Process.Live(path) > 0) {
-		if err := rawHeaderRead(path); err != nil {
+	if o.RawHeaderRead {
+		read := func() error { return rawHeaderRead(path) }
+		if o.GuardRawReads {
+			// Checked and read under the registry's lock: a connection that
+			// another goroutine opens meanwhile would lose its fresh locks to
+			// this read's close (found by kanbanchaos fuzz on m1-header-probe).
+			read = func() error { return o.Process.whileAlone(path, func() error { return rawHeaderRead(path) }) }
+		}
+		if err := read(); err != nil {
 			return nil, err
 		}
 	}
@@ -258,11 +265,14 @@ func (b *Board) DB() *sql.DB { return b.db }
 
 // Close closes the connection.
 func (b *Board) Close() error {
+	// The connection leaves the registry only once it is closed: until
+	// then it holds locks a raw read's close would drop.
+	err := b.db.Close()
 	if !b.closed {
 		b.closed = true
 		b.opts.Process.add(b.path, -1)
 	}
-	return b.db.Close()
+	return err
 }
 
 func wallNow() float64 { return float64(time.Now().UnixNano()) / 1e9 }

@@ -56,6 +56,20 @@ func (p *Process) add(path string, n int) {
 	p.live[abs(path)] += n
 }
 
+// whileAlone runs read only if this process holds no connection to path,
+// and keeps the registry locked while it runs. A connection registers (add)
+// before it opens the file, so one opened meanwhile by another goroutine
+// waits for the read: checking Live and then reading would leave a window in
+// which the read's close drops the locks that connection just took (M1).
+func (p *Process) whileAlone(path string, read func() error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live[abs(path)] > 0 {
+		return nil
+	}
+	return read()
+}
+
 // Live reports how many connections this process holds to path.
 func (p *Process) Live(path string) int {
 	p.mu.Lock()
