@@ -93,7 +93,8 @@ const (
 	Undecided Change = "undecided" // a side could not decide, and B did not fail
 )
 
-func classify(a, b oracle.Status) Change {
+// ChangeOf says what B did to a seed on which A's verdict was a.
+func ChangeOf(a, b oracle.Status) Change {
 	switch {
 	case b == oracle.Fail && a == oracle.Fail:
 		return Unchanged
@@ -239,7 +240,7 @@ func Summarize(a, b string, pairs []Pair) Comparison {
 				order = append(order, inv)
 			}
 		}
-		p.Change = classify(p.A.Status, p.B.Status)
+		p.Change = ChangeOf(p.A.Status, p.B.Status)
 		switch p.Change {
 		case Fixed:
 			c.Fixed++

@@ -164,6 +164,7 @@ func Compare(ctx context.Context, spec CompareSpec) (compare.Comparison, error) 
 					pairs[i].B = run
 				}
 				if halves[i]++; halves[i] == 2 {
+					pairs[i].Change = compare.ChangeOf(pairs[i].A.Status, pairs[i].B.Status)
 					donePrs++
 					if spec.Progress != nil {
 						spec.Progress(pairs[i], donePrs, len(pairs))

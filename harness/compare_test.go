@@ -86,7 +86,7 @@ func TestCompareIssue30896(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			progress = append(progress, done)
-			if total != 2 || p.A.Status == "" || p.B.Status == "" {
+			if total != 2 || p.A.Status == "" || p.B.Status == "" || p.Change != compare.Fixed {
 				t.Errorf("progress for a half-done pair: %+v (%d/%d)", p, done, total)
 			}
 		},

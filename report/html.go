@@ -41,6 +41,9 @@ func badInput(format string, args ...any) error { return inputError{fmt.Sprintf(
 // the board lane anyway.
 const maxLanes = 24
 
+// smallBoard is the number of tasks up to which every task gets a timeline.
+const smallBoard = 8
+
 //go:embed report.html.tmpl
 var templates embed.FS
 
@@ -97,9 +100,10 @@ const CompareFile = "compare.json"
 
 // view is what the template renders: one of Run or Compare.
 type view struct {
-	Title   string
-	Run     *runView
-	Compare *compareView
+	Title    string
+	MaxLanes int
+	Run      *runView
+	Compare  *compareView
 }
 
 type runView struct {
@@ -114,7 +118,8 @@ type runView struct {
 	Faults                           []faultMark
 	Board                            template.HTML
 	Lanes                            []*lane
-	Hidden                           int // tasks without a timeline of their own
+	Hidden                           int // tasks that started but have no timeline of their own
+	NeverStarted                     int // tasks that never started, not drawn
 	RunViolations                    []violationView
 	Legend                           template.HTML
 }
@@ -335,24 +340,30 @@ func runPage(d runData) view {
 		lanes[x.Task].Violations = append(lanes[x.Task].Violations, x)
 	}
 
-	// Which tasks get a timeline of their own: the ones a violation names or
-	// that started more than once, failed, or tripped — the rest are one
-	// start and a completion each, visible on the board lane.
+	// Which tasks get a timeline of their own: in a small board every one;
+	// otherwise those a violation names or that did more than start once and
+	// complete (restarts, failures, trips), busiest first. A corruption run's
+	// hundreds of start-and-complete tasks are on the board lane.
 	starts := map[string]int{}
 	var ids []string
 	for id, l := range lanes {
 		starts[id] = len(l.StartMarks)
 		notable := violated[id] || len(l.StartMarks) > 1 || l.MaxCounter > 0 ||
 			slices.ContainsFunc(l.EventMarks, func(e eventMark) bool { return e.Kind != "completed" })
-		if notable || len(lanes) <= maxLanes {
+		switch {
+		case notable || len(lanes) <= smallBoard:
 			ids = append(ids, id)
+		case len(l.StartMarks) == 0:
+			v.NeverStarted++
+		default:
+			v.Hidden++
 		}
 	}
 	ids = tasksByActivity(ids, starts, violated)
 	if len(ids) > maxLanes {
+		v.Hidden += len(ids) - maxLanes
 		ids = ids[:maxLanes]
 	}
-	v.Hidden = len(lanes) - len(ids)
 
 	ax := newAxis(maxMs * 1.02)
 	all := violationsOf(r.Verdict.Violations)
@@ -364,7 +375,7 @@ func runPage(d runData) view {
 		v.Lanes = append(v.Lanes, l)
 	}
 	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
-	return view{Title: title, Run: &v}
+	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }
 
 type compareView struct {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
 // TestMain lets the test binary be HERMES_BIN (invoked as "hermes"): the
@@ -335,4 +338,41 @@ func colourColumns(img image.Image, r, g, b uint8) int {
 		}
 	}
 	return n
+}
+
+// TestLaneSelection: on a big board only the tasks worth a look get a
+// timeline — the one a violation names first, then restarts — and the rest
+// are counted, not silently dropped.
+func TestLaneSelection(t *testing.T) {
+	d := runData{Result: result{StartMono: 1e9, StartWall: 1000}}
+	d.Result.Schedule.DurationMs = 1000
+	id := func(i int) string { return fmt.Sprintf("t_%08x", i) }
+	for i := 0; i < 40; i++ {
+		d.Result.Schedule.Tasks = append(d.Result.Schedule.Tasks, schedule.Task{ID: id(i), Assignee: "w"})
+	}
+	start := func(task string, ms int64) {
+		d.Ledger.Entries = append(d.Ledger.Entries, ledger.Entry{Kind: ledger.Start, Task: task, Mono: 1e9 + ms*1e6})
+	}
+	for i := 0; i < 30; i++ { // 30 tasks start once and complete
+		start(id(i), int64(10*i))
+		d.Events = append(d.Events, event{Task: id(i), Kind: "completed", Wall: 1000 + float64(10*i+5)/1000})
+	}
+	for i := 0; i < 5; i++ { // task 3 restarts
+		start(id(3), int64(400+10*i))
+	}
+	d.Result.Verdict = oracle.Verdict{Status: oracle.Fail, Violations: []oracle.Violation{{Invariant: oracle.NoLostWrites, Task: id(7), AtMs: 50}}}
+	v := runPage(d).Run
+	var got []string
+	for _, l := range v.Lanes {
+		got = append(got, l.ID)
+	}
+	if want := []string{id(7), id(3)}; !slices.Equal(got, want) {
+		t.Errorf("lanes %v, want %v (the violated task first, then the restarted one)", got, want)
+	}
+	if v.Hidden != 28 || v.NeverStarted != 10 {
+		t.Errorf("not drawn: %d started, %d never started; want 28 and 10", v.Hidden, v.NeverStarted)
+	}
+	if v.Lanes[1].StartMarks[5].Ms != 440 {
+		t.Errorf("start #6 of %s at %v ms, want 440 (ledger mono − run start)", id(3), v.Lanes[1].StartMarks[5].Ms)
+	}
 }

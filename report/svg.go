@@ -207,19 +207,23 @@ func taskTimeline(ax axis, l *lane, quietFrom, quietTo float64, faults []faultMa
 // SQLite errors processes logged, failed dispatcher ticks, faults and every
 // timed violation.
 func boardTimeline(ax axis, b boardLane, quietFrom, quietTo float64, faults []faultMark, vs []violationView) template.HTML {
-	const axisY = 74.0
-	s := newSVG("timeline board", "", 94)
+	const axisY = 90.0
+	s := newSVG("timeline board", "", 110)
 	s.bands(ax, quietFrom, quietTo, faults, 0, axisY)
 	s.label(21, "all starts")
-	s.label(52, "errors")
+	s.label(50, "SQLite errors")
+	s.label(76, "failed ticks")
 	for _, ms := range b.Starts {
 		x := ax.x(ms)
 		s.add(`<line class="any-start" x1="%.1f" y1="6" x2="%.1f" y2="28" stroke="#7f9cc9" stroke-width="1"/>`, x, x)
 	}
 	for _, e := range b.Errors {
-		x := ax.x(e.Ms)
-		s.add(`<path class="%s" d="M%.1f 44l8 8m0 -8l-8 8" stroke="%s" stroke-width="2" fill="none"><title>%s</title></path>`,
-			e.Class, x-4, map[string]string{"sqlite-error": "#d62728", "tick-error": "#e67e00"}[e.Class], esc(e.Title))
+		x, y, colour := ax.x(e.Ms), 42.0, "#d62728"
+		if e.Class == "tick-error" {
+			y, colour = 68, "#e67e00"
+		}
+		s.add(`<path class="%s" d="M%.1f %.0fl8 8m0 -8l-8 8" stroke="%s" stroke-width="2" fill="none"><title>%s</title></path>`,
+			e.Class, x-4, y, colour, esc(e.Title))
 	}
 	s.violations(ax, vs, 0, axisY)
 	s.axisLine(ax, axisY)
