@@ -57,7 +57,7 @@ type fuzzFlags struct {
 	seed, runSeed                              uint64
 	budget, shrinkTime, maxDuration, maxQuiet  time.Duration
 	doublecheck                                float64
-	keepGoing, json, verbose                   bool
+	keepGoing, json, verbose, report           bool
 }
 
 func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -83,6 +83,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
 	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
+	fs.BoolVar(&f.report, "report", false, "write report.html (summary, probe coverage, failing runs linked to their own reports) into the artifacts directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fuzzHelp)
 		fs.PrintDefaults()
@@ -266,6 +267,13 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 			return exitInternal
 		}
 	}
+	reportPath := ""
+	if f.report {
+		if reportPath, err = writeCampaignReport(&sum); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error: report:", err)
+			return exitInternal
+		}
+	}
 	if f.junit != "" {
 		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
@@ -276,6 +284,9 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		enc.Encode(sum)
 	} else {
 		printSummary(stdout, sum)
+	}
+	if reportPath != "" {
+		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
 	}
 	return exitOf(sum.Verdict)
 }

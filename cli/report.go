@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/report"
 )
 
@@ -50,4 +54,31 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, path)
 	return exitPass
+}
+
+// writeCampaignReport stores a campaign's summary in its artifacts directory
+// (a new temp dir if the campaign kept nothing), renders it and each kept
+// run, and returns the report's path.
+func writeCampaignReport(sum *harness.Summary) (string, error) {
+	if sum.Artifacts == "" {
+		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", sum.Seed))
+		if err != nil {
+			return "", err
+		}
+		sum.Artifacts = dir
+	}
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode summary: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(sum.Artifacts, report.CampaignFile), append(data, '\n'), 0o644); err != nil {
+		return "", err
+	}
+	runs, _ := filepath.Glob(filepath.Join(sum.Artifacts, "runs", "*", "verdict.json"))
+	for _, v := range runs {
+		if _, err := report.Write(filepath.Dir(v), ""); err != nil {
+			return "", err
+		}
+	}
+	return report.Write(sum.Artifacts, "")
 }

@@ -51,8 +51,8 @@ var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap
 	"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
 }).ParseFS(templates, "report.html.tmpl"))
 
-// Write renders the report of dir — a run's artifact directory (verdict.json)
-// or a comparison's (compare.json) — to out, or to dir/report.html when out
+// Write renders the report of dir — a run's artifact directory (verdict.json),
+// a comparison's (compare.json) or a fuzz campaign's (summary.json) — to out, or to dir/report.html when out
 // is empty, and returns the path written. It reads only; nothing is run.
 func Write(dir, out string) (string, error) {
 	fi, err := os.Stat(dir)
@@ -80,6 +80,13 @@ func Write(dir, out string) (string, error) {
 
 // Render writes the HTML report of dir to w.
 func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, CampaignFile)); err == nil {
+		p, err := campaignPage(dir)
+		if err != nil {
+			return err
+		}
+		return page.Execute(w, p)
+	}
 	if _, err := os.Stat(filepath.Join(dir, CompareFile)); err == nil {
 		p, err := comparePage(dir)
 		if err != nil {
@@ -98,12 +105,13 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 // comparison (a compare.Comparison as JSON).
 const CompareFile = "compare.json"
 
-// view is what the template renders: one of Run or Compare.
+// view is what the template renders: one of Run, Compare or Campaign.
 type view struct {
 	Title    string
 	MaxLanes int
 	Run      *runView
 	Compare  *compareView
+	Campaign *campaignView
 }
 
 type runView struct {

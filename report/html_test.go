@@ -376,3 +376,31 @@ func TestLaneSelection(t *testing.T) {
 		t.Errorf("start #6 of %s at %v ms, want 440 (ledger mono − run start)", id(3), v.Lanes[1].StartMarks[5].Ms)
 	}
 }
+
+// TestCampaignReport renders a fuzz campaign's summary: counts, failing runs
+// per invariant, probe coverage with the never-reached ones flagged, and
+// links to the kept runs.
+func TestCampaignReport(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "runs", "issue-30896-42"), 0o755)
+	summary := `{"type":"summary","seed":5,"runs":3,"shard":"0/1","scenarios":["issue-30896"],"planned":[0,1,2],
+		"done":3,"passed":2,"failed":1,"failures_by_invariant":{"spawns":1},
+		"failures":[{"index":1,"seed":42,"scenario":"issue-30896","status":"fail","failed":["spawns"],"replay":"kanbanchaos fuzz --run-seed 42"}],
+		"probes":[{"name":"breaker-trip","applicable":3,"reached":3},{"name":"busy-timeout","applicable":3,"reached":0},{"name":"kill-in-txn","applicable":0,"reached":0}],
+		"never_reached":["busy-timeout"],"verdict":"fail"}`
+	os.WriteFile(filepath.Join(dir, CampaignFile), []byte(summary), 0o644)
+	path, err := Write(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := os.ReadFile(path)
+	text := string(page)
+	for _, want := range []string{
+		"fuzz campaign", "2 / 1 / 0 / 0", "Probe coverage", "breaker-trip", "never reached: these runs say little about this state",
+		"not reachable with these variants", `href="runs/issue-30896-42/"`, "FAIL spawns", "kanbanchaos fuzz --run-seed 42",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("campaign report lacks %q", want)
+		}
+	}
+}
