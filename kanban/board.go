@@ -149,10 +149,13 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("kanban: board directory: %w", err)
 	}
+	existed := false // a file was at path before this connect opened it
 	if o.FailClosed {
-		if st, err := os.Stat(path); err == nil && st.Size() == 0 {
+		st, err := os.Stat(path)
+		if err == nil && st.Size() == 0 {
 			return nil, fmt.Errorf("%w: %s exists and is empty; refusing to create a fresh schema in it", ErrBoardGone, path)
 		}
+		existed = err == nil
 	}
 	if o.RawHeaderRead {
 		read := func() error { return rawHeaderRead(path) }
@@ -193,6 +196,21 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		b.file, _ = fileID(path) // a file SQLite is about to create has no id yet: taken at first write
 	}
 	o.Process.add(path, 1)
+	if existed {
+		// The stat above and SQLite's open are not one step: the file may
+		// have been swapped for an empty one in between. Asked again through
+		// this connection, before anything (the journal mode, the schema)
+		// writes to the file it opened.
+		var objects int
+		if err := b.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&objects); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("kanban: read the schema of %s: %w", path, err)
+		}
+		if objects == 0 {
+			b.Close()
+			return nil, fmt.Errorf("%w: %s was a file when this connect began but holds no schema now (emptied or replaced meanwhile); refusing to create a fresh schema in it", ErrBoardGone, path)
+		}
+	}
 	if err := b.setJournalMode(ctx); err != nil {
 		b.Close()
 		return nil, err
