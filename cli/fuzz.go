@@ -473,6 +473,9 @@ func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, ela
 		if d := r.Doublecheck; d != nil {
 			cs.SystemOut += fmt.Sprintf("; doublecheck: %s (diverged: %v)", d.Status, d.Diverged)
 		}
+		if sr := s.Shrunk; sr != nil && sr.Index == r.Index && sr.Seed == r.Seed {
+			cs.Evidence += fmt.Sprintf("\nshrunk to %d task(s), %d dispatcher(s) (%s): %s; regression.txtar there", len(sr.Minimal.Tasks), sr.Minimal.Dispatchers, sr.Stopped, sr.Replay)
+		}
 		suite.Cases = append(suite.Cases, cs)
 	}
 	fh, err := os.Create(path)

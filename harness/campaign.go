@@ -29,8 +29,8 @@ import (
 
 // Campaign configures one campaign (or one shard of it).
 type Campaign struct {
-	// Scenarios are rotated over the run indices: run i runs
-	// Scenarios[i % len]. Their swarms may be capped (WithMaxPhases).
+	// Swarms are the scenarios' swarms, rotated over the run indices: run
+	// i draws from Swarms[i % len]. They may be capped (WithMaxPhases).
 	Swarms []scenarios.Swarm
 	// Variant is the dispatcher variant of every run ("" = each scenario's).
 	Variant string
