@@ -51,6 +51,7 @@ Usage:
                                      patch A/B: the same seeds against two dispatcher builds, side by side
   kanbanchaos report DIR [--out FILE]
                                      offline report.html of a run's artifacts (timelines) or of a comparison
+  kanbanchaos check PATH [--json]    audit an existing kanban.db (or a run's artifact directory) without writing it
   kanbanchaos scenarios              list the scenarios and the Hermes issues they reproduce
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
   kanbanchaos dispatch [--variant V] [--once] [--interval D] …
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCompare(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "scenarios":
 		return cmdScenarios(args[1:], stdout, stderr)
 	case "variants":

@@ -33,6 +33,8 @@ func TestScripts(t *testing.T) {
 		RequireUniqueNames:  true,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode": cmdExitCode,
+			// pins_test.go
+			"board": cmdBoard, "gateway": cmdGateway, "hermescli": cmdHermes, "sha": cmdSHA, "backups": cmdBackups,
 		},
 	})
 }
@@ -62,7 +64,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"run", "issue-99999"}, "valid: fault-delete-sidecars, issue-30417, issue-30896, m1-header-probe"},
+		{[]string{"run", "issue-99999"}, "valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, hermes-0.15, fixed"},
 		{[]string{"run", "issue-30896", "--knob", "nope=1"}, "valid: journal_mode, synchronous"},
 		{[]string{"run", "issue-30896", "--knob", "backoff=maybe"}, `"maybe" is not true/false`},
@@ -72,7 +74,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30896", "--time-scale", "5"}, "time_scale = 5, want 0 < x <= 1"},
 		{[]string{"run", "issue-30417", "--dispatchers", "-1"}, "dispatchers = -1, want 1..64"},
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
-		{[]string{"run"}, "want exactly one scenario (valid: fault-delete-sidecars, issue-30417, issue-30896, m1-header-probe"},
+		{[]string{"run"}, "want exactly one scenario (valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
 		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, scenarios, variants, worker, help)"},
 		{nil, "Usage:"},

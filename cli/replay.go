@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
-	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -85,13 +84,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	} else {
 		printText(stdout, res, replay)
 	}
-	switch res.Verdict.Status {
-	case oracle.Pass:
-		return exitPass
-	case oracle.Fail:
-		return exitFail
-	}
-	return exitUnknown
+	return exitFor(res.Verdict.Status)
 }
 
 // readSchedule loads the schedule at arg, a schedule file or a directory

@@ -203,13 +203,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(out, "report:", path)
 	}
-	switch res.Verdict.Status {
-	case oracle.Pass:
-		return exitPass
-	case oracle.Fail:
-		return exitFail
-	}
-	return exitUnknown
+	return exitFor(res.Verdict.Status)
 }
 
 func randomSeed() uint64 {
@@ -304,21 +298,7 @@ func shellQuote(s string) string {
 func printText(w io.Writer, res harness.Result, replay string) {
 	v := res.Verdict
 	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
-	const shown = 10
-	for i, x := range v.Violations {
-		if i == shown {
-			fmt.Fprintf(w, "… and %d more violations (see verdict.json)\n", len(v.Violations)-shown)
-			break
-		}
-		task := ""
-		if x.Task != "" {
-			task = x.Task + ": "
-		}
-		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, x.Message)
-	}
-	for _, u := range v.Unknowns {
-		fmt.Fprintf(w, "UNKNOWN %s\n", u)
-	}
+	printFindings(w, v, 10)
 	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
 	if res.TickErrors > 0 {
 		summary += fmt.Sprintf(", %d tick errors (trace.jsonl)", res.TickErrors)

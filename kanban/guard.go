@@ -353,8 +353,16 @@ type backuper interface {
 // processes write, and the source is never opened outside SQLite. Pages are
 // copied without being interpreted, so a DB with a damaged B-tree still
 // copies; one SQLite cannot read at all fails with its error (NOTADB …).
-func BackupTo(ctx context.Context, src, dst string) error {
-	db, err := sql.Open("sqlite", readOnlyURI(src))
+//
+// immutable opens src with immutable=1 instead: no locks, no -wal or -shm
+// created. That is only right for a file no process has open, and a caller
+// must check afterwards that the file did not change while it was read.
+func BackupTo(ctx context.Context, src, dst string, immutable bool) error {
+	uri := readOnlyURI(src)
+	if immutable {
+		uri = FileURI(src) + "?immutable=1"
+	}
+	db, err := sql.Open("sqlite", uri)
 	if err != nil {
 		return err
 	}
@@ -392,7 +400,7 @@ func sqliteBackup(ctx context.Context, path string, proc *Process) (string, erro
 	defer os.Remove(tmp)
 	defer os.Remove(tmp + "-journal")
 	proc.add(path, 1)
-	err := BackupTo(ctx, path, tmp)
+	err := BackupTo(ctx, path, tmp, false)
 	proc.add(path, -1)
 	if err != nil {
 		os.Remove(tmp)
@@ -401,12 +409,14 @@ func sqliteBackup(ctx context.Context, path string, proc *Process) (string, erro
 		}
 		// Not a database to SQLite: only the bytes themselves are left to
 		// keep, and reading them is safe only while no connection of this
-		// process can lose its locks by it.
-		if n := proc.Live(path); n > 0 {
-			return "", fmt.Errorf("kanban: %s is not readable by SQLite and this process holds %d connection(s) to it: no plain copy while they live", path, n)
-		}
-		if err := copyFile(path, tmp); err != nil {
+		// process can lose its locks by it (checked and copied under the
+		// registry's lock).
+		copied := false
+		if err := proc.whileAlone(path, func() error { copied = true; return copyFile(path, tmp) }); err != nil {
 			return "", fmt.Errorf("kanban: back up %s: %w", path, err)
+		}
+		if !copied {
+			return "", fmt.Errorf("kanban: %s is not readable by SQLite and this process holds connections to it: no plain copy while they live", path)
 		}
 	}
 	sum, err := fileSHA(tmp) // our own private copy: no one else has it open

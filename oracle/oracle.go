@@ -3,6 +3,11 @@
 // plain open of the file, which would drop other connections' locks) and the
 // ledger the workers wrote, and returns a verdict — pass, fail or unknown —
 // with evidence for every violation. It never writes to the DB it checks.
+//
+// Audit is the same judgement on any Hermes kanban.db without a run behind
+// it (`kanbanchaos check`): the invariants its own history decides. It works
+// on a Snapshot — a private copy made through SQLite's online backup API
+// from a read-only connection — never on the live file; snapshot.go says why.
 package oracle
 
 import (
@@ -218,6 +223,9 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	checkLedgerCoverage(&v, in, snap)
 	if err := checkLostWrites(ctx, &v, in, db, snap); err != nil {
 		v.Unknowns = append(v.Unknowns, "could not check for lost writes: "+err.Error())
+	}
+	if err := checkRegressions(ctx, &v, in, db, snap); err != nil {
+		v.Unknowns = append(v.Unknowns, "could not check the regression invariants: "+err.Error())
 	}
 	return v, nil
 }
@@ -457,8 +465,8 @@ tasks:
 				json.Unmarshal([]byte(trip.payload), &payload)
 				v.Violations = append(v.Violations, Violation{
 					Invariant: BreakerHolds, Task: task, AtMs: round(in.relMs(e.at)),
-					Message: fmt.Sprintf("%s at +%.0fms after gave_up at +%.0fms (failures=%v, limit=%v)%s",
-						e.kind, in.relMs(e.at), in.relMs(trip.at), payload["failures"], payload["effective_limit"], quietNote(quiet)),
+					Message: fmt.Sprintf("%s at %s after gave_up at %s (failures=%v, limit=%v)%s",
+						e.kind, in.when(e.at), in.when(trip.at), payload["failures"], payload["effective_limit"], quietNote(quiet)),
 					Evidence: map[string]any{"gave_up_event": trip.id, "gave_up": payload, "reopened_by": e.kind,
 						"reopened_event": e.id, "in_quiet_phase": quiet},
 				})

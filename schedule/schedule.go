@@ -206,6 +206,9 @@ type Schedule struct {
 	// (modernc.org/sqlite v1.62.0, the default) or "3.50" (v1.39.1, the
 	// SQLite 3.50.4 Hermes' bundled Python ships). "" means "3.54".
 	Engine string `json:"engine,omitempty"`
+	// Expect names invariants the run opts into beyond those every run is
+	// checked against (oracle names, e.g. "one-writer-per-tick").
+	Expect []string `json:"expect,omitempty"`
 }
 
 // Fault kinds the harness can inject.

@@ -1,0 +1,282 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// checkTarget is what `check PATH` audits: a board DB and, for an artifact
+// directory, the run that produced it.
+type checkTarget struct {
+	db  string
+	run *oracle.Input
+}
+
+// inputError is bad input (exit 2), with a message that says what is wrong.
+type inputError struct{ msg string }
+
+func (e inputError) Error() string { return e.msg }
+
+// cmdCheck audits an existing kanban.db — a real Hermes board, live or not,
+// or the board of a stored run — without writing it (oracle/snapshot.go).
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		asJSON   bool
+		limit    int
+		cooldown time.Duration
+	)
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	fs.IntVar(&limit, "failure-limit", 0, "the board's configured kanban.failure_limit (default: Hermes' 2; a task's max_retries wins)")
+	fs.DurationVar(&cooldown, "cooldown", 0, "the rate-limit cooldown after an exit 75 (default: Hermes' 5m)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kanbanchaos check PATH [--json] [--failure-limit N] [--cooldown D]\n\n"+
+			"Audits an existing Hermes kanban.db (e.g. ~/.hermes/kanban.db or ~/.hermes/kanban/boards/SLUG/kanban.db),\n"+
+			"or the artifact directory of a kanbanchaos run, without writing it: the board is copied through SQLite's\n"+
+			"online backup API from a read-only connection, and every check runs on that copy. Safe on a live board.\n\n"+
+			"Reports integrity_check and quick_check; spawned runs per task between counter resets against the\n"+
+			"effective failure limit; promoted/claimed after gave_up; open-run bookkeeping and running tasks without\n"+
+			"a claim; runs whose worker was never recorded; exit-75 runs that counted or were respawned within the\n"+
+			"cooldown; protocol violations past their budget; the -wal/-shm/-journal and backups beside the board.\n"+
+			"For an artifact directory, also the run's ledger-based invariants.\n\n"+
+			"Exit codes: 0 pass · 1 an invariant failed · 2 bad usage or input (missing, empty, not SQLite, not a board) ·\n"+
+			"3 unknown · 4 internal error.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		return exitUsage
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "kanbanchaos check: want exactly one kanban.db or artifact directory, got %d arguments\n", len(pos))
+		return exitUsage
+	}
+	if limit < 0 || cooldown < 0 {
+		fmt.Fprintln(stderr, "kanbanchaos check: --failure-limit and --cooldown must not be negative")
+		return exitUsage
+	}
+	target, err := checkTargetOf(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos check:", err)
+		var bad inputError
+		if errors.As(err, &bad) {
+			return exitUsage
+		}
+		return exitInternal
+	}
+	rep, code := audit(ctx, target, oracle.AuditOptions{FailureLimit: limit, Cooldown: cooldown, Run: target.run}, stderr)
+	if code >= 0 {
+		return code
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		rep.print(stdout)
+	}
+	return exitFor(rep.Verdict.Status)
+}
+
+// checkTargetOf tells a board file from an artifact directory, and both
+// from everything that is neither; only stat is used.
+func checkTargetOf(arg string) (checkTarget, error) {
+	path, err := filepath.Abs(arg)
+	if err != nil {
+		return checkTarget{}, err
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return checkTarget{}, inputError{fmt.Sprintf("%s: no such file or directory", arg)}
+	case err != nil:
+		return checkTarget{}, inputError{fmt.Sprintf("%s: %v", arg, err)}
+	case st.IsDir():
+		return artifactTarget(arg, path)
+	case !st.Mode().IsRegular():
+		return checkTarget{}, inputError{fmt.Sprintf("%s is not a regular file (%s)", arg, st.Mode().Type())}
+	case st.Size() == 0:
+		return checkTarget{}, inputError{fmt.Sprintf("%s is empty (0 bytes): there is no board in it to audit "+
+			"(a Hermes connect() would give it a fresh, empty schema)", arg)}
+	}
+	return checkTarget{db: path}, nil
+}
+
+// artifactTarget is the board, ledger and schedule a kanbanchaos run left.
+func artifactTarget(arg, dir string) (checkTarget, error) {
+	db := kanban.BoardPath(filepath.Join(dir, "home"), "default")
+	if _, err := os.Stat(db); err != nil {
+		hint := ""
+		if _, err := os.Stat(filepath.Join(dir, "kanban.db")); err == nil {
+			hint = fmt.Sprintf("; to audit the board in it, pass %s", filepath.Join(arg, "kanban.db"))
+		}
+		return checkTarget{}, inputError{fmt.Sprintf("%s is a directory, not a kanban.db, and not the artifact directory of a run "+
+			"(it has no home/kanban.db)%s", arg, hint)}
+	}
+	s, _, err := readSchedule(dir)
+	if err != nil {
+		return checkTarget{}, inputError{err.Error()}
+	}
+	hist, err := ledger.Read(filepath.Join(dir, "ledger.jsonl"))
+	if err != nil {
+		return checkTarget{}, err
+	}
+	in := &oracle.Input{Ledger: hist, Schedule: s}
+	// The run's start, when verdict.json recorded it, puts the evidence on
+	// the run's own time axis again; without it times are absolute.
+	var start struct {
+		Mono int64   `json:"start_mono_ns"`
+		Wall float64 `json:"start_wall"`
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "verdict.json")); err == nil && json.Unmarshal(data, &start) == nil && start.Wall > 0 {
+		in.RunStartMono, in.RunStartWall = start.Mono, start.Wall
+		in.QuietStartWall = start.Wall + float64(s.DurationMs)/1000
+	}
+	return checkTarget{db: db, run: in}, nil
+}
+
+// checkReport is what check prints.
+type checkReport struct {
+	Path     string              `json:"path"`
+	Run      *schedule.Schedule  `json:"run,omitempty"` // the stored run re-checked, for an artifact directory
+	Read     oracle.SnapshotInfo `json:"read"`
+	Board    oracle.BoardSummary `json:"board"`
+	Files    oracle.BoardFiles   `json:"files"`
+	Verdict  oracle.Verdict      `json:"verdict"`
+	Duration time.Duration       `json:"elapsed_ns"`
+}
+
+// audit snapshots and audits the target; code ≥ 0 is an exit code that
+// ends the command (the message already printed).
+func audit(ctx context.Context, t checkTarget, o oracle.AuditOptions, stderr io.Writer) (checkReport, int) {
+	start := time.Now()
+	rep := checkReport{Path: t.db}
+	if t.run != nil {
+		rep.Run = &t.run.Schedule
+	}
+	dir, err := os.MkdirTemp("", "kanbanchaos-check-")
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos check:", err)
+		return rep, exitInternal
+	}
+	defer os.RemoveAll(dir)
+	rep.Files = oracle.BoardFilesOf(t.db)
+	rep.Read, err = oracle.Snapshot(ctx, t.db, dir)
+	switch {
+	case errors.Is(err, oracle.ErrNotADatabase):
+		fmt.Fprintf(stderr, "kanbanchaos check: %s is %v\n", t.db, err)
+		return rep, exitUsage
+	case kanban.IsCorrupt(err):
+		// Not even its pages copy: that is the verdict.
+		rep.Verdict = oracle.Verdict{Status: oracle.Fail, Checked: []string{oracle.Integrity}, Violations: []oracle.Violation{{
+			Invariant: oracle.Integrity, Message: "the board cannot be read: " + err.Error()}}}
+		rep.Duration = time.Since(start)
+		return rep, -1
+	case err != nil:
+		if code, ok := kanban.Code(err); ok && code&0xff == 14 { // SQLITE_CANTOPEN: permissions, a missing directory …
+			fmt.Fprintf(stderr, "kanbanchaos check: cannot open %s: %v\n", t.db, err)
+			return rep, exitUsage
+		}
+		fmt.Fprintln(stderr, "kanbanchaos check:", err)
+		return rep, exitInternal
+	}
+	rep.Verdict, rep.Board, err = oracle.Audit(ctx, rep.Read.Path, o)
+	switch {
+	case errors.Is(err, oracle.ErrNotABoard):
+		fmt.Fprintf(stderr, "kanbanchaos check: %s is an SQLite database but %v\n", t.db, err)
+		return rep, exitUsage
+	case err != nil:
+		fmt.Fprintln(stderr, "kanbanchaos check: internal error:", err)
+		return rep, exitInternal
+	}
+	rep.Duration = time.Since(start)
+	return rep, -1
+}
+
+func (r checkReport) print(w io.Writer) {
+	fmt.Fprintf(w, "kanbanchaos check %s\n", r.Path)
+	if r.Run != nil {
+		fmt.Fprintf(w, "  run: %s  variant=%s  seed=%d (its stored board, ledger and schedule)\n", r.Run.Scenario, r.Run.Variant, r.Run.Seed)
+	}
+	mode := "rollback journal"
+	if r.Read.WALHeader {
+		mode = "WAL"
+	}
+	fmt.Fprintf(w, "  read: %s — %d bytes in %s; journal mode %s\n", r.Read.Method, r.Read.Bytes, r.Read.Elapsed.Round(time.Millisecond), mode)
+	var statuses []string
+	for s, n := range r.Board.Status {
+		statuses = append(statuses, fmt.Sprintf("%s %d", s, n))
+	}
+	sort.Strings(statuses)
+	fmt.Fprintf(w, "  board: tasks=%d (%s), runs=%d, events=%d\n", r.Board.Tasks, strings.Join(statuses, ", "), r.Board.Runs, r.Board.Events)
+	var files []string
+	for _, f := range r.Files.Files {
+		if f.Size >= 0 {
+			files = append(files, fmt.Sprintf("%s %d bytes", f.Name, f.Size))
+		}
+	}
+	if len(files) == 0 {
+		files = append(files, "no -wal, -shm, -journal or lock files")
+	}
+	fmt.Fprintf(w, "  beside it: %s; %d corrupt-board backup(s)\n", strings.Join(files, ", "), r.Files.CorruptBackups)
+	v := r.Verdict
+	printFindings(w, v, 0)
+	switch v.Status {
+	case oracle.Pass:
+		fmt.Fprintf(w, "verdict: PASS — %s held (%s)\n", strings.Join(v.Checked, ", "), r.Duration.Round(time.Millisecond))
+	case oracle.Fail:
+		fmt.Fprintf(w, "verdict: FAIL — %s (%s)\n", strings.Join(v.Failed(), ", "), r.Duration.Round(time.Millisecond))
+	default:
+		fmt.Fprintf(w, "verdict: UNKNOWN — the audit could not decide (%s)\n", r.Duration.Round(time.Millisecond))
+	}
+}
+
+// printFindings prints a verdict's violations, one FAIL line each (at most
+// shown of them; 0: all), then its UNKNOWN reasons: the lines run and check
+// share.
+func printFindings(w io.Writer, v oracle.Verdict, shown int) {
+	for i, x := range v.Violations {
+		if shown > 0 && i == shown {
+			fmt.Fprintf(w, "… and %d more violations (see verdict.json)\n", len(v.Violations)-shown)
+			break
+		}
+		task := ""
+		if x.Task != "" {
+			task = x.Task + ": "
+		}
+		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, x.Message)
+	}
+	for _, u := range v.Unknowns {
+		fmt.Fprintf(w, "UNKNOWN %s\n", u)
+	}
+}
+
+// exitFor is the exit code of a verdict: 0 pass, 1 fail, 3 unknown.
+func exitFor(s oracle.Status) int {
+	switch s {
+	case oracle.Pass:
+		return exitPass
+	case oracle.Fail:
+		return exitFail
+	}
+	return exitUnknown
+}

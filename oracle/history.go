@@ -1,0 +1,403 @@
+package oracle
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// Invariants decidable from a board's own history, with no ledger: what
+// `kanbanchaos check` holds a real Hermes kanban.db to. RateLimit and
+// ProtocolBudget are part of every run's check too; SpawnLimit and
+// UnrecordedWorkers only of an audit (a run counts spawns from the ledger,
+// and some scenarios lose pids on purpose).
+const (
+	// SpawnLimit: spawned runs per task between counter resets (completed,
+	// unblocked, a new assignee) ≤ the task's effective failure limit;
+	// rate-limited runs never count (#30896, #30417, #35202, #63070).
+	SpawnLimit = "spawn-limit"
+	// RateLimit: exit 75 never counts toward the breaker, and the task is
+	// not spawned again before the rate-limit cooldown (spec I7, S8).
+	RateLimit = "rate-limit"
+	// ProtocolBudget: exits 0 without completing (protocol_violation) per
+	// task between resets ≤ its effective limit; the loop of #28712 is
+	// what keeps going past it.
+	ProtocolBudget = "protocol-budget"
+	// UnrecordedWorkers: no run is reclaimed, superseded or timed out
+	// without its worker ever recorded (no pid, no spawned event, no spawn
+	// failure): such a claim escaped the crash sweep (#35202).
+	UnrecordedWorkers = "unrecorded-workers"
+)
+
+// DefaultCooldown is Hermes' DEFAULT_RATE_LIMIT_COOLDOWN_SECONDS.
+const DefaultCooldown = 300 * time.Second
+
+// resetKinds are the events that reset a task's failure counter.
+var resetKinds = []string{kanban.EventCompleted, kanban.EventUnblocked, "assigned", "reassigned"}
+
+// histRun is a task_runs row with its times.
+type histRun struct {
+	id, pid         int64
+	task, outcome   string
+	started, ended  float64
+	isEnded, hasPID bool
+}
+
+func readRuns(ctx context.Context, db *sql.DB) (map[int64]histRun, error) {
+	rows, err := db.QueryContext(ctx, `SELECT id, task_id, COALESCE(outcome,''), started_at, COALESCE(ended_at,0), ended_at IS NOT NULL,
+		COALESCE(worker_pid,0), worker_pid IS NOT NULL FROM task_runs`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]histRun{}
+	for rows.Next() {
+		var r histRun
+		if err := rows.Scan(&r.id, &r.task, &r.outcome, &r.started, &r.ended, &r.isEnded, &r.pid, &r.hasPID); err != nil {
+			return nil, err
+		}
+		out[r.id] = r
+	}
+	return out, rows.Err()
+}
+
+// limitFunc is a task's effective failure limit and where it comes from.
+type limitFunc func(task taskRow) (int, string)
+
+// scheduleLimits is the limit the schedule asked for (what a run's spawns
+// check uses), falling back to the board's own max_retries.
+func scheduleLimits(s schedule.Schedule) limitFunc {
+	tasks := map[string]schedule.Task{}
+	for _, t := range s.Tasks {
+		tasks[t.ID] = t
+	}
+	return func(t taskRow) (int, string) {
+		if st, ok := tasks[t.id]; ok {
+			return s.EffectiveLimit(st)
+		}
+		return configuredLimits(s.FailureLimit)(t)
+	}
+}
+
+// configuredLimits is Hermes' rule: max_retries, else the configured
+// failure_limit, else 2.
+func configuredLimits(configured int) limitFunc {
+	return func(t taskRow) (int, string) {
+		switch {
+		case t.maxRetries.Valid && t.maxRetries.Int64 > 0:
+			return int(t.maxRetries.Int64), "task max_retries"
+		case configured > 0:
+			return configured, "configured failure_limit"
+		}
+		return schedule.DefaultFailureLimit, "default"
+	}
+}
+
+// checkRateLimit: no gave_up is triggered by a rate-limited run, and no run
+// of a task starts sooner than cooldown after its rate-limited run ended.
+func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, cooldown float64) {
+	ids := slices.Sorted(maps.Keys(runs))
+	next := map[string]histRun{} // per task, the run after the one at hand
+	seen := false
+	var late []Violation
+	for i := len(ids) - 1; i >= 0; i-- {
+		r := runs[ids[i]]
+		if r.outcome == kanban.OutcomeRateLimited && r.isEnded {
+			seen = true
+			if n, ok := next[r.task]; ok && n.started < r.ended+cooldown-1e-3 {
+				late = append(late, Violation{Invariant: RateLimit, Task: r.task, AtMs: round(in.relMs(n.started)),
+					Message: fmt.Sprintf("run %d started %.0fms after run %d exited 75 (rate limited); the cooldown is %s",
+						n.id, (n.started-r.ended)*1000, r.id, time.Duration(cooldown*float64(time.Second))),
+					Evidence: map[string]any{"rate_limited_run": r.id, "next_run": n.id, "gap_ms": round((n.started - r.ended) * 1000),
+						"cooldown_s": cooldown}})
+			}
+		}
+		next[r.task] = r
+	}
+	for _, t := range s.tasks {
+		for _, e := range s.events[t.id] {
+			if e.kind != kanban.EventGaveUp || payloadField(e.payload, "trigger_outcome") != kanban.OutcomeRateLimited {
+				continue
+			}
+			seen = true
+			v.Violations = append(v.Violations, Violation{Invariant: RateLimit, Task: t.id, AtMs: round(in.relMs(e.at)),
+				Message:  fmt.Sprintf("a rate-limited exit (75) tripped the breaker: gave_up %s", e.payload),
+				Evidence: map[string]any{"gave_up_event": e.id}})
+		}
+	}
+	if !seen {
+		return
+	}
+	v.Checked = append(v.Checked, RateLimit)
+	// One violation per task: the first (the list was built newest first).
+	slices.Reverse(late)
+	reported := map[string]bool{}
+	for _, x := range late {
+		if !reported[x.Task] {
+			reported[x.Task] = true
+			v.Violations = append(v.Violations, x)
+		}
+	}
+}
+
+// overLimit walks a task's events in order, counting those counts() accepts
+// since the last counter reset, and reports the largest count any reset
+// window reached, the first event that went over limit (nil: none did) and
+// the counted events of that window up to it.
+func overLimit(events []eventRow, counts func(eventRow) bool, limit int) (peak int, over *eventRow, window []int64) {
+	n := 0
+	var cur []int64
+	for i, e := range events {
+		switch {
+		case slices.Contains(resetKinds, e.kind):
+			n, cur = 0, nil
+		case counts(e):
+			n++
+			if len(cur) < 20 {
+				cur = append(cur, e.id)
+			}
+			if n > limit && over == nil {
+				over, window = &events[i], slices.Clone(cur)
+			}
+			peak = max(peak, n)
+		}
+	}
+	return peak, over, window
+}
+
+// checkProtocolBudget holds protocol violations per task between resets to
+// the task's effective limit.
+func checkProtocolBudget(v *Verdict, in Input, s snapshot, limits limitFunc) {
+	seen := false
+	for _, t := range s.tasks {
+		limit, source := limits(t)
+		isPV := func(e eventRow) bool { return e.kind == kanban.EventProtocolViolation }
+		peak, over, window := overLimit(s.events[t.id], isPV, limit)
+		seen = seen || peak > 0
+		if over == nil {
+			continue
+		}
+		v.Violations = append(v.Violations, Violation{Invariant: ProtocolBudget, Task: t.id, AtMs: round(in.relMs(over.at)),
+			Message: fmt.Sprintf("%d protocol violations (exit 0 without completing) between counter resets > budget %d (%s); #%d at %s",
+				peak, limit, source, limit+1, in.when(over.at)),
+			Evidence: map[string]any{"limit": limit, "limit_source": source, "protocol_violation_events": window}})
+	}
+	if seen {
+		v.Checked = append(v.Checked, ProtocolBudget)
+	}
+}
+
+// checkSpawnHistory counts, per task, runs whose worker was spawned (a
+// spawned event) between counter resets, rate-limited runs excepted.
+func checkSpawnHistory(v *Verdict, in Input, s snapshot, runs map[int64]histRun, limits limitFunc) {
+	v.Checked = append(v.Checked, SpawnLimit)
+	for _, t := range s.tasks {
+		limit, source := limits(t)
+		counts := func(e eventRow) bool {
+			return e.kind == kanban.EventSpawned && e.run.Valid && runs[e.run.Int64].outcome != kanban.OutcomeRateLimited
+		}
+		peak, over, _ := overLimit(s.events[t.id], counts, limit)
+		if over == nil {
+			continue
+		}
+		v.Violations = append(v.Violations, Violation{Invariant: SpawnLimit, Task: t.id, AtMs: round(in.relMs(over.at)),
+			Message: fmt.Sprintf("%d spawned runs between counter resets > limit %d (%s); spawn #%d (run %d) at %s",
+				peak, limit, source, limit+1, over.run.Int64, in.when(over.at)),
+			Evidence: map[string]any{"spawned_runs": peak, "limit": limit, "limit_source": source, "over_limit_run": over.run.Int64}})
+	}
+}
+
+// unattendedOutcomes are the ends a dispatcher gives a run for want of news
+// from its worker.
+var unattendedOutcomes = []string{kanban.OutcomeReclaimed, kanban.OutcomeStale, kanban.OutcomeTimedOut}
+
+// checkUnrecordedWorkers reports runs ended for want of news (reclaimed
+// after the claim expired, stale, timed out) that never had a worker
+// recorded: no spawned event, no pid, no spawn failure. A run its worker
+// completed or blocked had a worker, even if the dispatcher's
+// _set_worker_pid commit came after the worker's (a live board shows that
+// race for a moment), so those are not counted.
+func checkUnrecordedWorkers(v *Verdict, in Input, s snapshot, runs map[int64]histRun) {
+	v.Checked = append(v.Checked, UnrecordedWorkers)
+	recorded := map[int64]bool{}
+	for _, es := range s.events {
+		for _, e := range es {
+			if e.run.Valid && (e.kind == kanban.EventSpawned || e.kind == kanban.EventSpawnFailed) {
+				recorded[e.run.Int64] = true
+			}
+		}
+	}
+	byTask := map[string][]int64{}
+	for _, id := range slices.Sorted(maps.Keys(runs)) {
+		r := runs[id]
+		if r.isEnded && !r.hasPID && !recorded[id] && slices.Contains(unattendedOutcomes, r.outcome) {
+			byTask[r.task] = append(byTask[r.task], id)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(byTask)) {
+		ids := byTask[t]
+		first := runs[ids[0]]
+		v.Violations = append(v.Violations, Violation{Invariant: UnrecordedWorkers, Task: t, AtMs: round(in.relMs(first.started)),
+			Message: fmt.Sprintf("%d run(s) ended with no worker ever recorded (no pid, no spawned event), first run %d (%s) at %s: "+
+				"a claim whose pid never reached the board escapes the crash sweep (#35202)", len(ids), first.id, first.outcome, in.when(first.started)),
+			Evidence: map[string]any{"runs": ids[:min(len(ids), 20)], "total": len(ids)}})
+	}
+}
+
+// when formats a board time: ms after the run's start for a run, else UTC.
+func (in Input) when(wall float64) string {
+	if in.RunStartWall != 0 {
+		return fmt.Sprintf("+%.0fms", in.relMs(wall))
+	}
+	return time.Unix(0, int64(wall*1e9)).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// cooldownOf is the rate-limit cooldown a run used: Hermes' 300 s, scaled.
+func cooldownOf(s schedule.Schedule) float64 {
+	if s.TimeScale > 0 {
+		return DefaultCooldown.Seconds() * s.TimeScale
+	}
+	return DefaultCooldown.Seconds()
+}
+
+// checkRunHistory is the DB-only part of every run's check: rate limit and
+// protocol budget (hooked into Check).
+func checkRunHistory(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
+	runs, err := readRuns(ctx, db)
+	if err != nil {
+		return err
+	}
+	checkRateLimit(v, in, s, runs, cooldownOf(in.Schedule))
+	checkProtocolBudget(v, in, s, scheduleLimits(in.Schedule))
+	return nil
+}
+
+// AuditOptions are what a board's DB does not record about how it ran.
+type AuditOptions struct {
+	// FailureLimit is the configured kanban.failure_limit (0: Hermes'
+	// default, 2). A task's own max_retries wins, as in Hermes.
+	FailureLimit int
+	// Cooldown is the rate-limit cooldown (0: Hermes' 300 s).
+	Cooldown time.Duration
+	// Run, when set, is the run that produced the board (an artifact
+	// directory): its ledger and schedule are checked too, and its
+	// schedule's limits and time scale replace the two fields above.
+	Run *Input
+}
+
+// BoardSummary is what an audit saw of the board.
+type BoardSummary struct {
+	Tasks  int            `json:"tasks"`
+	Runs   int            `json:"runs"`
+	Events int            `json:"events"`
+	Status map[string]int `json:"status,omitempty"` // tasks per status
+}
+
+// ErrNotABoard is returned by Audit for an SQLite file without the kanban
+// tables.
+var ErrNotABoard = errors.New("not a kanban board: no tasks table")
+
+// Audit checks a board by its own history: integrity_check and quick_check,
+// then every invariant decidable from the DB alone — spawned runs per task
+// between counter resets, the breaker holding after gave_up, open-run
+// bookkeeping and running tasks' claims, runs without a recorded worker,
+// rate-limited runs and protocol violations. With o.Run it also checks the
+// run's ledger-based invariants (Check).
+//
+// path must be a private copy nobody else has open (see Snapshot): Audit
+// opens it read-write, so that SQLite recovers a hot journal or WAL in the
+// copy the way the next process would in the original.
+func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum BoardSummary, err error) {
+	in := Input{DBPath: path}
+	limits := configuredLimits(o.FailureLimit)
+	cooldown := o.Cooldown.Seconds()
+	if cooldown <= 0 {
+		cooldown = DefaultCooldown.Seconds()
+	}
+	if o.Run != nil {
+		in = *o.Run
+		in.DBPath, in.CheckCopy = path, true // Check copies the copy, and checks that read-write
+		if v, err = Check(ctx, in); err != nil {
+			return v, sum, err
+		}
+		limits, cooldown = scheduleLimits(in.Schedule), cooldownOf(in.Schedule)
+	} else {
+		v = Verdict{Spawns: map[string]int{}}
+	}
+	defer v.settle()
+	db, err := openReadWrite(path)
+	if err != nil {
+		return v, sum, err
+	}
+	defer db.Close()
+	schema, err := hasSchema(ctx, db)
+	if err != nil {
+		if kanban.IsCorrupt(err) && o.Run == nil {
+			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the schema failed: " + err.Error()})
+			return v, sum, nil
+		}
+		return v, sum, fmt.Errorf("oracle: audit %s: %w", path, err)
+	}
+	if !schema {
+		return v, sum, ErrNotABoard
+	}
+	if o.Run == nil {
+		v.Checked = append(v.Checked, Integrity)
+		if !checkIntegrity(ctx, &v, db) {
+			return v, sum, nil // the tables of a corrupt DB cannot be trusted
+		}
+	} else if slices.Contains(v.Failed(), Integrity) {
+		return v, sum, nil
+	}
+	s, err := readSnapshot(ctx, db)
+	var runs map[int64]histRun
+	if err == nil {
+		sum = summarize(s)
+		runs, err = readRuns(ctx, db)
+	}
+	if err != nil {
+		if kanban.IsCorrupt(err) {
+			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the board failed: " + err.Error()})
+			return v, sum, nil
+		}
+		return v, sum, fmt.Errorf("oracle: audit %s: %w", path, err)
+	}
+	if o.Run == nil {
+		v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping)
+		checkBreaker(&v, in, s)
+		checkBookkeeping(&v, s)
+		checkRateLimit(&v, in, s, runs, cooldown)
+		checkProtocolBudget(&v, in, s, limits)
+	}
+	checkSpawnHistory(&v, in, s, runs, limits)
+	checkUnrecordedWorkers(&v, in, s, runs)
+	return v, sum, nil
+}
+
+func summarize(s snapshot) BoardSummary {
+	sum := BoardSummary{Tasks: len(s.tasks), Runs: len(s.runs), Status: map[string]int{}}
+	for _, t := range s.tasks {
+		sum.Status[t.status]++
+	}
+	for _, es := range s.events {
+		sum.Events += len(es)
+	}
+	return sum
+}
+
+// payloadField reads one field of an event's JSON payload.
+func payloadField(payload, field string) any {
+	var m map[string]any
+	if json.Unmarshal([]byte(payload), &m) != nil {
+		return nil
+	}
+	return m[field]
+}

@@ -1,0 +1,165 @@
+package oracle
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// Invariants of known Hermes regressions that need a run's schedule or
+// ledger.
+const (
+	// BoardRouting: a card a worker creates with an explicit board= never
+	// lands in another board's file — it reaches that board or the create
+	// fails loudly (#30678, spec I11).
+	BoardRouting = "board-routing"
+	// OneWriterPerTick: while one dispatcher's tick is writing the board, no
+	// other dispatcher starts a tick on it (#35240, spec I14). Opt-in
+	// (Schedule.Expect): several lockless gateways are Hermes' default, and
+	// the corruption scenarios run them on purpose.
+	OneWriterPerTick = "one-writer-per-tick"
+)
+
+// optIn lists the invariants a schedule may ask for in Expect.
+var optIn = []string{OneWriterPerTick}
+
+// checkRegressions runs the regression invariants that apply to the run.
+func checkRegressions(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
+	if err := checkRunHistory(ctx, v, in, db, s); err != nil {
+		return err
+	}
+	if err := checkRouting(ctx, v, in, db); err != nil {
+		return err
+	}
+	for _, name := range in.Schedule.Expect {
+		switch name {
+		case OneWriterPerTick:
+			v.Checked = append(v.Checked, OneWriterPerTick)
+			checkOneWriter(v, in)
+		default:
+			v.Unknowns = append(v.Unknowns, fmt.Sprintf("the schedule expects invariant %q, which is not one of %v", name, optIn))
+		}
+	}
+	return nil
+}
+
+// ownBoard is the slug of the board a run dispatches: the harness runs the
+// default board.
+const ownBoard = "default"
+
+// checkRouting: every card on this board that a create-on-board worker made
+// for another board is misrouted. Workers record themselves as created_by,
+// so the cards are told apart from the seeded ones without the ledger.
+func checkRouting(ctx context.Context, v *Verdict, in Input, db *sql.DB) error {
+	target := map[string]string{} // profile → the board its worker creates on
+	for _, p := range in.Schedule.Profiles {
+		if p.Worker.Mode == schedule.ModeCreateOnBoard && p.Worker.Board != ownBoard {
+			target[p.Name] = p.Worker.Board
+		}
+	}
+	if len(target) == 0 {
+		return nil
+	}
+	v.Checked = append(v.Checked, BoardRouting)
+	seeded := map[string]bool{}
+	for _, t := range in.Schedule.Tasks {
+		seeded[t.ID] = true
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, COALESCE(created_by,''), created_at FROM tasks ORDER BY created_at, id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type card struct {
+		id, by string
+		at     float64
+	}
+	var misrouted []card
+	for rows.Next() {
+		var c card
+		if err := rows.Scan(&c.id, &c.by, &c.at); err != nil {
+			return err
+		}
+		if _, ok := target[c.by]; ok && !seeded[c.id] {
+			misrouted = append(misrouted, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(misrouted) == 0 {
+		return nil
+	}
+	first := misrouted[0]
+	var ids []string
+	for _, c := range misrouted[:min(len(misrouted), 20)] {
+		ids = append(ids, c.id)
+	}
+	v.Violations = append(v.Violations, Violation{Invariant: BoardRouting, Task: first.id, AtMs: round(in.relMs(first.at)),
+		Message: fmt.Sprintf("%d card(s) that %s's worker created with board=%s landed in this board's file (%s) instead; first at %s",
+			len(misrouted), first.by, target[first.by], ownBoard, in.when(first.at)),
+		Evidence: map[string]any{"cards": ids, "total": len(misrouted), "wanted_board": target[first.by], "profile": first.by}})
+	return nil
+}
+
+// tickStartOp is the commit every dispatcher tick begins with: the
+// notifier's cursor, written right after the tick connects (and, with the
+// dispatch lock, right after it took the lock).
+const tickStartOp = "notify_cursor"
+
+// checkOneWriter proves overlapping ticks from the ledger alone: each
+// dispatcher's commits are logged after they return, and each of its ticks
+// starts with a notify_cursor commit. If dispatcher Y's tick-start commit
+// falls after X's tick start and before a later commit of that same X tick,
+// both were writing the board at once. Under a working dispatch lock this
+// cannot happen: X commits and logs everything before it unlocks, and Y logs
+// its tick start only after it locked.
+func checkOneWriter(v *Verdict, in Input) {
+	var commits []ledger.Entry
+	for _, e := range in.Ledger.Entries {
+		if e.Kind == ledger.Commit && e.Who != "" && e.Who != "worker" {
+			commits = append(commits, e)
+		}
+	}
+	sort.SliceStable(commits, func(i, j int) bool { return commits[i].Mono < commits[j].Mono })
+	tickStart := map[string]int64{} // the dispatcher's current tick start
+	overlaps := 0
+	var first map[string]any
+	var firstAt float64
+	for _, e := range commits {
+		if e.Op == tickStartOp {
+			tickStart[e.Who] = e.Mono
+			continue
+		}
+		mine := tickStart[e.Who]
+		if mine == 0 {
+			continue // before its first tick (the schema init)
+		}
+		for _, who := range slices.Sorted(maps.Keys(tickStart)) {
+			theirs := tickStart[who]
+			if who == e.Who || theirs <= mine || theirs >= e.Mono {
+				continue
+			}
+			overlaps++
+			if first == nil {
+				firstAt = in.monoMs(theirs)
+				first = map[string]any{"writer": e.Who, "writer_tick_start_ms": round(in.monoMs(mine)), "writer_commit": e.Op,
+					"writer_commit_ms": round(in.monoMs(e.Mono)), "intruder": who, "intruder_tick_start_ms": round(firstAt)}
+			}
+		}
+	}
+	if overlaps == 0 {
+		return
+	}
+	v.Violations = append(v.Violations, Violation{Invariant: OneWriterPerTick, AtMs: round(firstAt),
+		Message: fmt.Sprintf("%d commit(s) of a dispatcher tick came after another dispatcher had started its tick; first: %s started a tick at +%.0fms "+
+			"while %s's tick (from +%.0fms) was still writing (%s at +%.0fms)", overlaps, first["intruder"], firstAt, first["writer"],
+			first["writer_tick_start_ms"], first["writer_commit"], first["writer_commit_ms"]),
+		Evidence: first})
+}
