@@ -239,7 +239,7 @@ func (r checkReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  beside it: %s; %d corrupt-board backup(s)\n", strings.Join(files, ", "), r.Files.CorruptBackups)
 	v := r.Verdict
-	printFindings(w, v, 0)
+	printFindings(w, v, 25, "--json lists them all")
 	switch v.Status {
 	case oracle.Pass:
 		fmt.Fprintf(w, "verdict: PASS — %s held (%s)\n", strings.Join(v.Checked, ", "), r.Duration.Round(time.Millisecond))
@@ -251,12 +251,12 @@ func (r checkReport) print(w io.Writer) {
 }
 
 // printFindings prints a verdict's violations, one FAIL line each (at most
-// shown of them; 0: all), then its UNKNOWN reasons: the lines run and check
-// share.
-func printFindings(w io.Writer, v oracle.Verdict, shown int) {
+// shown of them, then where the rest are), then its UNKNOWN reasons: the
+// lines run and check share.
+func printFindings(w io.Writer, v oracle.Verdict, shown int, rest string) {
 	for i, x := range v.Violations {
 		if shown > 0 && i == shown {
-			fmt.Fprintf(w, "… and %d more violations (see verdict.json)\n", len(v.Violations)-shown)
+			fmt.Fprintf(w, "… and %d more violations (%s)\n", len(v.Violations)-shown, rest)
 			break
 		}
 		task := ""

@@ -298,7 +298,7 @@ func shellQuote(s string) string {
 func printText(w io.Writer, res harness.Result, replay string) {
 	v := res.Verdict
 	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
-	printFindings(w, v, 10)
+	printFindings(w, v, 10, "see verdict.json")
 	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
 	if res.TickErrors > 0 {
 		summary += fmt.Sprintf(", %d tick errors (trace.jsonl)", res.TickErrors)
