@@ -178,7 +178,7 @@ func TestCheckLiveDispatcherUntouched(t *testing.T) {
 	}()
 
 	// Phase 1: checks back to back while the dispatcher and its workers write.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	checks := 0
 	for time.Now().Before(deadline) {
 		rep, code := runCheck(t, db)
