@@ -271,3 +271,14 @@ func TestProbesOfARealRun(t *testing.T) {
 		discard(res)
 	}
 }
+
+// TestShrinkTargetsTheDamage: a run that corrupted the board and overspent
+// its spawns is shrunk for the corruption; otherwise for the first found.
+func TestShrinkTargetsTheDamage(t *testing.T) {
+	if got := primary([]string{oracle.Spawns, oracle.BreakerHolds, oracle.Sidecars, oracle.Integrity}); got != oracle.Integrity {
+		t.Errorf("got %s, want integrity", got)
+	}
+	if got := primary([]string{oracle.Spawns, oracle.BreakerHolds}); got != oracle.Spawns {
+		t.Errorf("got %s, want spawns", got)
+	}
+}

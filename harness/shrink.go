@@ -79,7 +79,7 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 	start := time.Now()
 	w := c.swarm(p)
 	orig, params := c.Schedule(p)
-	target := r.Failed[0]
+	target := primary(r.Failed)
 	res := ShrinkResult{Index: p.Index, Seed: p.Seed, Scenario: p.Scenario, Variant: orig.Variant, Invariant: target, Original: orig}
 	sctx, cancel := context.WithDeadline(ctx, start.Add(c.ShrinkTime))
 	defer cancel()
@@ -406,4 +406,20 @@ func paramsDiff(p, q scenarios.Params) string {
 		return "no change"
 	}
 	return strings.Join(out, ", ")
+}
+
+// damage ranks the invariants about the board's data first: a run that
+// corrupted the board and also overspent its spawn budget is shrunk for the
+// corruption, the rarer and worse of the two.
+var damage = []string{oracle.Integrity, oracle.NoLostWrites, oracle.SQLiteErrors, oracle.NoSilentRecreation, oracle.Sidecars}
+
+// primary is the invariant a shrink must keep violated: the first of
+// damage that failed, else the first that failed.
+func primary(failed []string) string {
+	for _, inv := range damage {
+		if slices.Contains(failed, inv) {
+			return inv
+		}
+	}
+	return failed[0]
 }
