@@ -121,8 +121,15 @@ func checkTargetOf(arg string) (checkTarget, error) {
 	return checkTarget{db: path}, nil
 }
 
-// artifactTarget is the board, ledger and schedule a kanbanchaos run left.
+// artifactTarget is the board, ledger and schedule a kanbanchaos run left:
+// a run's artifact directory, a fuzz campaign's runs/…, or a shrunk
+// failure's directory (its reproducing run is in run/).
 func artifactTarget(arg, dir string) (checkTarget, error) {
+	if _, err := os.Stat(filepath.Join(dir, "home")); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, "run", "home")); err == nil {
+			dir = filepath.Join(dir, "run")
+		}
+	}
 	db := kanban.BoardPath(filepath.Join(dir, "home"), "default")
 	if _, err := os.Stat(db); err != nil {
 		hint := ""
