@@ -341,8 +341,8 @@ func printSummary(w io.Writer, s harness.Summary) {
 		fmt.Fprintf(w, "failures by invariant (runs): %s\n", strings.Join(parts, ", "))
 	}
 	if s.Doublechecked > 0 {
-		fmt.Fprintf(w, "doublecheck: %d run(s) replayed, %d diverged (%.1f%%) — harness flakiness, not counted as failures\n",
-			s.Doublechecked, s.Diverged, 100*float64(s.Diverged)/float64(s.Doublechecked))
+		fmt.Fprintf(w, "doublecheck: %d run(s) replayed, %d diverged (%.1f%%): %d changed verdict, %d failed again with other invariants — harness flakiness, not counted as failures\n",
+			s.Doublechecked, s.Diverged, 100*float64(s.Diverged)/float64(s.Doublechecked), s.StatusDiverged, s.Diverged-s.StatusDiverged)
 		for _, d := range s.Divergences {
 			fmt.Fprintf(w, "  run %d seed=%d %s: %s\n", d.Index, d.Seed, d.Scenario, d.Status)
 		}

@@ -156,15 +156,19 @@ func TestCampaignStopsAtFirstFailureAndDoublechecks(t *testing.T) {
 	if s.Doublechecked < 70 || s.Doublechecked > 130 {
 		t.Errorf("25%% of 400 runs doublechecked: got %d", s.Doublechecked)
 	}
-	wantDiv := 0
+	wantDiv, wantStatus := 0, 0
 	for seed, n := range calls {
-		// A flipped replay diverges: from pass, or from another invariant.
+		// A flipped replay diverges: from pass or unknown (a changed
+		// verdict), or from a failure of another invariant.
 		if n == 2 && seed%3 == 0 {
 			wantDiv++
+			if seed%5 != 0 {
+				wantStatus++
+			}
 		}
 	}
-	if s.Diverged != wantDiv || wantDiv == 0 {
-		t.Errorf("diverged %d, want %d", s.Diverged, wantDiv)
+	if s.Diverged != wantDiv || s.StatusDiverged != wantStatus || wantDiv == wantStatus {
+		t.Errorf("diverged %d (%d changed verdict), want %d (%d)", s.Diverged, s.StatusDiverged, wantDiv, wantStatus)
 	}
 	if s.Failed != len(s.Failures) || s.FailuresByInvariant[oracle.BreakerHolds] != 0 {
 		t.Errorf("a divergent replay must not count as a failure: %+v", s.FailuresByInvariant)

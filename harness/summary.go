@@ -35,9 +35,12 @@ type Summary struct {
 	Unknowns            []SeedRef      `json:"unknowns,omitempty"`
 	// Doublechecked runs were replayed once more; Diverged of them got
 	// another verdict: harness flakiness, reported apart from failures.
-	Doublechecked int       `json:"doublechecked"`
-	Diverged      int       `json:"diverged"`
-	Divergences   []SeedRef `json:"divergences,omitempty"`
+	Doublechecked int `json:"doublechecked"`
+	Diverged      int `json:"diverged"`
+	// StatusDiverged of the Diverged changed pass/fail/unknown; the others
+	// failed again, with another set of invariants.
+	StatusDiverged int       `json:"status_diverged"`
+	Divergences    []SeedRef `json:"divergences,omitempty"`
 	// Probes: for each probe, in how many runs it was reachable and reached.
 	Probes []ProbeCoverage `json:"probes"`
 	// NeverReached are probes reachable in some run but reached in none:
@@ -114,9 +117,12 @@ func (s *Summary) add(r RunRecord) {
 	}
 	if r.Doublecheck != nil {
 		s.Doublechecked++
-		if r.Doublecheck.Diverged {
+		if d := r.Doublecheck; d.Diverged {
 			s.Diverged++
-			ref.Status = fmt.Sprintf("%s, then %s", r.Status, r.Doublecheck.Status)
+			if d.Status != r.Status {
+				s.StatusDiverged++
+			}
+			ref.Status = fmt.Sprintf("%s %v, then %s %v", r.Status, r.Failed, d.Status, d.Failed)
 			s.Divergences = append(s.Divergences, ref)
 		}
 	}
@@ -215,6 +221,7 @@ func Merge(parts []Summary) (Summary, error) {
 		m.Unknowns = append(m.Unknowns, p.Unknowns...)
 		m.Doublechecked += p.Doublechecked
 		m.Diverged += p.Diverged
+		m.StatusDiverged += p.StatusDiverged
 		m.Divergences = append(m.Divergences, p.Divergences...)
 		for _, pc := range p.Probes {
 			if i := slices.IndexFunc(m.Probes, func(x ProbeCoverage) bool { return x.Name == pc.Name }); i >= 0 {
