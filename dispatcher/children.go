@@ -125,6 +125,9 @@ func (c *Children) ReapPID(owner string, pid int) (syscall.WaitStatus, bool) {
 func (c *Children) tryWait(pid int, ch *child) (syscall.WaitStatus, bool) {
 	var st syscall.WaitStatus
 	got, err := syscall.Wait4(pid, &st, syscall.WNOHANG, nil)
+	for errors.Is(err, syscall.EINTR) { // a signal (Go's preemption) interrupted it
+		got, err = syscall.Wait4(pid, &st, syscall.WNOHANG, nil)
+	}
 	if got == pid {
 		ch.reaped, ch.status = true, st
 		return st, true
@@ -134,6 +137,15 @@ func (c *Children) tryWait(pid int, ch *child) (syscall.WaitStatus, bool) {
 		ch.reaped = true
 	}
 	return 0, false
+}
+
+// Unreaped reports whether pid is a child of owner not reaped yet: not gone
+// for good, whatever /proc says of it.
+func (c *Children) Unreaped(owner string, pid int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.procs[pid]
+	return ok && ch.owner == owner && !ch.reaped
 }
 
 // Signal sends sig to pid's process group if pid is a live, unreaped child.

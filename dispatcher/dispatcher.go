@@ -358,6 +358,12 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 			c.Outcome, c.Error = classify(st)
 		case pidAlive(r.PID):
 			continue
+		case d.cfg.Children.Unreaped(d.cfg.Name, r.PID):
+			// Dead to /proc, yet our child and not reapable: a
+			// multi-threaded worker's leader shows Z while its other
+			// threads still exit. Its exit status comes next tick; booked
+			// now it would be lost (an exit 75 counted as a crash).
+			continue
 		default:
 			c.Outcome, c.Error = kanban.OutcomeCrashed, fmt.Sprintf("pid %d not alive", r.PID)
 		}
