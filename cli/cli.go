@@ -95,6 +95,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitPass
 	}
-	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, scenarios, variants, worker, help)\n", args[0])
+	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, merge, compare, report, check, scenarios, variants, dispatch, worker, help)\n", args[0])
 	return exitUsage
 }

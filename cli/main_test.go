@@ -76,7 +76,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
 		{[]string{"run"}, "want exactly one scenario (valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
-		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, scenarios, variants, worker, help)"},
+		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, replay, fuzz, merge, compare, report, check, scenarios, variants, dispatch, worker, help)"},
 		{nil, "Usage:"},
 		{[]string{"scenarios", "extra"}, "takes no arguments"},
 	}
