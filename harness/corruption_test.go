@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -19,6 +20,11 @@ type corruptionCase struct {
 	knobs                     map[string]string
 	seeds                     []uint64
 	minFail                   int // the cell must fail on at least this many seeds; 0: must pass on all
+	// damageOnly relaxes "must pass" to "must not be damaged": hermes-0.15's
+	// post-commit probe misfires in WAL mode during checkpoints ("torn
+	// extend", spec M8), the worker that hits it crashes, and that variant's
+	// breaker bugs then fail spawns/breaker-holds — real, but not corruption.
+	damageOnly bool
 }
 
 var rawReadsOn = map[string]string{"raw_header_read": "true", "post_commit_probe": "true", "guard_raw_reads": "false"}
@@ -27,21 +33,21 @@ func corruptionCases() []corruptionCase {
 	three := []uint64{1, 2, 3}
 	one := []uint64{1}
 	cases := []corruptionCase{
-		{"m1-header-probe", "hermes-0.15", "3.50", nil, three, 2},
-		{"m1-header-probe", "fixed", "3.50", nil, three, 0},
-		{"m1-header-probe", "hermes-0.15", "3.54", nil, one, 0}, // SQLite ≥ 3.51 blocks the WAL form of M1
-		{"m1-post-commit-probe", "hermes-0.15", "3.54", nil, three, 2},
-		{"m1-post-commit-probe", "fixed", "3.54", nil, three, 0},
-		{"m2-eio-downgrade", "hermes-0.14", "3.50", nil, one, 1},
-		{"m6-swap-while-open", "hermes-0.15", "3.54", nil, one, 1},
-		{"m6-swap-while-open", "fixed", "3.54", nil, three, 0},
-		{"fault-delete-sidecars", "fixed", "3.54", nil, one, 1}, // positive control: the oracle must see it
-		{"r5-crash-loop", "fixed", "3.50", nil, three, 0},
-		{"r5-crash-loop", "fixed", "3.50", rawReadsOn, three, 2},
+		{"m1-header-probe", "hermes-0.15", "3.50", nil, three, 2, false},
+		{"m1-header-probe", "fixed", "3.50", nil, three, 0, false},
+		{"m1-header-probe", "hermes-0.15", "3.54", nil, one, 0, true}, // SQLite ≥ 3.51 blocks the WAL form of M1
+		{"m1-post-commit-probe", "hermes-0.15", "3.54", nil, three, 2, false},
+		{"m1-post-commit-probe", "fixed", "3.54", nil, three, 0, false},
+		{"m2-eio-downgrade", "hermes-0.14", "3.50", nil, one, 1, false},
+		{"m6-swap-while-open", "hermes-0.15", "3.54", nil, one, 1, false},
+		{"m6-swap-while-open", "fixed", "3.54", nil, three, 0, false},
+		{"fault-delete-sidecars", "fixed", "3.54", nil, one, 1, false}, // positive control: the oracle must see it
+		{"r5-crash-loop", "fixed", "3.50", nil, three, 0, false},
+		{"r5-crash-loop", "fixed", "3.50", rawReadsOn, three, 2, false},
 	}
 	for _, e := range []string{"3.50", "3.54"} {
 		for _, v := range []string{"hermes-0.14", "pr30973", "hermes-0.15", "fixed"} {
-			cases = append(cases, corruptionCase{"m3-wal-pragma-control", v, e, nil, one, 0})
+			cases = append(cases, corruptionCase{"m3-wal-pragma-control", v, e, nil, one, 0, false})
 		}
 	}
 	return cases
@@ -83,7 +89,8 @@ func TestCorruptionScenarios(t *testing.T) {
 				case oracle.Unknown:
 					return fmt.Errorf("%s/%s/%s seed %d: unknown: %v", c.scenario, c.variant, c.engine, seed, res.Verdict.Unknowns)
 				}
-				if res.Verdict.Status == oracle.Fail && c.minFail == 0 {
+				damaged := slices.ContainsFunc(res.Verdict.Failed(), func(inv string) bool { return slices.Contains(damage, inv) })
+				if res.Verdict.Status == oracle.Fail && c.minFail == 0 && (damaged || !c.damageOnly) {
 					return fmt.Errorf("%s/%s/%s seed %d must stay clean: %+v (kept in %s)", c.scenario, c.variant, c.engine, seed,
 						res.Verdict.Violations, res.Artifacts)
 				}
