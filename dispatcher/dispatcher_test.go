@@ -165,6 +165,9 @@ func TestGroundTruthJune2026(t *testing.T) {
 	june := map[string]string{"repromote_tripped": "false"}
 	crashGraceDefault := fastTiming()
 	crashGraceDefault.CrashGrace = 30 * time.Second
+	// The dead worker's claim must not expire during the test either (0.9 s
+	// scaled), or a slow machine reclaims it and respawns: a different row.
+	crashGraceDefault.ClaimTTL = time.Minute
 	cases := []struct {
 		name       string
 		s          setup
