@@ -234,7 +234,11 @@ func (r checkReport) print(w io.Writer) {
 		statuses = append(statuses, fmt.Sprintf("%s %d", s, n))
 	}
 	sort.Strings(statuses)
-	fmt.Fprintf(w, "  board: tasks=%d (%s), runs=%d, events=%d\n", r.Board.Tasks, strings.Join(statuses, ", "), r.Board.Runs, r.Board.Events)
+	if r.Board.Read {
+		fmt.Fprintf(w, "  board: tasks=%d (%s), runs=%d, events=%d\n", r.Board.Tasks, strings.Join(statuses, ", "), r.Board.Runs, r.Board.Events)
+	} else {
+		fmt.Fprintf(w, "  board: tables not read (a board that fails integrity_check cannot be trusted)\n")
+	}
 	var files []string
 	for _, f := range r.Files.Files {
 		if f.Size >= 0 {
@@ -270,7 +274,8 @@ func printFindings(w io.Writer, v oracle.Verdict, shown int, rest string) {
 		if x.Task != "" {
 			task = x.Task + ": "
 		}
-		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, x.Message)
+		// One line per violation: integrity_check puts newlines in its rows.
+		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, strings.ReplaceAll(x.Message, "\n", " / "))
 	}
 	for _, u := range v.Unknowns {
 		fmt.Fprintf(w, "UNKNOWN %s\n", u)

@@ -295,6 +295,7 @@ type AuditOptions struct {
 
 // BoardSummary is what an audit saw of the board.
 type BoardSummary struct {
+	Read   bool           `json:"read"` // false: the tables were not read (integrity failed)
 	Tasks  int            `json:"tasks"`
 	Runs   int            `json:"runs"`
 	Events int            `json:"events"`
@@ -383,7 +384,7 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 }
 
 func summarize(s snapshot) BoardSummary {
-	sum := BoardSummary{Tasks: len(s.tasks), Runs: len(s.runs), Status: map[string]int{}}
+	sum := BoardSummary{Read: true, Tasks: len(s.tasks), Runs: len(s.runs), Status: map[string]int{}}
 	for _, t := range s.tasks {
 		sum.Status[t.status]++
 	}

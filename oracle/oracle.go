@@ -322,7 +322,12 @@ func checkIntegrity(ctx context.Context, v *Verdict, db *sql.DB) bool {
 		msgs, err := pragmaRows(ctx, db, pragma)
 		if err != nil {
 			if kanban.IsCorrupt(err) {
-				v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: fmt.Sprintf("PRAGMA %s failed: %v", pragma, err)})
+				// What the check listed before it hit damage it cannot walk
+				// past is the better evidence.
+				shown := strings.Join(msgs[:min(len(msgs), 10)], "; ") + "; then "
+				v.Violations = append(v.Violations, Violation{Invariant: Integrity,
+					Message:  fmt.Sprintf("PRAGMA %s failed: %s%v", pragma, strings.TrimPrefix(shown, "; then "), err),
+					Evidence: map[string]any{"pragma": pragma, "messages": msgs[:min(len(msgs), 10)], "error": err.Error()}})
 			} else {
 				v.Unknowns = append(v.Unknowns, fmt.Sprintf("PRAGMA %s could not run: %v", pragma, err))
 			}

@@ -34,6 +34,9 @@ package oracle
 //     must roll it back. Then the DB and its journal are copied as files,
 //     with no SQLite connection open in this process, and the copy is
 //     opened read-write, which rolls the journal back in the copy only.
+//     The same file copy (DB and -wal) serves a board too damaged for SQLite
+//     to copy its pages, so that integrity_check can still say what is
+//     wrong.
 
 import (
 	"context"
@@ -57,6 +60,7 @@ const (
 	ReadBackupAPI    = "SQLite online backup API from a read-only connection (mode=ro), one step, into a private copy"
 	ReadImmutable    = "SQLite online backup API from an immutable=1 connection (nobody had the board open), into a private copy"
 	ReadHotJournal   = "file copy of the DB and its hot journal (a read-only connection cannot roll it back), taken with no SQLite connection open in this process"
+	ReadCorruptCopy  = "file copy of the DB and its -wal (too damaged for SQLite to copy its pages), taken with no SQLite connection open in this process"
 	snapshotFileName = "kanban.db"
 )
 
@@ -94,7 +98,14 @@ func Snapshot(ctx context.Context, path, dir string) (SnapshotInfo, error) {
 	if code, ok := kanban.Code(err); ok && code == 776 { // SQLITE_READONLY_ROLLBACK
 		os.Remove(info.Path)
 		info.Method = ReadHotJournal
-		err = copyHot(path, info.Path)
+		err = copyFiles(path, info.Path)
+	} else if ok && code&0xff == 11 { // SQLITE_CORRUPT
+		// Too damaged for SQLite to copy its pages: take the files as they
+		// are (no connection of this process is open now), so that
+		// integrity_check can say what is wrong.
+		os.Remove(info.Path)
+		info.Method = ReadCorruptCopy
+		err = copyFiles(path, info.Path)
 	}
 	if code, ok := kanban.Code(err); ok && code&0xff == 26 {
 		return info, fmt.Errorf("%w (SQLite: %v)", ErrNotADatabase, err)
@@ -130,10 +141,14 @@ func quiescent(path string) (kanban.Fingerprint, bool) {
 	return fp, fp.Exists && time.Since(time.Unix(0, fp.MtimeNs)) > time.Second
 }
 
-// copyHot copies the DB and its -journal as files.
-func copyHot(path, dst string) error {
-	for _, suffix := range []string{"", "-journal"} {
+// copyFiles copies the DB and whichever of its -wal and -journal exist, as
+// files; the -shm is rebuilt from the -wal by whoever opens the copy.
+func copyFiles(path, dst string) error {
+	for _, suffix := range []string{"", "-wal", "-journal"} {
 		in, err := os.Open(path + suffix)
+		if errors.Is(err, fs.ErrNotExist) && suffix != "" {
+			continue
+		}
 		if err != nil {
 			return err
 		}
