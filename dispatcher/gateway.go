@@ -38,10 +38,10 @@ type Gateway struct {
 	disabled *latch
 }
 
-// latch is the gateway's disabled_corrupt_boards entry for the board.
+// latch is the gateway's disabled_corrupt_boards entry for the board: the
+// file's fingerprint when it was last found corrupt.
 type latch struct {
-	fp     kanban.Fingerprint
-	reason string
+	fp kanban.Fingerprint
 }
 
 // Gateway tick actions.
@@ -157,7 +157,7 @@ func (g *Gateway) failed(err error, retried bool, t *Tick) GatewayTick {
 	}
 	out := GatewayTick{Action: ActionCorrupt, Detail: err.Error(), Retried: retried, Tick: t}
 	if mode := g.cfg.Knobs.CorruptLatch; mode == LatchFingerprint || mode == LatchVerified {
-		g.disabled = &latch{fp: kanban.FingerprintOf(g.cfg.DBPath), reason: err.Error()}
+		g.disabled = &latch{fp: kanban.FingerprintOf(g.cfg.DBPath)}
 		out.Detail += "; dispatch disabled for this board until the file changes"
 	}
 	return out
