@@ -15,7 +15,7 @@ import (
 // TestMain makes the test binary both `kanbanchaos` (for the scripts) and
 // `hermes` (the fake worker the harness points HERMES_BIN at).
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(privateTmp{m}, map[string]func(){
 		"kanbanchaos": func() {
 			os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 		},
@@ -23,6 +23,21 @@ func TestMain(m *testing.M) {
 			os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
 		},
 	})
+}
+
+// privateTmp runs the tests with TMPDIR set to a directory of their own,
+// removed afterwards: runs that fail keep their sandbox in the temp dir by
+// design, and a test run must not leave dozens of them in /tmp.
+type privateTmp struct{ m *testing.M }
+
+func (p privateTmp) Run() int {
+	dir, err := os.MkdirTemp("", "kanbanchaos-cli-tests-")
+	if err != nil {
+		return p.m.Run()
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv("TMPDIR", dir)
+	return p.m.Run()
 }
 
 // TestScripts runs every pinned behaviour in testdata/script.

@@ -375,7 +375,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 		}
 		obs.run(runCtx, 20*time.Millisecond)
 	}()
-	go injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
+	record := func(in Injection) {
 		line, _ := json.Marshal(map[string]any{"fault": in})
 		mu.Lock()
 		defer mu.Unlock()
@@ -384,7 +384,12 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 		// The fault itself replaces sidecars; only later swaps count.
 		obs.rebaseline()
 		logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
-	})
+	}
+	injected := make(chan struct{})
+	go func() {
+		defer close(injected)
+		injectFaults(runCtx, sb, s.Faults, start, record)
+	}()
 	done := make(chan error, s.Dispatchers)
 	for i := 0; i < s.Dispatchers; i++ {
 		cfg := dispatcher.Config{
@@ -423,6 +428,10 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	if ctx.Err() != nil {
 		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
 	}
+	// A fault being carried out (a power cut copies a disk image) finishes
+	// and is recorded before the phase ends: the oracle needs to know it.
+	cancel()
+	<-injected
 	ph.observations = obs.observations()
 	ph.wal = obs.walSizes()
 	mu.Lock()

@@ -24,7 +24,17 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
 		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
 	}
-	os.Exit(m.Run())
+	// Failing runs keep their sandbox in the temp dir by design; the tests
+	// get a temp dir of their own, removed when they end.
+	dir, err := os.MkdirTemp("", "kanbanchaos-harness-tests-")
+	if err == nil {
+		os.Setenv("TMPDIR", dir)
+	}
+	code := m.Run()
+	if err == nil {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
 }
 
 func build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedule {
