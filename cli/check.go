@@ -59,12 +59,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			"3 unknown · 4 internal error.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "kanbanchaos check: want exactly one kanban.db or artifact directory, got %d arguments\n", len(pos))

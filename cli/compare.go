@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -65,12 +64,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nScenarios: %s\n", strings.Join(scenarios.Names(), ", "))
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage // flag already printed the problem
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	usageErr := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "kanbanchaos compare: "+format+"\n", args...)

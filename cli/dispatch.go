@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,12 +47,9 @@ func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			"Example: HERMES_KANBAN_HOME=/tmp/h HERMES_BIN=/usr/local/bin/hermes kanbanchaos dispatch --once\n\nFlags:\n", fakeworker.EnvLedger)
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "kanbanchaos dispatch: takes no arguments, got %q\n", pos)

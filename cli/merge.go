@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,12 +28,9 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 			"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "kanbanchaos merge: want one or more shard outputs (files written by fuzz --json)")

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,12 +39,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage // flag already printed the problem
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "kanbanchaos replay: want exactly one schedule file or artifact directory, got %d arguments\n", len(pos))

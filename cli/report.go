@@ -32,12 +32,9 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 			"Example: kanbanchaos report arts/issue-30896-7\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage // flag already printed the problem
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "kanbanchaos report: want exactly one directory (a run's artifacts or a compare --artifacts DIR), got %d arguments\n", len(pos))

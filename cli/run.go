@@ -37,6 +37,20 @@ func (k knobFlags) Set(v string) error {
 	return nil
 }
 
+// parseFlags parses a command's flags (interleaved with its arguments) and
+// says what to do when that is all: --help exits 0, a bad flag exits 2 (the
+// flag package has already printed the problem).
+func parseFlags(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
+	pos, err := parseInterleaved(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil, exitPass, false
+	case err != nil:
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}
+
 // parseInterleaved parses flags that may come before or after positional
 // arguments ("run issue-30896 --variant fixed").
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -100,12 +114,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "\nScenarios: %s\nVariants:  %s\nKnobs:\n  %s\n", strings.Join(scenarios.Names(), ", "),
 			strings.Join(dispatcher.VariantNames(), ", "), strings.Join(dispatcher.KnobDocs(), "\n  "))
 	}
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitPass
-	}
-	if err != nil {
-		return exitUsage // flag already printed the problem
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "kanbanchaos run: want exactly one scenario (valid: %s), got %d arguments\n", strings.Join(scenarios.Names(), ", "), len(pos))
