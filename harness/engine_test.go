@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
-	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -139,28 +138,7 @@ func TestEngine350(t *testing.T) {
 	t.Run("interrupted", func(t *testing.T) {
 		t.Parallel()
 		// As TestNothingOutlivesTheRun, one process further away.
-		s := build(t, "issue-30896", "hermes-0.14", 11)
-		s.Engine = "3.50"
-		s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
-		s.Tasks = append(s.Tasks, schedule.Task{ID: "t_0000beef", Title: "second", Assignee: s.Profiles[0].Name})
-		s.DurationMs, s.QuietMs = 60_000, 0
-		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		defer cancel()
-		res, err := Run(ctx, s, Options{ArtifactsDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Verdict.Status != oracle.Unknown {
-			t.Fatalf("an interrupted run must be unknown, got %s %+v", res.Verdict.Status, res.Verdict.Violations)
-		}
-		h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(h.Entries) < 2 {
-			t.Fatalf("want both hanging workers started, ledger has %d entries", len(h.Entries))
-		}
-		assertNoneAlive(t, h)
+		checkInterruptedRun(t, ctx, "3.50", 1500*time.Millisecond)
 	})
 }
 

@@ -134,14 +134,22 @@ func TestIssue30417(t *testing.T) {
 // with workers that hang until killed, leaves no process alive, and its
 // verdict says it could not decide.
 func TestNothingOutlivesTheRun(t *testing.T) {
+	checkInterruptedRun(t, context.Background(), "", 700*time.Millisecond)
+}
+
+// checkInterruptedRun runs hanging workers on engine ("" = this one) and
+// cuts the run off after a while: the verdict must be unknown, both workers
+// must have started, and none may be alive afterwards.
+func checkInterruptedRun(t *testing.T, ctx context.Context, engine string, after time.Duration) {
+	t.Helper()
 	s := build(t, "issue-30896", "hermes-0.14", 11)
+	s.Engine = engine
 	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
 	s.Tasks = append(s.Tasks, schedule.Task{ID: "t_0000beef", Title: "second", Assignee: s.Profiles[0].Name})
 	s.DurationMs, s.QuietMs = 60_000, 0
-	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, after)
 	defer cancel()
-	arts := t.TempDir()
-	res, err := Run(ctx, s, Options{ArtifactsDir: arts})
+	res, err := Run(ctx, s, Options{ArtifactsDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
