@@ -278,14 +278,3 @@ func printFindings(w io.Writer, v oracle.Verdict, shown int, rest string) {
 		fmt.Fprintf(w, "UNKNOWN %s\n", u)
 	}
 }
-
-// exitFor is the exit code of a verdict: 0 pass, 1 fail, 3 unknown.
-func exitFor(s oracle.Status) int {
-	switch s {
-	case oracle.Pass:
-		return exitPass
-	case oracle.Fail:
-		return exitFail
-	}
-	return exitUnknown
-}

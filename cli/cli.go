@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
 // Exit codes shared by every command.
@@ -24,6 +25,20 @@ const (
 	exitUnknown  = 3 // the run could not decide
 	exitInternal = 4 // the harness itself failed
 )
+
+// exitFor is the exit code of a verdict. A status this CLI does not know
+// (none at all, say) means the tool failed to decide anything: internal.
+func exitFor(s oracle.Status) int {
+	switch s {
+	case oracle.Pass:
+		return exitPass
+	case oracle.Fail:
+		return exitFail
+	case oracle.Unknown:
+		return exitUnknown
+	}
+	return exitInternal
+}
 
 // Main runs the command line args (without the program name) and returns the
 // exit code. Invoked as HERMES_BIN (the harness's "hermes" symlink), or with

@@ -202,13 +202,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stdout, "report: %s\n", filepath.Join(artifacts, report.FileName))
 		}
 	}
-	switch cmp.Status() {
-	case oracle.Pass:
-		return exitPass
-	case oracle.Fail:
-		return exitFail
-	}
-	return exitUnknown
+	return exitFor(cmp.Status())
 }
 
 // runWords is a run's outcome in a progress line: "pass", "FAIL (spawns,

@@ -284,19 +284,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	if reportPath != "" {
 		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
 	}
-	return exitOf(sum.Verdict)
-}
-
-func exitOf(v oracle.Status) int {
-	switch v {
-	case oracle.Pass:
-		return exitPass
-	case oracle.Fail:
-		return exitFail
-	case oracle.Unknown:
-		return exitUnknown
-	}
-	return exitInternal
+	return exitFor(sum.Verdict)
 }
 
 // runLine is one run in text: its verdict, seed and replay command.

@@ -56,7 +56,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "kanbanchaos merge  %d shard(s): %v  seed=%d  runs=%d\n", len(parts), m.Merged, m.Seed, m.Runs)
 		printSummary(stdout, m)
 	}
-	return exitOf(m.Verdict)
+	return exitFor(m.Verdict)
 }
 
 // readSummary returns the last summary line of a fuzz --json output.

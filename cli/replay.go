@@ -66,13 +66,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Unlike run, progress is not silenced by --json: stdout still holds
 	// only the JSON, and a delegating harness forwards these lines.
-	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr})
-	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos replay: internal error:", err)
-		if res.Artifacts != "" {
-			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
-		}
-		fmt.Fprintln(stderr, "replay:", replay)
+	res, ok := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
+	if !ok {
 		return exitInternal
 	}
 	if asJSON {

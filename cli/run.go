@@ -37,6 +37,21 @@ func (k knobFlags) Set(v string) error {
 	return nil
 }
 
+// runSchedule runs s through the harness. A failure of the harness itself
+// is reported with the sandbox (if any) and the replay command; ok is false.
+func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, bool) {
+	res, err := harness.Run(ctx, s, opt)
+	if err != nil {
+		fmt.Fprintf(stderr, "kanbanchaos %s: internal error: %v\n", cmd, err)
+		if res.Artifacts != "" {
+			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
+		}
+		fmt.Fprintln(stderr, "replay:", opt.Replay)
+		return res, false
+	}
+	return res, true
+}
+
 // parseFlags parses a command's flags (interleaved with its arguments) and
 // says what to do when that is all: --help exits 0, a bad flag exits 2 (the
 // flag package has already printed the problem).
@@ -188,13 +203,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	res, err := harness.Run(ctx, s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject})
-	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos run: internal error:", err)
-		if res.Artifacts != "" {
-			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
-		}
-		fmt.Fprintln(stderr, "replay:", replay)
+	res, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
+	if !ok {
 		return exitInternal
 	}
 	if f.json {

@@ -209,9 +209,9 @@ func (c *Children) KillAll(timeout time.Duration) []int {
 	}
 }
 
-// pidAlive reports whether pid is a running process. Zombies count as dead,
+// Alive reports whether pid is a running process. Zombies count as dead,
 // as in Hermes (Linux /proc State Z).
-func pidAlive(pid int) bool {
+func Alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}

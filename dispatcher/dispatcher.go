@@ -267,7 +267,7 @@ func (d *Dispatcher) releaseStaleClaims(ctx context.Context, tick *Tick) error {
 		}
 		heard := max(r.LastHeartbeat, r.RunStartedAt)
 		fresh := now-heard <= seconds(d.cfg.Timing.HeartbeatStale)
-		if d.hostLocal(r.Lock) && pidAlive(r.PID) && fresh {
+		if d.hostLocal(r.Lock) && Alive(r.PID) && fresh {
 			if err := d.board.ExtendClaim(ctx, r.ID, r.Lock, now+seconds(d.cfg.Timing.ClaimTTL), "worker alive"); err != nil {
 				return err
 			}
@@ -300,18 +300,18 @@ func (d *Dispatcher) releaseStaleClaims(ctx context.Context, tick *Tick) error {
 // a pid we did not start may since have been reused.
 func (d *Dispatcher) stop(pid int) bool {
 	if !d.cfg.Children.Signal(pid, syscall.SIGTERM) {
-		return !pidAlive(pid) || !d.cfg.Children.Known(pid)
+		return !Alive(pid) || !d.cfg.Children.Known(pid)
 	}
 	deadline := time.Now().Add(d.cfg.Timing.KillGrace)
 	for time.Now().Before(deadline) {
-		if !pidAlive(pid) {
+		if !Alive(pid) {
 			return true
 		}
 		time.Sleep(min(d.cfg.Timing.KillGrace/10+time.Millisecond, 500*time.Millisecond))
 	}
 	d.cfg.Children.Signal(pid, syscall.SIGKILL)
 	time.Sleep(time.Millisecond)
-	return !pidAlive(pid)
+	return !Alive(pid)
 }
 
 // classify turns a worker's exit into Hermes' outcome.
@@ -356,7 +356,7 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 		switch {
 		case known:
 			c.Outcome, c.Error = classify(st)
-		case pidAlive(r.PID):
+		case Alive(r.PID):
 			continue
 		case d.cfg.Children.Unreaped(d.cfg.Name, r.PID):
 			// Dead to /proc, yet our child and not reapable: a

@@ -229,7 +229,7 @@ func assertNoneAlive(t *testing.T, h ledger.History) {
 		}
 		// A zombie is dead: only its parent (or init, for an orphan) has
 		// yet to collect its status.
-		if alive(e.PID) {
+		if dispatcher.Alive(e.PID) {
 			t.Errorf("worker pid %d (task %s run %d) is still alive after the run", e.PID, e.Task, e.Run)
 		}
 	}

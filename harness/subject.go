@@ -210,7 +210,7 @@ func sandboxPIDs(marker []byte) []int {
 		if err != nil || !containsEnv(envb, marker) {
 			continue
 		}
-		if !alive(pid) {
+		if !dispatcher.Alive(pid) {
 			continue // a zombie: its parent will reap it, nothing to kill
 		}
 		pids = append(pids, pid)
@@ -221,15 +221,4 @@ func sandboxPIDs(marker []byte) []int {
 
 func containsEnv(environ, marker []byte) bool {
 	return strings.HasPrefix(string(environ), string(marker)) || strings.Contains(string(environ), "\x00"+string(marker))
-}
-
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }

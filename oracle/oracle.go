@@ -174,7 +174,7 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 			return v, fmt.Errorf("oracle: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		if in.DBPath, err = copyBoard(in.DBPath, dir); err != nil {
+		if in.DBPath, err = CopyBoard(in.DBPath, dir); err != nil {
 			return v, err
 		}
 		open = openReadWrite
@@ -230,8 +230,10 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	return v, nil
 }
 
-// copyBoard copies the board and whatever sidecars exist into dir.
-func copyBoard(path, dir string) (string, error) {
+// CopyBoard copies the board and whatever sidecars exist (-wal, -shm,
+// -journal) into dir, returning the copy's path. Plain file reads: only for
+// a board no connection of this process has open (M1).
+func CopyBoard(path, dir string) (string, error) {
 	dst := filepath.Join(dir, filepath.Base(path))
 	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 		data, err := os.ReadFile(path + suffix)

@@ -171,18 +171,9 @@ func readBoard(ctx context.Context, path string) ([]event, []taskRow, error) {
 		return nil, nil, fmt.Errorf("report: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	cp := filepath.Join(tmp, filepath.Base(path))
-	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
-		data, err := os.ReadFile(path + suffix)
-		if errors.Is(err, os.ErrNotExist) && suffix != "" {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("copy the board: %v", err)
-		}
-		if err := os.WriteFile(cp+suffix, data, 0o600); err != nil {
-			return nil, nil, fmt.Errorf("copy the board: %v", err)
-		}
+	cp, err := oracle.CopyBoard(path, tmp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("copy the board: %v", err)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
