@@ -71,6 +71,8 @@ Usage:
   kanbanchaos variants               list the dispatcher variants and the knobs they are made of
   kanbanchaos dispatch [--variant V] [--once] [--interval D] …
                                      the reference dispatcher as its own process (HERMES_BIN, HERMES_KANBAN_HOME)
+  kanbanchaos hermes install [VERSION…] | list
+                                     install real Hermes releases from PyPI for --subject hermes:VERSION
   kanbanchaos worker -p PROFILE … chat -q "work kanban task ID"
                                      the fake worker (what HERMES_BIN runs)
 
@@ -104,12 +106,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdVariants(args[1:], stdout, stderr)
 	case "dispatch":
 		return cmdDispatch(ctx, args[1:], stdout, stderr)
+	case "hermes":
+		return cmdHermes(ctx, args[1:], stdout, stderr)
 	case "worker":
 		return fakeworker.Main(args[1:], os.Getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitPass
 	}
-	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, merge, compare, report, check, scenarios, variants, dispatch, worker, help)\n", args[0])
+	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, merge, compare, report, check, scenarios, variants, dispatch, hermes, worker, help)\n", args[0])
 	return exitUsage
 }

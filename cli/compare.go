@@ -31,7 +31,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	)
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&a, "a", "", "subject A (the build as it is): VARIANT[,knob=value…] or exec:'CMD'")
+	fs.StringVar(&a, "a", "", "subject A (the build as it is): VARIANT[,knob=value…], exec:'CMD' or hermes:VERSION|PATH")
 	fs.StringVar(&b, "b", "", "subject B (the patched build), same syntax")
 	fs.StringVar(&scenario, "scenario", "", "scenario to run, or 'all' for every scenario")
 	fs.IntVar(&runs, "runs", 10, "seeds per scenario; each runs once on A and once on B")
@@ -54,13 +54,16 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"failing runs per invariant, spawns per task (p50/p99/max), corruption rate (runs with an integrity,\n"+
 			"sqlite-errors, no-lost-writes or sidecars violation), lost writes, median time to the first violation —\n"+
 			"and the verdict in words: \"B fixes k of n failing seeds, breaks m, unchanged j\".\n\n"+
-			"SUBJECT is a reference variant with optional knobs, e.g. hermes-0.14 or fixed,backoff=false, or an\n"+
-			"external dispatcher: exec:'kanbanchaos dispatch --variant fixed' (run with HERMES_KANBAN_HOME and\n"+
-			"HERMES_BIN set, like a Hermes gateway).\n\n"+
+			"SUBJECT is a reference variant with optional knobs, e.g. hermes-0.14 or fixed,backoff=false; a real\n"+
+			"Hermes release, hermes:0.14.0 (see 'kanbanchaos hermes install') or a checkout, hermes:/path/to/hermes-agent;\n"+
+			"or any external dispatcher: exec:'kanbanchaos dispatch --variant fixed' (run with HERMES_KANBAN_HOME and\n"+
+			"HERMES_BIN set, like a Hermes gateway). A side whose run never reached the scenario's danger (no worker\n"+
+			"started, no crash classified) is undecided, never a fix.\n\n"+
 			"Exit: 0 B has no failing run · 1 B still fails or regresses · 2 bad usage · 3 B could not decide a run · 4 internal error.\n\n"+
 			"Examples:\n"+
 			"  kanbanchaos compare --a hermes-0.14 --b pr30973 --scenario issue-30896 --runs 20\n"+
-			"  kanbanchaos compare --a hermes-0.15 --b fixed --scenario m1-header-probe --sqlite 3.50 --report\n\nFlags:\n")
+			"  kanbanchaos compare --a hermes-0.15 --b fixed --scenario m1-header-probe --sqlite 3.50 --report\n"+
+			"  kanbanchaos compare --a hermes:0.14.0 --b hermes-0.14 --scenario issue-30896 --runs 5\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nScenarios: %s\n", strings.Join(scenarios.Names(), ", "))
 	}
@@ -161,8 +164,8 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	replay := func(side harness.CompareSide, s schedule.Schedule) string {
 		f := runFlags{knobs: knobFlags(side.Knobs), seed: s.Seed, sqlite: s.EngineOrDefault(),
 			dispatchers: dispatchers, duration: duration, timeScale: timeScale}
-		if side.Subject.Exec != "" {
-			f.subject, f.oneShot = "exec:"+side.Subject.Exec, side.Subject.OneShot
+		if side.Subject.External() {
+			f.subject, f.oneShot = side.Subject.String(), side.Subject.OneShot
 		}
 		return replayCommand(s.Scenario, f, s.Variant)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -57,6 +58,7 @@ type fuzzFlags struct {
 	budget, shrinkTime, maxDuration, maxQuiet  time.Duration
 	doublecheck                                float64
 	keepGoing, json, verbose, report           bool
+	subject                                    string
 }
 
 func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,6 +84,8 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
 	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
+	fs.StringVar(&f.subject, "subject", "", "dispatcher under test in every run: hermes:VERSION|PATH (a real Hermes release, see 'kanbanchaos hermes')\n"+
+		"or exec:'CMD' (long-running); default: the in-process reference --variant")
 	fs.BoolVar(&f.report, "report", false, "write report.html (summary, probe coverage, failing runs linked to their own reports) into the artifacts directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fuzzHelp)
@@ -172,6 +176,26 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 			return nil, bad("%s: %v", sc.Name, err)
 		}
 	}
+	subject, err := parseSubject(f.subject, false)
+	if err != nil {
+		return nil, bad("--subject: %v", err)
+	}
+	if subject.Hermes != "" {
+		for _, sc := range scs {
+			v := f.variant
+			if v == "" {
+				v = sc.Variant
+			}
+			knobs := maps.Clone(sc.Knobs)
+			if knobs == nil {
+				knobs = map[string]string{}
+			}
+			maps.Copy(knobs, f.knobs)
+			if err := harness.CheckHermesKnobs(v, knobs); err != nil {
+				return nil, bad("%s: %v", sc.Name, err)
+			}
+		}
+	}
 	if !given["seed"] {
 		f.seed = randomSeed()
 	}
@@ -181,6 +205,7 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	if len(f.knobs) > 0 {
 		c.Knobs = map[string]string(f.knobs)
 	}
+	c.Host.Subject = subject
 	for _, sc := range scs {
 		c.Swarms = append(c.Swarms, sc.Swarm().WithMaxPhases(int(f.maxDuration.Milliseconds()), int(f.maxQuiet.Milliseconds())))
 	}
@@ -196,6 +221,9 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	sort.Strings(names)
 	for _, n := range names {
 		extra = append(extra, "--knob", n+"="+f.knobs[n])
+	}
+	if subject.External() {
+		extra = append(extra, "--subject", shellQuote(subject.String()))
 	}
 	if f.maxDuration > 0 {
 		extra = append(extra, "--max-duration", f.maxDuration.String())
@@ -220,8 +248,8 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	}
 	plan := c.Plan()
 	if !f.json {
-		st.println(fmt.Sprintf("kanbanchaos fuzz  scenarios=%s  variant=%s  seed=%d  runs=%d  shard %s (%d runs here)  concurrency %d",
-			strings.Join(names, ","), variant, c.Seed, c.Runs, c.Shard, len(plan), c.Concurrency))
+		st.println(fmt.Sprintf("kanbanchaos fuzz  scenarios=%s  subject=%s  variant=%s  seed=%d  runs=%d  shard %s (%d runs here)  concurrency %d",
+			strings.Join(names, ","), c.Host.Subject, variant, c.Seed, c.Runs, c.Shard, len(plan), c.Concurrency))
 	}
 	st.start(len(plan))
 	var records []harness.RunRecord

@@ -49,7 +49,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode": cmdExitCode,
 			// pins_test.go
-			"board": cmdBoard, "gateway": cmdGateway, "hermescli": cmdHermes, "sha": cmdSHA, "backups": cmdBackups,
+			"board": cmdBoard, "gateway": cmdGateway, "hermescli": cmdHermesCLIScript, "sha": cmdSHA, "backups": cmdBackups,
 		},
 	})
 }

@@ -114,7 +114,7 @@ func cmdGateway(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdHermes (`hermescli`: `hermes` is the fake worker) plays the Hermes CLI
+// cmdHermesCLIScript (`hermescli`: `hermes` is the fake worker) plays the Hermes CLI
 // of variant against a home:
 //
 //	hermescli VARIANT HOME [--pin DB] boards switch SLUG
@@ -122,7 +122,7 @@ func cmdGateway(ts *testscript.TestScript, neg bool, args []string) {
 //
 // --pin is HERMES_KANBAN_DB in the command's environment. A failing command
 // prints its error on stderr; `! hermescli …` expects one.
-func cmdHermes(ts *testscript.TestScript, neg bool, args []string) {
+func cmdHermesCLIScript(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 3 {
 		ts.Fatalf("usage: hermescli VARIANT HOME [--pin DB] boards switch SLUG | list [--board SLUG]")
 	}

@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -33,7 +33,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
-			"Runs a written schedule again — same scenario, variant, knobs, seed, timings and SQLite engine —\n"+
+			"Runs a written schedule again — same scenario, subject, variant, knobs, seed, timings and SQLite engine —\n"+
 			"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
 			"Progress lines go to stderr, also with --json.\n\n"+
 			"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n")
@@ -59,10 +59,16 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			replay = recorded
 		}
 	})
+	if s.Subject.Hermes != "" {
+		// The release must still be there: a replay never falls back to
+		// another dispatcher.
+		if _, err := hermes.Locate(s.Subject.Hermes); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
+			return exitUsage
+		}
+	}
 	if !asJSON {
-		fmt.Fprintf(stdout, "kanbanchaos replay %s  scenario=%s  variant=%s  seed=%d\n", path, s.Scenario, s.Variant, s.Seed)
-		fmt.Fprintf(stdout, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
-			time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)
 	}
 	// Unlike run, progress is not silenced by --json: stdout still holds
 	// only the JSON, and a delegating harness forwards these lines.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
@@ -188,20 +189,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
+	subject, err := parseSubject(f.subject, f.oneShot)
+	if err == nil && subject.Hermes != "" {
+		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
 	replay := replayCommand(sc.Name, f, s.Variant)
 	if !f.json {
-		fmt.Fprintf(stdout, "kanbanchaos run %s  variant=%s  seed=%d\n", sc.Name, s.Variant, s.Seed)
-		fmt.Fprintf(stdout, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
-			time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+		printHeader(stdout, "run "+sc.Name, s, subject)
 	}
 	var progress io.Writer
 	if !f.json {
 		progress = stderr
-	}
-	subject, err := parseSubject(f.subject, f.oneShot)
-	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos run:", err)
-		return exitUsage
 	}
 	res, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
 	if !ok {
@@ -291,7 +293,8 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 	return strings.Join(parts, " ")
 }
 
-// parseSubject reads --subject: "" (the reference dispatcher) or exec:CMD.
+// parseSubject reads --subject: "" (the reference dispatcher), exec:CMD, or
+// hermes:VERSION|PATH (a real Hermes release or checkout).
 func parseSubject(s string, oneShot bool) (harness.Subject, error) {
 	if s == "" {
 		if oneShot {
@@ -299,9 +302,22 @@ func parseSubject(s string, oneShot bool) (harness.Subject, error) {
 		}
 		return harness.Subject{}, nil
 	}
+	if spec, ok := strings.CutPrefix(s, "hermes:"); ok {
+		if oneShot {
+			return harness.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
+		}
+		if err := hermes.ParseSpec(spec); err != nil {
+			return harness.Subject{}, err
+		}
+		if _, err := hermes.Locate(spec); err != nil {
+			return harness.Subject{}, err
+		}
+		return harness.Subject{Hermes: spec}, nil
+	}
 	cmd, ok := strings.CutPrefix(s, "exec:")
 	if !ok || strings.TrimSpace(cmd) == "" {
-		return harness.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed'); for a reference variant use --variant", s)
+		return harness.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed') or hermes:VERSION "+
+			"(e.g. hermes:%s, see 'kanbanchaos hermes'); for a reference variant use --variant", s, hermes.Release30896)
 	}
 	return harness.Subject{Exec: cmd, OneShot: oneShot}, nil
 }
@@ -316,9 +332,32 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// printHeader says what is about to run: the subject, the seed, and how
+// the workers connect.
+func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
+	if subject.External() {
+		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
+		fmt.Fprintf(w, "  fake workers connect as variant %s does\n", s.Variant)
+	} else {
+		fmt.Fprintf(w, "kanbanchaos %s  variant=%s  seed=%d\n", what, s.Variant, s.Seed)
+	}
+	fmt.Fprintf(w, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
+		time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+}
+
 func printText(w io.Writer, res harness.Result, replay string) {
 	v := res.Verdict
-	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
+	if st := res.Settings; st != nil {
+		fmt.Fprintf(w, "settings %s: %s\n", st.Subject, st.Line())
+		for _, r := range st.Reported {
+			fmt.Fprintf(w, "  hermes-agent %s on Python %s, SQLite %s\n", r.Release, r.Python, r.SQLite)
+			break
+		}
+		for _, n := range st.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
+	fmt.Fprintf(w, "sqlite %s (harness and fake workers)\n", res.SQLite)
 	printFindings(w, v, 10, "see verdict.json")
 	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
 	if res.TickErrors > 0 {

@@ -251,3 +251,14 @@ func Resolve(variant string, overrides map[string]string) (Knobs, error) {
 	}
 	return k, nil
 }
+
+// workerKnobs are the knobs the fake workers use too: their connection
+// settings (Config.Connect) and the board-resolution precedence they
+// create cards with. The rest shape only the reference dispatcher.
+var workerKnobs = []string{"journal_mode", "synchronous", "busy_timeout", "wal_autocheckpoint", "wal_every_connect", "eio_fallback",
+	"raw_header_read", "post_commit_probe", "guard_raw_reads", "inode_guard", "fail_closed", "ofd_locking", "corrupt_guard",
+	"backup_mode", "refuse_recreate", "pin_beats_board"}
+
+// IsWorkerKnob reports whether knob name reaches the fake workers (so it
+// still means something when the dispatcher under test is not ours).
+func IsWorkerKnob(name string) bool { return slices.Contains(workerKnobs, name) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/compare"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -27,10 +28,17 @@ type CompareSide struct {
 }
 
 // ParseCompareSide reads VARIANT[,knob=value…] (e.g.
-// "hermes-0.14,atomic_failure=true") or exec:CMD. A variant side's variant
+// "hermes-0.14,atomic_failure=true"), exec:CMD or hermes:VERSION|PATH. A variant side's variant
 // and knobs are checked here, so a typo is a usage error before any run.
 func ParseCompareSide(spec string) (CompareSide, error) {
 	side := CompareSide{Name: spec}
+	if release, ok := strings.CutPrefix(spec, "hermes:"); ok {
+		if _, err := hermes.Locate(release); err != nil {
+			return side, fmt.Errorf("subject %q: %w", spec, err)
+		}
+		side.Subject = Subject{Hermes: release}
+		return side, nil
+	}
 	if cmd, ok := strings.CutPrefix(spec, "exec:"); ok {
 		if strings.TrimSpace(cmd) == "" {
 			return side, fmt.Errorf("subject %q: exec: needs a command, e.g. exec:'kanbanchaos dispatch --variant fixed'", spec)
@@ -61,10 +69,10 @@ func ParseCompareSide(spec string) (CompareSide, error) {
 
 // Apply returns s as this side runs it. A variant side replaces the variant
 // and adds its knobs over the scenario's (which say what the scenario is
-// about, e.g. journal_mode=DELETE); an exec side leaves the schedule alone —
-// its variant then only sets how the fake workers connect.
+// about, e.g. journal_mode=DELETE); an exec or hermes side leaves the
+// schedule alone — its variant then only sets how the fake workers connect.
 func (c CompareSide) Apply(s schedule.Schedule) schedule.Schedule {
-	if c.Subject.Exec != "" {
+	if c.Subject.External() {
 		return s
 	}
 	s.Variant = c.Variant
@@ -86,6 +94,9 @@ func (c CompareSide) Check(s schedule.Schedule) error {
 	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
 	if err == nil {
 		err = CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err == nil && c.Subject.Hermes != "" {
+		err = CheckHermesKnobs(s.Variant, s.Knobs)
 	}
 	if err != nil {
 		return fmt.Errorf("subject %s on %s: %w", c.Name, s.Scenario, err)

@@ -56,26 +56,8 @@ type Options struct {
 	Subject Subject
 }
 
-// Subject names the dispatcher a run tests.
-type Subject struct {
-	// Exec, when set, is a shell command that dispatches the prepared board
-	// (e.g. `kanbanchaos dispatch --variant fixed` or a real
-	// `hermes kanban dispatch`). It runs with HERMES_KANBAN_HOME, HERMES_BIN
-	// and the ledger/config variables set, once per schedule dispatcher.
-	Exec string `json:"exec,omitempty"`
-	// OneShot says Exec dispatches once and exits (`dispatch --once`,
-	// `hermes kanban dispatch`): the harness then re-runs it every tick.
-	// Otherwise it is long-running and is started once and stopped at the end.
-	OneShot bool `json:"one_shot,omitempty"`
-}
-
-// String is how a subject is named in output: "exec:CMD" or the variant.
-func (s Subject) String() string {
-	if s.Exec == "" {
-		return "reference"
-	}
-	return "exec:" + s.Exec
-}
+// Subject names the dispatcher a run tests (see schedule.Subject).
+type Subject = schedule.Subject
 
 // Result is what a run produced.
 type Result struct {
@@ -91,6 +73,8 @@ type Result struct {
 	LeftRunning []int             `json:"left_running,omitempty"`
 	Faults      []Injection       `json:"faults,omitempty"` // what was injected, when, with what effect
 	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
+	// Settings are what the dispatcher under test ran with (settings.go).
+	Settings *Settings `json:"settings,omitempty"`
 	// The run's start on both clocks: what the evidence's "ms after the
 	// start" counts from, and what lines up the ledger's CLOCK_MONOTONIC with
 	// the trace's and the board's wall times (the HTML report's time axis).
@@ -114,6 +98,11 @@ func (s sandbox) hermesBin() string    { return filepath.Join(s.root, "bin", fak
 // Run executes s and returns the oracle's verdict. The error is for the
 // harness failing (exit code 4), never for an invariant.
 func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err error) {
+	// The subject travels in the schedule, so schedule.json replays it.
+	if opt.Subject.External() {
+		s.Subject = opt.Subject
+	}
+	opt.Subject = s.Subject
 	res.Schedule = s
 	if err := s.Validate(); err != nil {
 		return res, err
@@ -121,6 +110,11 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
 	if err != nil {
 		return res, err
+	}
+	if opt.Subject.Hermes != "" {
+		if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
+			return res, err
+		}
 	}
 	if err := CheckEngineKnobs(s.EngineOrDefault(), knobs); err != nil {
 		return res, err
@@ -131,7 +125,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	ofd := kanban.OFDEnv + "=" + map[bool]string{true: "1", false: "0"}[knobs.Connect.OFDLocking]
 	// An external subject brings its own engine and locks: it needs neither.
 	res.SQLite = kanban.SQLiteVersion()
-	if opt.Subject.Exec == "" && (schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv()) {
+	if !opt.Subject.External() && (schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv()) {
 		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
 		if err != nil {
 			return res, err
@@ -180,6 +174,12 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if s.TickMs > 0 {
 		timing.Tick = time.Duration(s.TickMs) * time.Millisecond
 	}
+	settings := settingsFor(opt.Subject, s, timing)
+	res.Settings = &settings
+	logf("%s: %s", settings.Subject, settings.Line())
+	for _, n := range settings.Notes {
+		logf("  %s", n)
+	}
 	if err := prepare(ctx, sb, s, knobs, timing, opt.WorkerBin); err != nil {
 		return res, err
 	}
@@ -189,9 +189,12 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	logf("sandbox %s", root)
 
 	var ph phases
-	if opt.Subject.Exec != "" {
+	switch {
+	case opt.Subject.Hermes != "":
+		ph, err = dispatchHermes(ctx, sb, s, knobs, timing, opt, logf)
+	case opt.Subject.Exec != "":
 		ph, err = dispatchExec(ctx, sb, s, knobs, timing, opt, logf)
-	} else {
+	default:
 		ph, err = dispatch(ctx, sb, s, knobs, timing, children, opt, logf)
 	}
 	if err != nil {
@@ -209,6 +212,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	hist, err := ledger.Read(sb.ledger())
 	if err != nil {
 		return res, err
+	}
+	if opt.Subject.Hermes != "" {
+		ph.unknowns = append(ph.unknowns, verifyHermes(&settings, hist, s.Dispatchers)...)
 	}
 	// After a power cut the oracle checks the board the disk kept.
 	board, err := sb.power.board(ctx, sb)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -25,11 +26,38 @@ import (
 // prepared exactly as for the reference dispatcher, but the dispatching is
 // done by the subject's command — once per schedule dispatcher, long-running
 // or re-run every tick — with Hermes' environment pointing it at the
-// sandbox. Its workers are its own children, not ours, so when the run ends
-// they are found through /proc by the sandbox's ledger path in their
-// environment and killed, with the subject's process groups.
+// sandbox.
 func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, opt Options,
 	logf func(string, ...any)) (phases, error) {
+	env, err := subjectEnv(sb, timing, knobs.Connect.OFDLocking)
+	if err != nil {
+		return phases{}, err
+	}
+	logf("dispatching with exec:%s (%d instance(s), %s)", opt.Subject.Exec, s.Dispatchers,
+		map[bool]string{true: "re-run every tick", false: "long-running"}[opt.Subject.OneShot])
+	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string) (instance, error) {
+		return instance{
+			command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", opt.Subject.Exec) },
+			env:     slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
+			oneShot: opt.Subject.OneShot,
+		}, nil
+	})
+}
+
+// instance is how to run one instance of an external subject.
+type instance struct {
+	command func() *exec.Cmd // a fresh command for each start
+	env     []string
+	oneShot bool // re-run every tick instead of once
+}
+
+// dispatchExternal runs one instance of an external subject per schedule
+// dispatcher for the dispatch and quiet phases, injects the faults, then
+// stops them. Their workers are their children, not ours, so when the run
+// ends they are found through /proc by the sandbox's ledger path in their
+// environment and killed, with the subject's process groups.
+func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timing dispatcher.Timing, opt Options,
+	logf func(string, ...any), newInstance func(name string) (instance, error)) (phases, error) {
 	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
 	runCtx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
@@ -37,18 +65,16 @@ func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs di
 	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
 	start := time.Now()
 	var mu sync.Mutex
-	go injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
-		mu.Lock()
-		defer mu.Unlock()
-		ph.injections = append(ph.injections, in)
-		logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
-	})
-	env, err := subjectEnv(sb, timing, knobs.Connect.OFDLocking)
-	if err != nil {
-		return ph, err
-	}
-	logf("dispatching with exec:%s (%d instance(s), %s)", opt.Subject.Exec, s.Dispatchers,
-		map[bool]string{true: "re-run every tick", false: "long-running"}[opt.Subject.OneShot])
+	injected := make(chan struct{})
+	go func() {
+		defer close(injected)
+		injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
+			mu.Lock()
+			defer mu.Unlock()
+			ph.injections = append(ph.injections, in)
+			logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
+		})
+	}()
 	var wg sync.WaitGroup
 	var errs []error
 	for i := 0; i < s.Dispatchers; i++ {
@@ -57,18 +83,29 @@ func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs di
 		if i < len(s.DispatcherOffsetsMs) {
 			offset = time.Duration(s.DispatcherOffsetsMs[i]) * time.Millisecond
 		}
+		in, err := newInstance(name)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := runSubject(runCtx, opt.Subject, append(env, "KANBANCHAOS_DISPATCHER="+name), sb.root, offset, timing.Tick, opt.StopGrace)
-			if err != nil {
-				mu.Lock()
+			err := runSubject(runCtx, in.command, in.oneShot, in.env, sb.root, offset, timing.Tick, opt.StopGrace)
+			mu.Lock()
+			defer mu.Unlock()
+			if exited := (subjectExited{}); errors.As(err, &exited) {
+				// A dead subject is no pass and no harness failure: the run
+				// could not test it.
+				ph.unknowns = append(ph.unknowns, fmt.Sprintf("subject %s: %v", name, exited.err))
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("subject %s: %w", name, err))
-				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	cancel()
+	<-injected
 	ph.elapsed = time.Since(start)
 	if ctx.Err() != nil {
 		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
@@ -76,25 +113,24 @@ func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs di
 	if left := killSandboxProcesses(sb, opt.StopGrace); len(left) > 0 {
 		ph.unknowns = append(ph.unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	return ph, errors.Join(errs...)
 }
 
 // subjectEnv is what the subject's command runs with: the sandbox's Hermes
 // home and HERMES_BIN (so a real Hermes spawns our fake workers), Hermes'
-// own test knobs scaled, and PATH led by a directory where `kanbanchaos`
-// is this binary, so `exec:'kanbanchaos dispatch …'` needs no install.
+// own time settings in the whole seconds it can parse, and PATH led by the
+// sandbox's bin directory, where `kanbanchaos` is this binary (so
+// `exec:'kanbanchaos dispatch …'` needs no install) and `hermes` is the fake
+// worker (releases without HERMES_BIN spawn `hermes` from PATH).
 func subjectEnv(sb sandbox, timing dispatcher.Timing, ofd bool) ([]string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("harness: own executable: %w", err)
 	}
-	bin := filepath.Join(sb.root, "bin")
+	bin := filepath.Dir(sb.hermesBin())
 	if err := os.Symlink(exe, filepath.Join(bin, "kanbanchaos")); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("harness: kanbanchaos symlink: %w", err)
 	}
-	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 	// exec.Cmd keeps the last of duplicate variables: the knob's lock kind
 	// wins over this process's for the subject and its workers.
 	env := append(workerEnv(sb), kanban.OFDEnv+"="+map[bool]string{true: "1", false: "0"}[ofd])
@@ -103,19 +139,22 @@ func subjectEnv(sb sandbox, timing dispatcher.Timing, ofd bool) ([]string, error
 			env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(kv, "PATH=")
 		}
 	}
-	return append(env,
-		"HERMES_KANBAN_CRASH_GRACE_SECONDS="+secs(timing.CrashGrace),
-		"HERMES_KANBAN_CLAIM_TTL_SECONDS="+secs(timing.ClaimTTL),
-		"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS="+secs(timing.RateLimitCooldown),
-		"HERMES_KANBAN_DISPATCH_INTERVAL_SECONDS="+secs(timing.Tick),
-		"KANBANCHAOS_TIME_SCALE="+strconv.FormatFloat(timing.Scale, 'g', -1, 64),
-	), nil
+	secs := wholeSeconds(timing)
+	return slices.Concat(env, secs.Env(), []string{
+		"KANBANCHAOS_TIME_SCALE=" + strconv.FormatFloat(timing.Scale, 'g', -1, 64),
+	}), nil
+}
+
+// wholeSeconds is the run's timing as an external subject gets it.
+func wholeSeconds(timing dispatcher.Timing) hermes.Seconds {
+	return hermes.WholeSeconds(timing.CrashGrace, timing.ClaimTTL, timing.RateLimitCooldown)
 }
 
 // runSubject runs one instance of the subject until ctx ends: a one-shot
 // command every tick, or a long-running one once, stopped with SIGTERM and
-// then SIGKILL to its process group.
-func runSubject(ctx context.Context, sub Subject, env []string, dir string, offset, tick, grace time.Duration) error {
+// then SIGKILL to its process group. command makes a fresh exec.Cmd for
+// each start.
+func runSubject(ctx context.Context, command func() *exec.Cmd, oneShot bool, env []string, dir string, offset, tick, grace time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return nil
@@ -125,7 +164,7 @@ func runSubject(ctx context.Context, sub Subject, env []string, dir string, offs
 		grace = 10 * time.Second
 	}
 	for {
-		cmd := exec.Command("/bin/sh", "-c", sub.Exec)
+		cmd := command()
 		cmd.Env, cmd.Dir = env, dir
 		log, err := os.OpenFile(filepath.Join(dir, "subject.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
@@ -136,17 +175,17 @@ func runSubject(ctx context.Context, sub Subject, env []string, dir string, offs
 		err = cmd.Start()
 		log.Close()
 		if err != nil {
-			return fmt.Errorf("start %q: %w", sub.Exec, err)
+			return fmt.Errorf("start %q: %w", cmd.Args, err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
-			if !sub.OneShot {
+			if !oneShot {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("%q exited before the run ended: %v (see subject.log)", sub.Exec, err)
+				return subjectExited{fmt.Errorf("%q exited before the run ended: %v (see subject.log)", cmd.Args, err)}
 			}
 		case <-ctx.Done():
 			stopGroup(cmd.Process.Pid, done, grace)
@@ -159,6 +198,11 @@ func runSubject(ctx context.Context, sub Subject, env []string, dir string, offs
 		}
 	}
 }
+
+// subjectExited is a long-running subject that ended on its own.
+type subjectExited struct{ err error }
+
+func (e subjectExited) Error() string { return e.err.Error() }
 
 // stopGroup sends SIGTERM to the group, waits up to grace, then SIGKILL.
 func stopGroup(pgid int, done <-chan error, grace time.Duration) {

@@ -209,7 +209,45 @@ type Schedule struct {
 	// Expect names invariants the run opts into beyond those every run is
 	// checked against (oracle names, e.g. "one-writer-per-tick").
 	Expect []string `json:"expect,omitempty"`
+	// Subject is the dispatcher under test; the zero value is the
+	// reference dispatcher of Variant and Knobs. Kept here so a replay of
+	// the schedule tests what the run tested.
+	Subject Subject `json:"subject,omitzero"`
 }
+
+// Subject names the dispatcher a run tests.
+type Subject struct {
+	// Hermes, when set, is a real Hermes Agent release (a version installed
+	// by `kanbanchaos hermes install`) or a source checkout's path: its own
+	// dispatch loop runs in one long-running process per schedule
+	// dispatcher, as a gateway's does, through the driver in hermes/.
+	Hermes string `json:"hermes,omitempty"`
+	// Exec, when set, is a shell command that dispatches the prepared board
+	// (e.g. `kanbanchaos dispatch --variant fixed`). It runs with
+	// HERMES_KANBAN_HOME, HERMES_BIN and the ledger/config variables set,
+	// once per schedule dispatcher.
+	Exec string `json:"exec,omitempty"`
+	// OneShot says Exec dispatches once and exits (`dispatch --once`,
+	// `hermes kanban dispatch`): it is then re-run every tick. Otherwise it
+	// is long-running, started once and stopped at the end.
+	OneShot bool `json:"one_shot,omitempty"`
+}
+
+// String is how a subject is named in output and on the command line:
+// "hermes:VERSION", "exec:CMD" or "reference" (the in-process variant).
+func (s Subject) String() string {
+	switch {
+	case s.Hermes != "":
+		return "hermes:" + s.Hermes
+	case s.Exec != "":
+		return "exec:" + s.Exec
+	}
+	return "reference"
+}
+
+// External reports whether the subject runs in processes of its own (with
+// its own SQLite), not in the harness's process.
+func (s Subject) External() bool { return s.Hermes != "" || s.Exec != "" }
 
 // Fault kinds the harness can inject.
 const (

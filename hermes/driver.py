@@ -1,0 +1,315 @@
+"""kanbanchaos driver: a real Hermes Agent release's dispatcher, run as the
+gateway runs it, with what it does written to the run's ledger.
+
+One long-running process (the workers' parent, as the gateway is) ticks every
+non-archived board with a fresh ``connect(board=slug)`` and
+``dispatch_once(conn, board=slug, max_spawn=…, failure_limit=…)``, the
+arguments the gateway passes, read from config.yaml through Hermes' own
+config loader. Nothing of Hermes is changed: the driver only watches.
+
+It appends to the ledger (one O_APPEND write per record, like the Go side):
+- ``settings``: once, what the release resolved its settings to;
+- ``commit``: every COMMIT the release saw acknowledged, with the task_events,
+  task_runs and task_comments rows it inserted (one line per task);
+- ``sqlite_error``: every sqlite3 error the release got, with its extended code;
+- ``tick``: every tick's start and end, per board.
+
+Usage: python -u driver.py SETTINGS.json  (written by kanbanchaos; see
+hermes/settings.go). Standard library only.
+"""
+
+import importlib
+import importlib.metadata
+import inspect
+import json
+import os
+import re
+import signal
+import sqlite3
+import sys
+import time
+import traceback
+
+SETTINGS = json.load(open(sys.argv[1])) if len(sys.argv) == 2 else None
+if SETTINGS is None:
+    sys.exit("usage: driver.py SETTINGS.json")
+
+NAME = SETTINGS["name"]
+LEDGER_FD = os.open(SETTINGS["ledger"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def mono_ns():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def append(*entries):
+    """Writes whole lines with one write(2): concurrent writers never interleave."""
+    data = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries)
+    os.write(LEDGER_FD, data)
+
+
+def entry(kind, **fields):
+    e = {"kind": kind, "pid": os.getpid(), "who": NAME, "mono_ns": mono_ns(), "wall": time.time()}
+    e.update({k: v for k, v in fields.items() if v not in (None, "", [], 0)})
+    return e
+
+
+# --- watching the release's SQLite use -------------------------------------
+
+INSERT_INTO = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+([A-Za-z_]+)", re.I)
+ROW_KINDS = {"task_events": "events", "task_runs": "runs", "task_comments": "comments"}
+
+
+def hermes_caller():
+    """The Hermes function that issued the statement: the commit's name."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        mod = frame.f_globals.get("__name__", "")
+        name = frame.f_code.co_name
+        if mod.startswith("hermes_cli") and name not in ("write_txn", "__exit__", "__enter__", "_retry", "execute"):
+            return name
+        frame = frame.f_back
+    return "?"
+
+
+def record_error(err, what):
+    code = getattr(err, "sqlite_errorcode", None) or 0
+    append(entry("sqlite_error", code=code, msg="%s: %s: %s" % (what, getattr(err, "sqlite_errorname", type(err).__name__), err)))
+
+
+class RecordingConnection(sqlite3.Connection):
+    """A sqlite3.Connection that notes what each transaction inserted and
+    appends it to the ledger once its COMMIT returned."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kc_rows = []  # (table, rowid, task) inserted in the open transaction
+        self._kc_began = 0
+
+    def _kc_flush(self, op):
+        began = self._kc_began or mono_ns()
+        rows, self._kc_rows, self._kc_began = self._kc_rows, [], 0
+        append(*commit_entries(op, began, rows))
+
+    def execute(self, sql, *args):
+        was_open = self.in_transaction
+        if not was_open:
+            self._kc_began = mono_ns()
+        try:
+            cur = super().execute(sql, *args)
+        except sqlite3.Error as err:
+            record_error(err, hermes_caller())
+            raise
+        verb = sql.lstrip()[:8].upper()
+        if verb.startswith("ROLLBACK"):
+            self._kc_rows, self._kc_began = [], 0
+            return cur
+        m = INSERT_INTO.match(sql)
+        if m and m.group(1) in ROW_KINDS and cur.rowcount == 1 and cur.lastrowid:
+            self._kc_rows.append((m.group(1), cur.lastrowid, self._kc_task(m.group(1), cur.lastrowid)))
+        if (was_open or m or verb.startswith(("UPDATE", "DELETE"))) and not self.in_transaction:
+            # A COMMIT returned, or a statement ran in autocommit mode.
+            self._kc_flush(hermes_caller())
+        return cur
+
+    def commit(self):
+        was_open = self.in_transaction
+        try:
+            super().commit()
+        except sqlite3.Error as err:
+            record_error(err, hermes_caller())
+            raise
+        if was_open:
+            self._kc_flush(hermes_caller())
+
+    def rollback(self):
+        super().rollback()
+        self._kc_rows, self._kc_began = [], 0
+
+    def _kc_task(self, table, rowid):
+        # Read inside the same transaction: which task the new row is for.
+        try:
+            row = super().execute("SELECT task_id FROM %s WHERE rowid = ?" % table, (rowid,)).fetchone()
+        except sqlite3.Error:
+            return ""
+        return (row[0] if row else "") or ""
+
+
+def commit_entries(op, began, rows):
+    """One ledger line per task the transaction wrote to, so each line's
+    rows can be checked against that task; a commit that inserted nothing
+    still gets a line (it marks the tick's write span)."""
+    by_task = {}
+    for table, rowid, task in rows:
+        by_task.setdefault(task, []).append((table, rowid))
+    if not by_task:
+        return [entry("commit", op=op, began_ns=began)]
+    out = []
+    for task, items in by_task.items():
+        runs = [rid for t, rid in items if t == "task_runs"] or [0]
+        for i, run in enumerate(runs):
+            fields = {"run": run}
+            if i == 0:
+                fields["events"] = [rid for t, rid in items if t == "task_events"]
+                fields["comments"] = [rid for t, rid in items if t == "task_comments"]
+            out.append(entry("commit", op=op, began_ns=began, task=task, **fields))
+    return out
+
+
+_real_connect = sqlite3.connect
+
+
+def recording_connect(*args, **kwargs):
+    kwargs.setdefault("factory", RecordingConnection)
+    try:
+        return _real_connect(*args, **kwargs)
+    except sqlite3.Error as err:
+        record_error(err, "connect")
+        raise
+
+
+sqlite3.connect = recording_connect
+
+
+# --- the release ---------------------------------------------------------------
+
+def load_release():
+    kb = importlib.import_module("hermes_cli.kanban_db")
+    try:
+        version = importlib.metadata.version("hermes-agent")
+    except importlib.metadata.PackageNotFoundError:
+        version = "source"
+    return kb, version
+
+
+def gateway_settings(kb):
+    """kanban.failure_limit and kanban.max_spawn as the gateway reads them:
+    Hermes' own load_config, then the gateway's parsing rules."""
+    from hermes_cli.config import load_config
+
+    cfg = load_config()
+    kanban_cfg = cfg.get("kanban", {}) if isinstance(cfg, dict) else {}
+    default = getattr(kb, "DEFAULT_FAILURE_LIMIT", 2)
+    try:
+        limit = int(kanban_cfg.get("failure_limit", default))
+    except (TypeError, ValueError):
+        limit = default
+    if limit < 1:
+        limit = default
+    return limit, kanban_cfg.get("max_spawn", None), kanban_cfg
+
+
+def resolved(kb, names):
+    """What the release resolves a setting to, by the first of its own
+    resolver functions that exists (they moved between releases)."""
+    for name in names:
+        fn = getattr(kb, name, None)
+        if callable(fn):
+            try:
+                return fn()
+            except TypeError:
+                continue
+    return None
+
+
+def effective_settings(kb, version, limit, max_spawn, params, kwargs):
+    env = os.environ
+    out = {
+        "release": version,
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+        "failure_limit": limit,
+        "max_spawn": max_spawn,
+        "tick_s": SETTINGS["tick_s"],
+        "dispatch_once_params": sorted(params),
+        "env": {k: env[k] for k in sorted(env) if k.startswith("HERMES_KANBAN_") and k.endswith(("_SECONDS", "_MS"))},
+        "resolved": {},
+    }
+    out["reads_env"] = sorted(set(re.findall(r"HERMES_KANBAN_[A-Z_]+", kanban_sources())))
+    for key, names in SETTINGS.get("resolvers", {}).items():
+        value = resolved(kb, names)
+        if value is not None:
+            out["resolved"][key] = value
+    if "ttl_seconds" in kwargs:
+        out["resolved"]["claim_ttl_s"] = kwargs["ttl_seconds"]
+        out["claim_ttl_via"] = "dispatch_once(ttl_seconds=)"
+    return out
+
+
+def kanban_sources():
+    """The source text of the release's kanban modules (kanban_db and the
+    modules it was later split into): which settings it reads at all."""
+    import hermes_cli
+
+    text = []
+    for folder in hermes_cli.__path__:
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("kanban") and name.endswith(".py"):
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                    text.append(f.read())
+    return "\n".join(text)
+
+
+def boards(kb):
+    """The gateway ticks every non-archived board."""
+    try:
+        return [b.get("slug") or "default" for b in kb.list_boards(include_archived=False)]
+    except Exception:
+        return ["default"]
+
+
+def lose_pid_spawn(kb):
+    """A spawn that starts the worker but returns no pid: what the
+    dispatcher sees when it dies between claim and _set_worker_pid (#35202)."""
+    real = kb._default_spawn
+
+    def spawn(task, workspace, board=None):
+        real(task, workspace, board=board)
+        return None
+
+    return spawn
+
+
+def main():
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    kb, version = load_release()
+    limit, max_spawn, _ = gateway_settings(kb)
+    params = set(inspect.signature(kb.dispatch_once).parameters)
+    kwargs = {"max_spawn": max_spawn, "failure_limit": limit}
+    # A release that reads no HERMES_KANBAN_CLAIM_TTL_SECONDS can only be
+    # given a claim TTL through dispatch_once's own ttl_seconds argument.
+    if SETTINGS.get("ttl_seconds") and "ttl_seconds" in params and "HERMES_KANBAN_CLAIM_TTL_SECONDS" not in kanban_sources():
+        kwargs["ttl_seconds"] = SETTINGS["ttl_seconds"]
+    if SETTINGS.get("lose_pid"):
+        kwargs["spawn_fn"] = lose_pid_spawn(kb)
+    report = effective_settings(kb, version, limit, max_spawn, params, kwargs)
+    append(entry("settings", msg=json.dumps(report, sort_keys=True)))
+    tick = float(SETTINGS["tick_s"])
+    while not stop:
+        start = time.monotonic()
+        for slug in boards(kb):
+            began, err, op = mono_ns(), "", ""
+            conn = None
+            try:
+                conn = kb.connect(board=slug)
+                res = kb.dispatch_once(conn, board=slug, **kwargs)
+                if getattr(res, "skipped_locked", False):
+                    op = "skipped_locked"
+            except Exception as exc:  # the gateway logs a failed tick and goes on
+                err = "%s: %s" % (type(exc).__name__, exc)
+                traceback.print_exc()
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+            append(entry("tick", began_ns=began, board=slug, op=op, msg=err))
+        rest = tick - (time.monotonic() - start)
+        if rest > 0 and not stop:
+            time.sleep(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+package hermes
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWholeSecondsNeverHandsHermesAFraction(t *testing.T) {
+	for _, c := range []struct {
+		grace, ttl, cooldown time.Duration
+		want                 Seconds
+		notes                int
+	}{
+		// issue-30896's scale 0.001: 30 ms grace is no grace, 0.9 s TTL is
+		// 1 s, a 0.3 s cooldown stays a cooldown (0 would switch it off).
+		{30 * time.Millisecond, 900 * time.Millisecond, 300 * time.Millisecond, Seconds{CrashGrace: 0, ClaimTTL: 1, Cooldown: 1}, 3},
+		{0, 0, 0, Seconds{CrashGrace: 0, ClaimTTL: 1, Cooldown: 0}, 1},
+		{30 * time.Second, 900 * time.Second, 300 * time.Second, Seconds{CrashGrace: 30, ClaimTTL: 900, Cooldown: 300}, 0},
+		{1600 * time.Millisecond, 2400 * time.Millisecond, 2500 * time.Millisecond, Seconds{CrashGrace: 2, ClaimTTL: 2, Cooldown: 3}, 3},
+	} {
+		got := WholeSeconds(c.grace, c.ttl, c.cooldown)
+		if got.CrashGrace != c.want.CrashGrace || got.ClaimTTL != c.want.ClaimTTL || got.Cooldown != c.want.Cooldown {
+			t.Errorf("WholeSeconds(%v, %v, %v) = %+v, want %+v", c.grace, c.ttl, c.cooldown, got, c.want)
+		}
+		if len(got.Notes) != c.notes {
+			t.Errorf("WholeSeconds(%v, %v, %v) notes %q, want %d", c.grace, c.ttl, c.cooldown, got.Notes, c.notes)
+		}
+		for _, kv := range got.Env() {
+			if _, err := strconv.Atoi(strings.SplitN(kv, "=", 2)[1]); err != nil {
+				t.Errorf("env %s is not a whole number of seconds (Hermes' int() would refuse it)", kv)
+			}
+		}
+	}
+}
+
+func TestParseSpec(t *testing.T) {
+	checkout := t.TempDir()
+	os.MkdirAll(filepath.Join(checkout, "hermes_cli"), 0o755)
+	os.WriteFile(filepath.Join(checkout, "hermes_cli", "kanban_db.py"), nil, 0o644)
+	for _, ok := range []string{"0.14.0", "0.19.0", "1.2", "0.15.0rc1", checkout} {
+		if err := ParseSpec(ok); err != nil {
+			t.Errorf("ParseSpec(%q): %v", ok, err)
+		}
+	}
+	for spec, want := range map[string]string{
+		"":               "want hermes:VERSION",
+		"latest":         "neither a release version",
+		t.TempDir():      "not a Hermes Agent checkout",
+		"./no/such/repo": "not a Hermes Agent checkout",
+	} {
+		err := ParseSpec(spec)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseSpec(%q) = %v, want an error saying %q", spec, err, want)
+		}
+	}
+}
+
+func TestLocateSaysHowToInstall(t *testing.T) {
+	t.Setenv(EnvCache, t.TempDir())
+	_, err := Locate("0.14.0")
+	if err == nil || !strings.Contains(err.Error(), "kanbanchaos hermes install 0.14.0") {
+		t.Fatalf("Locate of a release not in the cache: %v, want the install command", err)
+	}
+}
+
+func TestWriteConfigIsWhatTheGatewayReads(t *testing.T) {
+	home := t.TempDir()
+	if err := WriteConfig(home, Gateway{FailureLimit: 4, MaxSpawn: 3, Tick: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(home, "config.yaml"))
+	for _, line := range []string{"kanban:", "  failure_limit: 4", "  max_spawn: 3", "  dispatch_interval_seconds: 1"} {
+		if !slices.Contains(strings.Split(string(data), "\n"), line) {
+			t.Errorf("config.yaml lacks %q:\n%s", line, data)
+		}
+	}
+	WriteConfig(home, Gateway{Tick: time.Second})
+	data, _ = os.ReadFile(filepath.Join(home, "config.yaml"))
+	if strings.Contains(string(data), "failure_limit") || strings.Contains(string(data), "max_spawn") {
+		t.Errorf("unset limits must stay unset (Hermes' own defaults apply):\n%s", data)
+	}
+}
+
+func TestWriteDriver(t *testing.T) {
+	dir := t.TempDir()
+	script, settings, err := WriteDriver(dir, Driver{Name: "d2", Ledger: "/l", TickS: 0.02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.ReadFile(script)
+	if !strings.Contains(string(src), "def main()") {
+		t.Fatalf("%s is not the driver", script)
+	}
+	conf, _ := os.ReadFile(settings)
+	if !strings.Contains(string(conf), `"name": "d2"`) || !strings.Contains(string(conf), "_resolve_crash_grace_seconds") {
+		t.Fatalf("driver settings lack the name or the resolvers:\n%s", conf)
+	}
+}
