@@ -24,6 +24,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -113,6 +114,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	if opt.Subject.Hermes != "" {
 		if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
+			return res, err
+		}
+		if _, err := hermes.Locate(opt.Subject.Hermes); err != nil {
 			return res, err
 		}
 	}

@@ -3,9 +3,13 @@ gateway runs it, with what it does written to the run's ledger.
 
 One long-running process (the workers' parent, as the gateway is) ticks every
 non-archived board with a fresh ``connect(board=slug)`` and
-``dispatch_once(conn, board=slug, max_spawn=…, failure_limit=…)``, the
-arguments the gateway passes, read from config.yaml through Hermes' own
-config loader. Nothing of Hermes is changed: the driver only watches.
+``dispatch_once(conn, board=slug, …)`` with the arguments that release's
+gateway passes (failure_limit, max_spawn and, where the release takes them,
+max_in_progress, stale_timeout_seconds, default_assignee,
+max_in_progress_per_profile), read from config.yaml through Hermes' own
+config loader. Nothing of Hermes is changed: the driver only watches. It
+starts no subprocess of its own: Python's subprocess module would reap the
+release's workers behind its back.
 
 It appends to the ledger (one O_APPEND write per record, like the Go side):
 - ``settings``: once, what the release resolved its settings to;
@@ -182,21 +186,41 @@ def load_release():
     return kb, version
 
 
-def gateway_settings(kb):
-    """kanban.failure_limit and kanban.max_spawn as the gateway reads them:
-    Hermes' own load_config, then the gateway's parsing rules."""
+def positive_int(value):
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n >= 1 else None
+
+
+def gateway_kwargs(kb, params):
+    """The dispatch_once arguments a gateway of this release passes, read
+    from config.yaml through Hermes' own load_config (its DEFAULT_CONFIG
+    included) and parsed by the gateway's rules; only those the release's
+    dispatch_once takes."""
     from hermes_cli.config import load_config
 
     cfg = load_config()
     kanban_cfg = cfg.get("kanban", {}) if isinstance(cfg, dict) else {}
     default = getattr(kb, "DEFAULT_FAILURE_LIMIT", 2)
-    try:
-        limit = int(kanban_cfg.get("failure_limit", default))
-    except (TypeError, ValueError):
-        limit = default
-    if limit < 1:
-        limit = default
-    return limit, kanban_cfg.get("max_spawn", None), kanban_cfg
+    kwargs = {
+        "max_spawn": kanban_cfg.get("max_spawn", None),  # passed raw, as the gateway does
+        "failure_limit": positive_int(kanban_cfg.get("failure_limit", default)) or default,
+    }
+    if "max_in_progress" in params:
+        kwargs["max_in_progress"] = positive_int(kanban_cfg.get("max_in_progress"))
+    if "stale_timeout_seconds" in params:
+        try:
+            kwargs["stale_timeout_seconds"] = int(kanban_cfg.get("dispatch_stale_timeout_seconds") or 0)
+        except (TypeError, ValueError):
+            kwargs["stale_timeout_seconds"] = 0
+    if "default_assignee" in params:
+        assignee = kanban_cfg.get("default_assignee")
+        kwargs["default_assignee"] = assignee.strip() or None if isinstance(assignee, str) else None
+    if "max_in_progress_per_profile" in params:
+        kwargs["max_in_progress_per_profile"] = positive_int(kanban_cfg.get("max_in_progress_per_profile"))
+    return kwargs
 
 
 def resolved(kb, names):
@@ -212,14 +236,15 @@ def resolved(kb, names):
     return None
 
 
-def effective_settings(kb, version, limit, max_spawn, params, kwargs):
+def effective_settings(kb, version, params, kwargs):
     env = os.environ
     out = {
         "release": version,
         "python": sys.version.split()[0],
         "sqlite": sqlite3.sqlite_version,
-        "failure_limit": limit,
-        "max_spawn": max_spawn,
+        "failure_limit": kwargs["failure_limit"],
+        "max_spawn": kwargs["max_spawn"],
+        "dispatch_once_kwargs": {k: v for k, v in kwargs.items() if k != "spawn_fn"},
         "tick_s": SETTINGS["tick_s"],
         "dispatch_once_params": sorted(params),
         "env": {k: env[k] for k in sorted(env) if k.startswith("HERMES_KANBAN_") and k.endswith(("_SECONDS", "_MS"))},
@@ -274,16 +299,15 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     kb, version = load_release()
-    limit, max_spawn, _ = gateway_settings(kb)
     params = set(inspect.signature(kb.dispatch_once).parameters)
-    kwargs = {"max_spawn": max_spawn, "failure_limit": limit}
+    kwargs = gateway_kwargs(kb, params)
     # A release that reads no HERMES_KANBAN_CLAIM_TTL_SECONDS can only be
     # given a claim TTL through dispatch_once's own ttl_seconds argument.
     if SETTINGS.get("ttl_seconds") and "ttl_seconds" in params and "HERMES_KANBAN_CLAIM_TTL_SECONDS" not in kanban_sources():
         kwargs["ttl_seconds"] = SETTINGS["ttl_seconds"]
     if SETTINGS.get("lose_pid"):
         kwargs["spawn_fn"] = lose_pid_spawn(kb)
-    report = effective_settings(kb, version, limit, max_spawn, params, kwargs)
+    report = effective_settings(kb, version, params, kwargs)
     append(entry("settings", msg=json.dumps(report, sort_keys=True)))
     tick = float(SETTINGS["tick_s"])
     while not stop:

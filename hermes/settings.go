@@ -139,15 +139,18 @@ func WriteDriver(dir string, d Driver) (script, settings string, err error) {
 // Reported is what a driver wrote in its settings ledger entry: what the
 // release resolved its settings to.
 type Reported struct {
-	Release      string             `json:"release"`
-	Python       string             `json:"python"`
-	SQLite       string             `json:"sqlite"`
-	FailureLimit int                `json:"failure_limit"`
-	MaxSpawn     *int               `json:"max_spawn"`
-	TickS        float64            `json:"tick_s"`
-	Params       []string           `json:"dispatch_once_params"`
-	Env          map[string]string  `json:"env"`
-	Resolved     map[string]float64 `json:"resolved"`
+	Release      string   `json:"release"`
+	Python       string   `json:"python"`
+	SQLite       string   `json:"sqlite"`
+	FailureLimit int      `json:"failure_limit"`
+	MaxSpawn     *int     `json:"max_spawn"`
+	TickS        float64  `json:"tick_s"`
+	Params       []string `json:"dispatch_once_params"`
+	// Kwargs are the arguments every tick passes to dispatch_once: what
+	// this release's gateway would pass, from config.yaml.
+	Kwargs   map[string]any     `json:"dispatch_once_kwargs"`
+	Env      map[string]string  `json:"env"`
+	Resolved map[string]float64 `json:"resolved"`
 	// ReadsEnv are the HERMES_KANBAN_* variables the release's kanban
 	// modules mention at all: one it never mentions is a setting it lacks.
 	ReadsEnv []string `json:"reads_env"`
