@@ -146,14 +146,23 @@ func artifactTarget(arg, dir string) (checkTarget, error) {
 	}
 	in := &oracle.Input{Ledger: hist, Schedule: s}
 	// The run's start, when verdict.json recorded it, puts the evidence on
-	// the run's own time axis again; without it times are absolute.
-	var start struct {
-		Mono int64   `json:"start_mono_ns"`
-		Wall float64 `json:"start_wall"`
+	// the run's own time axis again; without it times are absolute. What
+	// the run's subject could be observed doing, and the ticks the harness
+	// saw, make the recheck check what the run checked.
+	var run struct {
+		Mono    int64   `json:"start_mono_ns"`
+		Wall    float64 `json:"start_wall"`
+		Ticks   int     `json:"ticks"`
+		Verdict struct {
+			Subject oracle.Observability `json:"subject"`
+		} `json:"verdict"`
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, "verdict.json")); err == nil && json.Unmarshal(data, &start) == nil && start.Wall > 0 {
-		in.RunStartMono, in.RunStartWall = start.Mono, start.Wall
-		in.QuietStartWall = start.Wall + float64(s.DurationMs)/1000
+	if data, err := os.ReadFile(filepath.Join(dir, "verdict.json")); err == nil && json.Unmarshal(data, &run) == nil {
+		in.Subject, in.Ticks = run.Verdict.Subject, run.Ticks
+		if run.Wall > 0 {
+			in.RunStartMono, in.RunStartWall = run.Mono, run.Wall
+			in.QuietStartWall = run.Wall + float64(s.DurationMs)/1000
+		}
 	}
 	return checkTarget{db: db, run: in}, nil
 }
@@ -248,14 +257,16 @@ func (r checkReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  beside it: %s; %d corrupt-board backup(s)\n", strings.Join(files, ", "), r.Files.CorruptBackups)
 	v := r.Verdict
 	printFindings(w, v, 25, "--json lists them all")
+	took := r.Duration.Round(time.Millisecond)
 	switch v.Status {
 	case oracle.Pass:
-		fmt.Fprintf(w, "verdict: PASS — %s held (%s)\n", strings.Join(v.Checked, ", "), r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(w, "verdict: PASS — %s (%s)%s\n", heldText(v), took, notCheckedNote(v))
 	case oracle.Fail:
-		fmt.Fprintf(w, "verdict: FAIL — %s (%s)\n", strings.Join(v.Failed(), ", "), r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(w, "verdict: FAIL — %s (%s)%s\n", strings.Join(v.Failed(), ", "), took, notCheckedNote(v))
 	default:
-		fmt.Fprintf(w, "verdict: UNKNOWN — the audit could not decide (%s)\n", r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(w, "verdict: UNKNOWN — the audit could not decide (%s)%s\n", took, notCheckedNote(v))
 	}
+	printInvariants(w, v)
 }
 
 // printFindings prints a verdict's violations, one FAIL line each (at most

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
 )
 
 // Environment a dispatch process reads besides Hermes' own.
@@ -42,8 +44,8 @@ func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			"The reference dispatcher as a process. It resolves the board like Hermes (HERMES_KANBAN_HOME, --board,\n"+
 			"HERMES_KANBAN_BOARD, the current file), spawns workers through HERMES_BIN with Hermes' argv and\n"+
 			"environment, and honours HERMES_KANBAN_CRASH_GRACE_SECONDS, HERMES_KANBAN_CLAIM_TTL_SECONDS and\n"+
-			"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS. With %s set it appends its commits and SQLite errors\n"+
-			"to that ledger. It never waits on or kills its workers: like Hermes, it leaves them to the next tick.\n\n"+
+			"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS. With %s set it appends its settings, commits, SQLite\n"+
+			"errors and every tick to that ledger. It never waits on or kills its workers: like Hermes, it leaves them to the next tick.\n\n"+
 			"Example: HERMES_KANBAN_HOME=/tmp/h HERMES_BIN=/usr/local/bin/hermes kanbanchaos dispatch --once\n\nFlags:\n", fakeworker.EnvLedger)
 		fs.PrintDefaults()
 	}
@@ -71,16 +73,89 @@ func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			cfg.Name, t.Spawned, t.Crashed, t.GaveUp, t.Promoted, t.Reclaimed, t.AutoBlocked, t.Deferred,
 			map[bool]string{true: " skipped_locked", false: ""}[t.SkippedLocked], errSuffix(t.Error))
 	}
-	if *once {
+	rec := tickRecorder{cfg: cfg, stderr: stderr}
+	rec.settings(*variant)
+	tick := func() (dispatcher.Tick, error) {
+		began := ledger.MonoNow()
 		t, err := d.DispatchOnce(ctx)
+		if ctx.Err() != nil && !*once {
+			return t, err // stopped mid-tick: not a tick that finished
+		}
+		rec.tick(t, began, ledger.MonoNow())
 		logTick(t)
-		if err != nil {
+		return t, err
+	}
+	if *once {
+		if _, err := tick(); err != nil {
 			return exitInternal
 		}
 		return exitPass
 	}
-	d.Run(ctx, logTick)
-	return exitPass
+	// dispatcher.Run's loop, with each tick's start taken for the ledger.
+	ticker := time.NewTicker(max(cfg.Timing.Tick, time.Millisecond))
+	defer ticker.Stop()
+	for {
+		tick()
+		if ctx.Err() != nil {
+			return exitPass
+		}
+		select {
+		case <-ctx.Done():
+			return exitPass
+		case <-ticker.C:
+		}
+	}
+}
+
+// tickRecorder writes the dispatcher's settings and ticks to the ledger
+// (when KANBANCHAOS_LEDGER is set), so that a subject made of this process
+// is observed doing everything the in-process reference dispatcher is: its
+// commits and SQLite errors (the dispatcher writes those), and every tick.
+type tickRecorder struct {
+	cfg    dispatcher.Config
+	stderr io.Writer
+}
+
+func (r tickRecorder) append(e ledger.Entry) {
+	if r.cfg.Ledger == "" {
+		return
+	}
+	e.PID, e.Who, e.Board = os.Getpid(), r.cfg.Name, r.cfg.Board
+	if err := ledger.Append(r.cfg.Ledger, e); err != nil {
+		fmt.Fprintln(r.stderr, "kanbanchaos dispatch:", err)
+	}
+}
+
+// settings records what this dispatcher runs with, once, at its start —
+// with the keys the Hermes driver's report uses where they mean the same
+// (failure_limit, max_spawn, tick_s, resolved).
+func (r tickRecorder) settings(variant string) {
+	t := r.cfg.Timing
+	var maxSpawn *int // nil: no cap, as Hermes' config has none
+	if r.cfg.MaxSpawn > 0 {
+		maxSpawn = &r.cfg.MaxSpawn
+	}
+	data, err := json.Marshal(map[string]any{
+		"variant": variant, "knobs": r.cfg.Knobs.Values(), "board": r.cfg.Board, "db": r.cfg.DBPath,
+		"failure_limit": r.cfg.FailureLimit, "max_spawn": maxSpawn, "time_scale": t.Scale, "tick_s": t.Tick.Seconds(),
+		"resolved": map[string]float64{"crash_grace_s": t.CrashGrace.Seconds(), "claim_ttl_s": t.ClaimTTL.Seconds(),
+			"rate_limit_cooldown_s": t.RateLimitCooldown.Seconds()},
+	})
+	if err != nil {
+		fmt.Fprintln(r.stderr, "kanbanchaos dispatch: settings:", err)
+		return
+	}
+	r.append(ledger.Entry{Kind: ledger.Settings, Message: string(data)})
+}
+
+// tick records one finished tick: when it began and ended, whether it was
+// skipped because another dispatcher held the lock, and its error.
+func (r tickRecorder) tick(t dispatcher.Tick, began, ended int64) {
+	e := ledger.Entry{Kind: ledger.Tick, Began: began, Mono: ended, Message: t.Error}
+	if t.SkippedLocked {
+		e.Op = ledger.SkippedLocked
+	}
+	r.append(e)
 }
 
 func errSuffix(e string) string {

@@ -61,7 +61,7 @@ type junitDoc struct {
 func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "fuzz.xml")
-	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.14", "--runs", "3", "--seed", "7",
+	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "3", "--seed", "7",
 		"--keep-going", "--shrink-time", "0", "--json", "--junit", junit, "--artifacts", filepath.Join(dir, "arts")}, quick...)
 	code, stdout, stderr := kc(t, args...)
 	if code != exitFail {
@@ -141,7 +141,7 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 
 // shrinkable finds a run seed of issue-30896 whose draw has several tasks
 // and dispatchers and whose first task crashes at once: a failure on
-// hermes-0.14 with room to shrink.
+// hermes-0.15 (the re-promotion loop) with room to shrink.
 func shrinkable(t *testing.T) uint64 {
 	sc, err := scenarios.Lookup("issue-30896")
 	if err != nil {
@@ -150,7 +150,7 @@ func shrinkable(t *testing.T) uint64 {
 	w := sc.Swarm().WithMaxPhases(800, 300)
 	for seed := uint64(1); seed < 10000; seed++ {
 		p := w.Draw(seed)
-		s := w.Schedule(p, seed, "hermes-0.14")
+		s := w.Schedule(p, seed, "hermes-0.15")
 		prof, _ := s.Profile(s.Tasks[0].Assignee)
 		if len(p.Tasks) >= 3 && p.Dispatchers >= 3 && prof.Worker.Mode == schedule.ModeExitNow && prof.Worker.Exit == 1 {
 			return seed
@@ -160,9 +160,9 @@ func shrinkable(t *testing.T) uint64 {
 	return 0
 }
 
-// TestFuzzShrinksToARegressionThatPins: a failing hermes-0.14 run is shrunk
+// TestFuzzShrinksToARegressionThatPins: a failing hermes-0.15 run is shrunk
 // to at most 2 tasks and 2 dispatchers; the regression.txtar it writes,
-// run as a testscript of testdata/script would be, fails on hermes-0.14 and
+// run as a testscript of testdata/script would be, fails on hermes-0.15 and
 // passes on fixed.
 func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 	if testing.Short() {
@@ -170,7 +170,7 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 	}
 	seed := shrinkable(t)
 	dir := t.TempDir()
-	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.14", "--run-seed", strconv.FormatUint(seed, 10),
+	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--run-seed", strconv.FormatUint(seed, 10),
 		"--shrink-time", "20s", "--artifacts", dir}, quick...)
 	code, stdout, stderr := kc(t, args...)
 	if code != exitFail {
@@ -189,7 +189,7 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 		t.Fatalf("shrunk %d tasks/%d dispatchers to %d/%d (fixed: %s):\n%s", len(sr.Original.Tasks), sr.Original.Dispatchers,
 			len(sr.Minimal.Tasks), sr.Minimal.Dispatchers, sr.Fixed, stdout)
 	}
-	for _, want := range []string{"minimal schedule:", "replay: " + progName() + " replay " + sr.Artifacts, `"variant": "hermes-0.14"`} {
+	for _, want := range []string{"minimal schedule:", "replay: " + progName() + " replay " + sr.Artifacts, `"variant": "hermes-0.15"`} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}

@@ -45,13 +45,13 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 		}
 	})
-	t.Run("hermes-0.14 fails, then its artifacts replay", func(t *testing.T) {
+	t.Run("hermes-0.15 fails, then its artifacts replay", func(t *testing.T) {
 		t.Parallel()
-		file := writeSchedule(t, "issue-30417", "hermes-0.14", 3)
+		file := writeSchedule(t, "issue-30417", "hermes-0.15", 3)
 		arts := t.TempDir()
 		code, out, errs := runCLI("replay", file, "--artifacts", arts)
 		for _, want := range []string{
-			"kanbanchaos replay " + file + "  scenario=issue-30417  variant=hermes-0.14  seed=3",
+			"kanbanchaos replay " + file + "  scenario=issue-30417  variant=hermes-0.15  seed=3",
 			"sqlite " + schedule.Engines["3.54"],
 			"FAIL breaker-holds",
 			"artifacts: " + filepath.Join(arts, "issue-30417-3"),

@@ -357,24 +357,25 @@ func printText(w io.Writer, res harness.Result, replay string) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
-	fmt.Fprintf(w, "sqlite %s (harness and fake workers)\n", res.SQLite)
+	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
 	printFindings(w, v, 10, "see verdict.json")
 	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
 	if res.TickErrors > 0 {
 		summary += fmt.Sprintf(", %d tick errors (trace.jsonl)", res.TickErrors)
 	}
+	first := ""
+	if ms := v.FirstViolationMs(); ms >= 0 {
+		first = fmt.Sprintf("; first violation at +%.0fms", ms)
+	}
 	switch v.Status {
 	case oracle.Pass:
-		fmt.Fprintf(w, "verdict: PASS — %s held; %s\n", strings.Join(v.Checked, ", "), summary)
+		fmt.Fprintf(w, "verdict: PASS — %s; %s%s\n", heldText(v), summary, notCheckedNote(v))
 	case oracle.Fail:
-		first := ""
-		if ms := v.FirstViolationMs(); ms >= 0 {
-			first = fmt.Sprintf("; first violation at +%.0fms", ms)
-		}
-		fmt.Fprintf(w, "verdict: FAIL — %s; %s%s\n", strings.Join(v.Failed(), ", "), summary, first)
+		fmt.Fprintf(w, "verdict: FAIL — %s; %s%s%s\n", strings.Join(v.Failed(), ", "), summary, first, notCheckedNote(v))
 	default:
-		fmt.Fprintf(w, "verdict: UNKNOWN — the run could not decide; %s\n", summary)
+		fmt.Fprintf(w, "verdict: UNKNOWN — the run could not decide; %s%s\n", summary, notCheckedNote(v))
 	}
+	printInvariants(w, v)
 	if res.Artifacts != "" {
 		fmt.Fprintf(w, "artifacts: %s\n", res.Artifacts)
 	}

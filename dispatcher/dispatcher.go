@@ -314,12 +314,13 @@ func (d *Dispatcher) stop(pid int) bool {
 	return !Alive(pid)
 }
 
-// classify turns a worker's exit into Hermes' outcome.
-func classify(st syscall.WaitStatus) (outcome, msg string) {
+// classify turns a worker's exit into Hermes' outcome. Without
+// rateLimitExit (v0.14, v0.15) exit 75 is an ordinary nonzero exit.
+func classify(st syscall.WaitStatus, rateLimitExit bool) (outcome, msg string) {
 	switch {
 	case st.Exited() && st.ExitStatus() == 0:
 		return kanban.OutcomeProtocol, "worker exited 0 without completing the task"
-	case st.Exited() && st.ExitStatus() == 75:
+	case st.Exited() && st.ExitStatus() == 75 && rateLimitExit:
 		return kanban.OutcomeRateLimited, "worker exited 75 (rate limited)"
 	case st.Exited():
 		return kanban.OutcomeCrashed, fmt.Sprintf("worker exited with code %d", st.ExitStatus())
@@ -344,8 +345,8 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 			continue
 		}
 		// Hermes measures the grace from tasks.started_at, the first-ever
-		// start: only attempt #1 gets it.
-		if now-r.StartedAt < seconds(d.cfg.Timing.CrashGrace) {
+		// start: only attempt #1 gets it. v0.14.0 has no grace at all.
+		if d.cfg.Knobs.CrashGrace && now-r.StartedAt < seconds(d.cfg.Timing.CrashGrace) {
 			continue
 		}
 		st, known := d.exits[r.PID]
@@ -355,7 +356,7 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 		c := kanban.Crash{Task: r.ID, RunID: r.RunID, PID: r.PID, Lock: r.Lock}
 		switch {
 		case known:
-			c.Outcome, c.Error = classify(st)
+			c.Outcome, c.Error = classify(st, d.cfg.Knobs.RateLimitExit)
 		case Alive(r.PID):
 			continue
 		case d.cfg.Children.Unreaped(d.cfg.Name, r.PID):
@@ -369,12 +370,13 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 		}
 		c.Count = c.Outcome != kanban.OutcomeRateLimited
 		c.Limit = d.limitFor(c.Outcome)
+		c.Streak = d.cfg.Knobs.ProtocolStreak
 		crashes = append(crashes, c)
 	}
 	if len(crashes) == 0 {
 		return nil
 	}
-	if d.cfg.Knobs.CrashLimit != "configured" {
+	if d.cfg.Knobs.SystemicLimit {
 		sameErrorLimit(crashes)
 	}
 	reclaimed, err := d.board.ReclaimCrashed(ctx, crashes, d.cfg.Knobs.AtomicFailure)
@@ -384,12 +386,12 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 	for _, r := range reclaimed {
 		delete(d.exits, r.PID)
 		tick.Crashed++
-		if r.Failure == nil && r.Count {
-			f, err := d.board.RecordTaskFailure(ctx, r.Task, r.Outcome, r.Error, r.Limit)
+		if !r.Recorded && r.Count {
+			f, err := d.board.RecordCrashFailure(ctx, r.Crash)
 			if err != nil {
 				return err
 			}
-			r.Failure = &f
+			r.Failure = f
 		}
 		if r.Failure != nil && r.Failure.Tripped {
 			tick.GaveUp++
@@ -398,8 +400,9 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 	return nil
 }
 
-// sameErrorLimit applies Hermes' rule that when ≥3 crashes in one sweep share
-// an error fingerprint, each trips at once (limit 1).
+// sameErrorLimit applies Hermes' "systemic" rule (v0.15+, knob
+// systemic_limit): when ≥3 crashes in one sweep share an error fingerprint,
+// each trips at once (limit 1).
 func sameErrorLimit(crashes []kanban.Crash) {
 	count := map[string]int{}
 	for _, c := range crashes {
@@ -453,6 +456,8 @@ func (d *Dispatcher) recomputeReady(ctx context.Context, tick *Tick) error {
 	promoted, err := d.board.RecomputeReady(ctx, kanban.RecomputePolicy{
 		RepromoteTripped: d.cfg.Knobs.RepromoteTripped,
 		FailureLimit:     d.cfg.FailureLimit,
+		TodoOnly:         !d.cfg.Knobs.PromoteBlocked,
+		ResetCounter:     d.cfg.Knobs.RepromoteResets,
 	})
 	tick.Promoted += len(promoted)
 	return err
@@ -516,6 +521,11 @@ func (d *Dispatcher) spawnPhase(ctx context.Context, tick *Tick) error {
 		if d.cfg.Knobs.RateLimitCooldown && c.LastRunOutcome == kanban.OutcomeRateLimited &&
 			now < c.LastRunEnded+seconds(d.cfg.Timing.RateLimitCooldown) {
 			tick.Deferred++
+			if d.cfg.Knobs.RespawnGuarded {
+				if err := d.board.RespawnGuarded(ctx, c.ID, "rate_limit_cooldown"); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if err := d.claimAndSpawn(ctx, c, tick); err != nil {

@@ -4,7 +4,8 @@
 // start to the run's ledger before anything else, then plays the behaviour
 // the run's worker config gives its profile: exit at once, open the board and
 // exit, heartbeat then crash, complete, exit 75, exit 0 without completing,
-// or hang. It never decides whether a run passed.
+// or hang; right before it exits it appends its exit status. It never
+// decides whether a run passed.
 package fakeworker
 
 import (
@@ -108,6 +109,9 @@ func parse(args []string, getenv func(string) string) (invocation, error) {
 
 // Main runs the worker with args (without the program name) and returns its
 // exit code. Diagnostics go to stderr, which Hermes appends to the task log.
+// A worker that knows its task appends its start to the ledger first and
+// its exit status last, on every path that returns; one killed by a signal
+// (kill-in-txn, a hang ended by the dispatcher) leaves only its start.
 func Main(args []string, getenv func(string) string, stderr io.Writer) int {
 	// The power-loss fault's writeback helper rides on the worker binary,
 	// which every harness setup already provides (see Writeback).
@@ -120,14 +124,27 @@ func Main(args []string, getenv func(string) string, stderr io.Writer) int {
 	if ledgerPath == "" && inv.dbPath != "" {
 		ledgerPath = filepath.Join(filepath.Dir(inv.dbPath), "kanbanchaos-ledger.jsonl")
 	}
+	record := inv.task != "" && ledgerPath != ""
 	// The start line comes first — even before a bad command line is
 	// refused — so a worker that dies at any later point has been counted.
-	if inv.task != "" && ledgerPath != "" {
+	if record {
 		if err := ledger.Append(ledgerPath, ledger.Entry{Kind: ledger.Start, PID: os.Getpid(), Task: inv.task,
 			Run: inv.run, Profile: inv.profile, Lock: inv.lock, Mono: start}); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos worker:", err)
 		}
 	}
+	code := work(inv, parseErr, ledgerPath, getenv, stderr)
+	if record {
+		if err := ledger.Append(ledgerPath, ledger.Entry{Kind: ledger.Exit, PID: os.Getpid(), Task: inv.task,
+			Run: inv.run, Profile: inv.profile, Lock: inv.lock, Who: "worker", Exit: ledger.ExitCode(code)}); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos worker:", err)
+		}
+	}
+	return code
+}
+
+// work is everything between the start line and the exit line.
+func work(inv invocation, parseErr error, ledgerPath string, getenv func(string) string, stderr io.Writer) int {
 	if parseErr != nil {
 		fmt.Fprintln(stderr, "kanbanchaos worker:", parseErr)
 		return exitUsage

@@ -3,10 +3,15 @@ package fakeworker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -57,6 +62,24 @@ func readLedger(t *testing.T, path string) ledger.History {
 	return h
 }
 
+// wantExit checks that the ledger ends with the worker's exit line: its
+// pid, task, run and profile, Who "worker" and status code.
+func wantExit(t *testing.T, h ledger.History, task string, run int64, profile string, code int) {
+	t.Helper()
+	if len(h.Entries) == 0 {
+		t.Fatalf("empty ledger, want an exit line last")
+	}
+	last := h.Entries[len(h.Entries)-1]
+	got, ok := last.ExitStatus()
+	if !ok || got != code || last.PID != os.Getpid() || last.Task != task || last.Run != run || last.Profile != profile || last.Who != "worker" {
+		t.Errorf("last ledger entry %+v (status %d, %v), want exit %d of pid %d task %s run %d profile %s by worker",
+			last, got, ok, code, os.Getpid(), task, run, profile)
+	}
+	if n := len(h.Exits()); n != 1 {
+		t.Errorf("%d exit lines, want 1", n)
+	}
+}
+
 func run(t *testing.T, args []string, e env) (code int, stderr string) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -80,8 +103,8 @@ func TestExitNowWritesOneStartLineFirst(t *testing.T) {
 		t.Fatalf("exit code %d, want 3 (stderr %q)", code, stderr)
 	}
 	h := readLedger(t, led)
-	if len(h.Entries) != 1 {
-		t.Fatalf("%d ledger entries, want exactly 1: %+v", len(h.Entries), h.Entries)
+	if len(h.Entries) != 2 {
+		t.Fatalf("%d ledger entries, want exactly 2 (start, exit): %+v", len(h.Entries), h.Entries)
 	}
 	got := h.Entries[0]
 	if got.Kind != ledger.Start || got.PID != os.Getpid() || got.Task != "t_0123abcd" || got.Run != 17 || got.Profile != "ghost" {
@@ -89,6 +112,10 @@ func TestExitNowWritesOneStartLineFirst(t *testing.T) {
 	}
 	if got.Mono < before || got.Mono > ledger.MonoNow() || got.Wall <= 0 {
 		t.Errorf("start entry times mono=%d wall=%v, want the time Main started", got.Mono, got.Wall)
+	}
+	wantExit(t, h, "t_0123abcd", 17, "ghost", 3)
+	if exit := h.Entries[1]; exit.Mono < got.Mono || exit.Mono > ledger.MonoNow() {
+		t.Errorf("exit at mono %d, want after the start (%d) and before now", exit.Mono, got.Mono)
 	}
 	if stderr != "" {
 		t.Errorf("stderr %q, want nothing for a clean exit-now", stderr)
@@ -110,13 +137,14 @@ func TestStartLineCarriesEnvironment(t *testing.T) {
 		t.Fatalf("exit code %d, want 0 (stderr %q)", code, stderr)
 	}
 	h := readLedger(t, led)
-	if len(h.Entries) != 1 {
-		t.Fatalf("%d entries, want 1", len(h.Entries))
+	if len(h.Entries) != 2 {
+		t.Fatalf("%d entries, want 2", len(h.Entries))
 	}
 	got := h.Entries[0]
 	if got.Task != "t_000000e1" || got.Profile != "reviewer" || got.Lock != "host:123:abc" || got.Run != 0 {
 		t.Errorf("start entry %+v, want task from HERMES_KANBAN_TASK, profile from HERMES_PROFILE, the claim lock, no run", got)
 	}
+	wantExit(t, h, "t_000000e1", 0, "reviewer", 0) // exit 0 is written, not dropped as a zero value
 }
 
 func TestLedgerDefaultsNextToTheBoard(t *testing.T) {
@@ -129,9 +157,10 @@ func TestLedgerDefaultsNextToTheBoard(t *testing.T) {
 		t.Fatalf("exit code %d, want 1 (stderr %q)", code, stderr)
 	}
 	h := readLedger(t, filepath.Join(dir, "kanbanchaos-ledger.jsonl"))
-	if len(h.Entries) != 1 || h.Entries[0].Task != "t_0000000d" {
-		t.Errorf("ledger next to the board = %+v, want one start for t_0000000d", h.Entries)
+	if len(h.Entries) != 2 || h.Entries[0].Kind != ledger.Start || h.Entries[0].Task != "t_0000000d" {
+		t.Errorf("ledger next to the board = %+v, want a start and an exit for t_0000000d", h.Entries)
 	}
+	wantExit(t, h, "t_0000000d", 0, "ghost", 1)
 	if _, err := os.Stat(filepath.Join(dir, "kanban.db")); err == nil {
 		t.Errorf("exit-now created the board DB")
 	}
@@ -144,6 +173,7 @@ func TestRateLimitedAndNoCompleteExitCodes(t *testing.T) {
 		if code, stderr := run(t, workerArgs("p1", "t_0000000e"), e); code != want {
 			t.Errorf("%s: exit code %d, want %d (stderr %q)", spec, code, want, stderr)
 		}
+		wantExit(t, readLedger(t, filepath.Join(dir, "l.jsonl")), "t_0000000e", 0, "p1", want)
 	}
 }
 
@@ -167,6 +197,14 @@ func TestNotAWorkerCommandLine(t *testing.T) {
 			if !strings.Contains(stderr, "not a Hermes worker command line") {
 				t.Errorf("stderr %q does not say what is wrong", stderr)
 			}
+			// A worker that knows its task is counted and its exit recorded;
+			// one that does not has nothing to record either.
+			h := readLedger(t, filepath.Join(dir, "l.jsonl"))
+			if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "work kanban task ") }) {
+				wantExit(t, h, "t_00000001", 0, "", 64)
+			} else if len(h.Entries) != 0 {
+				t.Errorf("ledger %+v, want nothing from a worker without a task", h.Entries)
+			}
 		})
 	}
 }
@@ -179,6 +217,7 @@ func TestBadRunIDIsUsage(t *testing.T) {
 	if code != 64 || !strings.Contains(stderr, `"seven"`) {
 		t.Errorf("exit %d stderr %q, want 64 naming the bad run id", code, stderr)
 	}
+	wantExit(t, readLedger(t, filepath.Join(dir, "l.jsonl")), "t_00000001", 0, "ghost", 64)
 }
 
 func TestConfigProblemsExit78AfterTheStartLine(t *testing.T) {
@@ -210,9 +249,10 @@ func TestConfigProblemsExit78AfterTheStartLine(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", stderr, tc.want)
 			}
 			h := readLedger(t, led)
-			if len(h.Entries) != 1 || h.Entries[0].Kind != ledger.Start || h.Entries[0].Task != "t_00000078" || h.Entries[0].Run != 5 {
-				t.Errorf("ledger %+v, want the start counted before the config was read", h.Entries)
+			if len(h.Entries) != 2 || h.Entries[0].Kind != ledger.Start || h.Entries[0].Task != "t_00000078" || h.Entries[0].Run != 5 {
+				t.Errorf("ledger %+v, want the start counted before the config was read, then the exit", h.Entries)
 			}
+			wantExit(t, h, "t_00000078", 5, "ghost", 78)
 		})
 	}
 }
@@ -334,6 +374,7 @@ func TestCompleteFinishesTheTask(t *testing.T) {
 	if strings.Join(ops, " ") != "heartbeat completed" {
 		t.Errorf("commits %v, want heartbeat then completed", ops)
 	}
+	wantExit(t, h, s.task, s.run, "coder", 0)
 }
 
 func TestCompleteWithStaleRunFails(t *testing.T) {
@@ -365,6 +406,45 @@ func TestHeartbeatThenCrash(t *testing.T) {
 	status, events := s.inspect(t)
 	if status != kanban.StatusRunning || events[kanban.EventHeartbeat] != 1 || events[kanban.EventCompleted] != 0 {
 		t.Errorf("status %s events %v, want still running after one heartbeat", status, events)
+	}
+	wantExit(t, readLedger(t, s.ledger), s.task, s.run, "coder", 5)
+}
+
+// envKillInTxn makes the test binary play one kill-in-txn worker in
+// TestKillInTxnWritesNoExit's child process.
+const envKillInTxn = "KANBANCHAOS_TEST_KILL_IN_TXN"
+
+// A worker killed by a signal cannot write its exit: kill-in-txn SIGKILLs
+// itself inside a transaction, so its ledger has the start and the commits
+// it saw acknowledged, and no exit line — which is how the oracle tells a
+// killed worker from one that exited.
+func TestKillInTxnWritesNoExit(t *testing.T) {
+	if spec := os.Getenv(envKillInTxn); spec != "" {
+		var e env
+		if err := json.Unmarshal([]byte(spec), &e); err != nil {
+			t.Fatal(err)
+		}
+		Main(workerArgs("coder", e["HERMES_KANBAN_TASK"]), e.get, os.Stderr)
+		t.Fatal("kill-in-txn returned")
+	}
+	s := claimedTask(t)
+	spec, err := json.Marshal(s.env(t, "kill-in-txn", s.run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.Command(os.Args[0], "-test.run=^TestKillInTxnWritesNoExit$")
+	cmd.Env = append(os.Environ(), envKillInTxn+"="+string(spec))
+	out, err := cmd.CombinedOutput()
+	var exitErr *osexec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child: %v, want killed by SIGKILL; output %s", err, out)
+	}
+	h := readLedger(t, s.ledger)
+	if len(h.Starts()[s.task]) != 1 {
+		t.Errorf("ledger %+v, want the start", h.Entries)
+	}
+	if exits := h.Exits(); len(exits) != 0 {
+		t.Errorf("exit lines %+v from a worker killed by a signal", exits)
 	}
 }
 
@@ -405,9 +485,10 @@ func TestSQLiteErrorGoesToTheLedger(t *testing.T) {
 		t.Fatalf("exit code %d, want 1 (stderr %q)", code, stderr)
 	}
 	h := readLedger(t, s.ledger)
-	if len(h.Entries) != 2 || h.Entries[0].Kind != ledger.Start || h.Entries[1].Kind != ledger.SQLiteError {
-		t.Fatalf("ledger %+v, want start then sqlite_error", h.Entries)
+	if len(h.Entries) != 3 || h.Entries[0].Kind != ledger.Start || h.Entries[1].Kind != ledger.SQLiteError {
+		t.Fatalf("ledger %+v, want start, sqlite_error, exit", h.Entries)
 	}
+	wantExit(t, h, s.task, s.run, "coder", 1)
 	got := h.Entries[1]
 	if got.Code&0xff != 26 || got.Task != s.task || got.Run != s.run || got.PID != os.Getpid() || !strings.HasPrefix(got.Message, "connect: ") {
 		t.Errorf("sqlite_error entry %+v, want code 26 for the task and run, message from connect", got)

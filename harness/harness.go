@@ -239,6 +239,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	defer cancelCheck()
 	verdict, err := oracle.Check(checkCtx, oracle.Input{
 		DBPath: board.path, Ledger: hist, Schedule: s,
+		Subject: observability(opt.Subject, hist), Cooldown: settings.CooldownS, Ticks: ph.ticks,
 		RunStartMono: ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
 		Observations: ph.observations, SwapMono: swapMono(ph.injections),
 		PowerCutMono: board.cutMono, DurableCommits: durableCommits(knobs.Connect),
@@ -269,6 +270,24 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		return res, err
 	}
 	return finish(sb, res, opt, logf)
+}
+
+// observability is what the oracle can see the subject do: everything for
+// the reference dispatcher (this process counts its ticks and watches its
+// file descriptors), the ledger records for a Hermes driver, and for an
+// exec subject whatever it wrote to the ledger itself (a dispatcher that
+// writes one record of a kind writes them all).
+func observability(sub Subject, h ledger.History) oracle.Observability {
+	switch {
+	case !sub.External():
+		return oracle.Observability{Name: sub.String(), Ticks: true, Commits: true, Errors: true, FDs: true}
+	case sub.Hermes != "":
+		return oracle.Observability{Name: sub.String(), Ticks: true, Commits: true, Errors: true}
+	}
+	records := slices.ContainsFunc(h.Entries, func(e ledger.Entry) bool {
+		return e.Who != "" && e.Who != "worker" && (e.Kind == ledger.Commit || e.Kind == ledger.Tick)
+	})
+	return oracle.Observability{Name: sub.String(), Errors: records}
 }
 
 // prepare lays out the sandbox: the Hermes home with its profiles, the

@@ -67,9 +67,6 @@ func (st Settings) Line() string {
 
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
-// settingsKind is the ledger entry a driver writes first.
-const settingsKind = ledger.Kind("settings")
-
 // hermesSettingKeys maps the driver's resolved settings to ours.
 var hermesSettingKeys = []struct {
 	key, env, what string
@@ -87,7 +84,7 @@ var hermesSettingKeys = []struct {
 func verifyHermes(st *Settings, h ledger.History, dispatchers int) (unknowns []string) {
 	seen := map[string]bool{}
 	for _, e := range h.Entries {
-		if e.Kind != settingsKind || seen[e.Who] {
+		if e.Kind != ledger.Settings || seen[e.Who] {
 			continue
 		}
 		seen[e.Who] = true

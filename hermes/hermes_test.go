@@ -17,8 +17,9 @@ func TestWholeSecondsNeverHandsHermesAFraction(t *testing.T) {
 		notes                int
 	}{
 		// issue-30896's scale 0.001: 30 ms grace is no grace, 0.9 s TTL is
-		// 1 s, a 0.3 s cooldown stays a cooldown (0 would switch it off).
-		{30 * time.Millisecond, 900 * time.Millisecond, 300 * time.Millisecond, Seconds{CrashGrace: 0, ClaimTTL: 1, Cooldown: 1}, 3},
+		// 1 s, a 0.3 s cooldown stays a cooldown (0 would switch it off)
+		// longer than the 1 s resolution of Hermes' clock.
+		{30 * time.Millisecond, 900 * time.Millisecond, 300 * time.Millisecond, Seconds{CrashGrace: 0, ClaimTTL: 1, Cooldown: 2}, 3},
 		{0, 0, 0, Seconds{CrashGrace: 0, ClaimTTL: 1, Cooldown: 0}, 1},
 		{30 * time.Second, 900 * time.Second, 300 * time.Second, Seconds{CrashGrace: 30, ClaimTTL: 900, Cooldown: 300}, 0},
 		{1600 * time.Millisecond, 2400 * time.Millisecond, 2500 * time.Millisecond, Seconds{CrashGrace: 2, ClaimTTL: 2, Cooldown: 3}, 3},

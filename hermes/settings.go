@@ -31,8 +31,9 @@ type Seconds struct {
 // WholeSeconds rounds the scaled timings to what Hermes accepts: crash
 // grace to the nearest second (0 is allowed: no grace), the claim TTL to at
 // least 1 s (0 would expire every claim at once), the cooldown to the
-// nearest second but never from a positive value down to 0 (0 means no
-// cooldown at all, a different dispatcher).
+// nearest second but never from a positive value below 2 s (0 means no
+// cooldown at all, a different dispatcher; 1 s is below the resolution of
+// Hermes' whole-second clock).
 func WholeSeconds(grace, ttl, cooldown time.Duration) Seconds {
 	var s Seconds
 	round := func(name string, d time.Duration, min int) int {
@@ -47,7 +48,10 @@ func WholeSeconds(grace, ttl, cooldown time.Duration) Seconds {
 	}
 	s.CrashGrace = round("crash grace", grace, 0)
 	s.ClaimTTL = round("claim TTL", ttl, 1)
-	s.Cooldown = round("rate-limit cooldown", cooldown, 1)
+	// Hermes stamps times in whole seconds, so a 1 s cooldown can end a few
+	// ms after it began: a positive cooldown is at least 2 s, long enough
+	// for a respawn inside it to be told from one after it.
+	s.Cooldown = round("rate-limit cooldown", cooldown, 2)
 	return s
 }
 

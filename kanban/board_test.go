@@ -880,7 +880,7 @@ func TestRecomputeReady(t *testing.T) {
 		t.Errorf("after unblocked: promoted %v, %v; want [%s]", promoted, err, sticky)
 	}
 
-	// Hermes v0.14: every blocked task with done parents is promoted.
+	// Hermes v0.15: every non-sticky blocked task with done parents is promoted.
 	promoted, err = b.RecomputeReady(ctx, kanban.RecomputePolicy{RepromoteTripped: true})
 	if err != nil {
 		t.Fatal(err)
@@ -905,7 +905,7 @@ func TestRecomputeReady(t *testing.T) {
 	}
 }
 
-func TestRecomputeReadyStickyBlockEvenWithRepromoteOff(t *testing.T) {
+func TestRecomputeReadyNeverPromotesStickyBlock(t *testing.T) {
 	ctx := context.Background()
 	b := openBoard(t)
 	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w", MaxRetries: 10})
@@ -915,8 +915,9 @@ func TestRecomputeReadyStickyBlockEvenWithRepromoteOff(t *testing.T) {
 	if promoted, err := b.RecomputeReady(ctx, kanban.RecomputePolicy{}); err != nil || len(promoted) != 0 {
 		t.Errorf("sticky block promoted: %v, %v", promoted, err)
 	}
-	if promoted, err := b.RecomputeReady(ctx, kanban.RecomputePolicy{RepromoteTripped: true}); err != nil || !slices.Equal(promoted, []string{id}) {
-		t.Errorf("RepromoteTripped=true promoted %v, %v; want [%s]", promoted, err, id)
+	// No release re-promotes a sticky block, not even v0.15 (_has_sticky_block).
+	if promoted, err := b.RecomputeReady(ctx, kanban.RecomputePolicy{RepromoteTripped: true}); err != nil || len(promoted) != 0 {
+		t.Errorf("RepromoteTripped=true promoted %v, %v; want nothing (sticky)", promoted, err)
 	}
 }
 
@@ -1308,5 +1309,104 @@ func TestLastFailureErrorStaysValidUTF8(t *testing.T) {
 	got := task(t, b, id)["last_failure_error"].(string)
 	if !utf8.ValidString(got) || len(got) > 500 || !strings.HasPrefix(msg, got) {
 		t.Errorf("last_failure_error is %d bytes, valid UTF-8 %v; want a rune-aligned prefix of at most 500 bytes", len(got), utf8.ValidString(got))
+	}
+}
+
+// TestRecomputeReadyTodoOnly is Hermes v0.14.0: recompute_ready looks at
+// todo rows only, so a breaker block below any limit still holds.
+func TestRecomputeReadyTodoOnly(t *testing.T) {
+	ctx := context.Background()
+	b := openBoard(t)
+	below := create(t, b, kanban.NewTask{Title: "below", Assignee: "w"})
+	if f, err := b.RecordTaskFailure(ctx, below, kanban.OutcomeCrashed, "boom", 1); err != nil || !f.Tripped {
+		t.Fatalf("RecordTaskFailure = %+v, %v", f, err)
+	}
+	todo := create(t, b, kanban.NewTask{Title: "todo", Assignee: "w"})
+	if _, err := b.DB().Exec(`UPDATE tasks SET status='todo' WHERE id=?`, todo); err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := b.RecomputeReady(ctx, kanban.RecomputePolicy{TodoOnly: true, RepromoteTripped: true, FailureLimit: 5})
+	if err != nil || !slices.Equal(promoted, []string{todo}) {
+		t.Fatalf("TodoOnly promoted %v, %v; want only [%s]", promoted, err, todo)
+	}
+	if got := task(t, b, below)["status"]; got != kanban.StatusBlocked {
+		t.Errorf("tripped task is %v, want still blocked", got)
+	}
+}
+
+// TestRecomputeReadyResetCounter is Hermes v0.15.x: the re-promotion also
+// zeroes consecutive_failures, so the next crash never reaches the limit.
+func TestRecomputeReadyResetCounter(t *testing.T) {
+	ctx := context.Background()
+	b := openBoard(t)
+	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w"})
+	for range 2 {
+		if _, err := b.RecordTaskFailure(ctx, id, kanban.OutcomeCrashed, "boom", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promoted, err := b.RecomputeReady(ctx, kanban.RecomputePolicy{RepromoteTripped: true, ResetCounter: true})
+	if err != nil || !slices.Equal(promoted, []string{id}) {
+		t.Fatalf("promoted %v, %v", promoted, err)
+	}
+	if tk := task(t, b, id); tk["status"] != kanban.StatusReady || asInt(t, tk["consecutive_failures"]) != 0 {
+		t.Errorf("after a resetting re-promotion: %v; want ready, counter 0", tk)
+	}
+	if f, err := b.RecordTaskFailure(ctx, id, kanban.OutcomeCrashed, "boom", 0); err != nil || f.Tripped || f.Failures != 1 {
+		t.Errorf("next failure = %+v, %v; want 1, not tripped", f, err)
+	}
+}
+
+// TestProtocolViolationStreak is v0.19's rule: exit 0 is requeued without
+// counting until the third violation in a row, which forces a trip that adds
+// one to the counter; the fourth trips again (counter 2).
+func TestProtocolViolationStreak(t *testing.T) {
+	ctx := context.Background()
+	for _, atomic := range []bool{true, false} {
+		t.Run(fmt.Sprint("atomic=", atomic), func(t *testing.T) {
+			b := openBoard(t)
+			id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w"})
+			for i := 1; i <= 4; i++ {
+				run := claim(t, b, id, "L")
+				if err := b.SetWorkerPID(ctx, id, run, 4000+i); err != nil {
+					t.Fatal(err)
+				}
+				c := kanban.Crash{Task: id, RunID: run, PID: 4000 + i, Lock: "L", Outcome: kanban.OutcomeProtocol,
+					Error: "exit 0", Count: true, Limit: 1, Streak: 3}
+				out, err := b.ReclaimCrashed(ctx, []kanban.Crash{c}, atomic)
+				if err != nil || len(out) != 1 {
+					t.Fatalf("violation %d: ReclaimCrashed = %+v, %v", i, out, err)
+				}
+				f := out[0].Failure
+				if !atomic {
+					if f, err = b.RecordCrashFailure(ctx, c); err != nil {
+						t.Fatal(err)
+					}
+				}
+				wantFails := map[int]int64{1: 0, 2: 0, 3: 1, 4: 2}[i]
+				if tripped := f != nil && f.Tripped; tripped != (i >= 3) {
+					t.Fatalf("violation %d: failure %+v; want a trip from the 3rd on", i, f)
+				}
+				if got := asInt(t, task(t, b, id)["consecutive_failures"]); got != wantFails {
+					t.Fatalf("violation %d: counter %d, want %d", i, got, wantFails)
+				}
+				if _, err := b.DB().Exec(`UPDATE tasks SET status='ready' WHERE id=?`, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestRespawnGuarded(t *testing.T) {
+	b := openBoard(t)
+	id := create(t, b, kanban.NewTask{Title: "x", Assignee: "w"})
+	for range 2 {
+		if err := b.RespawnGuarded(context.Background(), id, "rate_limit_cooldown"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, b, `SELECT count(*) FROM task_events WHERE task_id=? AND kind=?`, id, kanban.EventRespawnGuarded); n != 2 {
+		t.Errorf("%d respawn_guarded events, want one per call", n)
 	}
 }

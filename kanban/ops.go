@@ -148,16 +148,82 @@ const DefaultFailureLimit = 2
 func (b *Board) RecordTaskFailure(ctx context.Context, id, outcome, errMsg string, limit int) (Failure, error) {
 	var f Failure
 	err := b.write(ctx, "record_failure", id, func(tx *sql.Tx) (err error) {
-		f, err = b.recordFailure(ctx, tx, id, 0, outcome, errMsg, limit)
+		f, err = b.recordFailure(ctx, tx, id, 0, outcome, errMsg, limit, false)
 		return err
 	})
 	return f, wrap("record failure of "+id, err)
 }
 
-// recordFailure increments the counter and trips the breaker at the limit.
-// With spawnRun > 0 (the spawn path) it also releases the claim and closes
-// that run, as _record_spawn_failure does.
-func (b *Board) recordFailure(ctx context.Context, tx *sql.Tx, id string, spawnRun int64, outcome, errMsg string, limit int) (Failure, error) {
+// RecordCrashFailure is the crash path's _record_task_failure for one
+// reclaimed crash, in its own transaction (the non-atomic path): c.Limit as
+// in RecordTaskFailure, and with c.Streak > 0 a protocol violation is first
+// held to the streak rule (see Crash.Streak). It returns nil when nothing
+// was counted.
+func (b *Board) RecordCrashFailure(ctx context.Context, c Crash) (*Failure, error) {
+	var f *Failure
+	err := b.write(ctx, "record_failure", c.Task, func(tx *sql.Tx) (err error) {
+		f, err = b.crashFailure(ctx, tx, c)
+		return err
+	})
+	return f, wrap("record failure of "+c.Task, err)
+}
+
+// crashFailure counts one crash: with the protocol-violation streak rule
+// (v0.19's _protocol_violation_streak) a violation is requeued uncounted
+// while the trailing violations number fewer than max_retries ?? c.Streak,
+// and at that streak the breaker is forced to trip (the counter still goes
+// up by one only).
+func (b *Board) crashFailure(ctx context.Context, tx *sql.Tx, c Crash) (*Failure, error) {
+	if c.Outcome != OutcomeProtocol || c.Streak <= 0 {
+		f, err := b.recordFailure(ctx, tx, c.Task, 0, c.Outcome, c.Error, c.Limit, false)
+		return &f, err
+	}
+	var maxRetries sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max_retries FROM tasks WHERE id=?`, c.Task).Scan(&maxRetries); err != nil {
+		return nil, err
+	}
+	limit := c.Streak
+	if maxRetries.Valid && maxRetries.Int64 > 0 {
+		limit = int(maxRetries.Int64)
+	}
+	streak, err := protocolStreak(ctx, tx, c.Task)
+	if err != nil || streak < limit {
+		return nil, err
+	}
+	f, err := b.recordFailure(ctx, tx, c.Task, 0, c.Outcome, c.Error, limit, true)
+	return &f, err
+}
+
+// protocolStreak counts the task's trailing ended runs booked
+// protocol_violation, skipping rate_limited ones.
+func protocolStreak(ctx context.Context, tx *sql.Tx, id string) (int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT COALESCE(outcome,'') FROM task_runs WHERE task_id=? AND ended_at IS NOT NULL ORDER BY id DESC`, id)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var outcome string
+		if err := rows.Scan(&outcome); err != nil {
+			return 0, err
+		}
+		if outcome == OutcomeRateLimited {
+			continue
+		}
+		if outcome != OutcomeProtocol {
+			break
+		}
+		n++
+	}
+	return n, rows.Err()
+}
+
+// recordFailure increments the counter and trips the breaker at the limit
+// (always, with force: v0.19's force_trip). With spawnRun > 0 (the spawn
+// path) it also releases the claim and closes that run, as
+// _record_spawn_failure does.
+func (b *Board) recordFailure(ctx context.Context, tx *sql.Tx, id string, spawnRun int64, outcome, errMsg string, limit int, force bool) (Failure, error) {
 	f := Failure{Task: id}
 	var maxRetries sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT consecutive_failures, max_retries FROM tasks WHERE id=?`, id).Scan(&f.Failures, &maxRetries); err != nil {
@@ -172,7 +238,10 @@ func (b *Board) recordFailure(ctx context.Context, tx *sql.Tx, id string, spawnR
 	default:
 		f.Limit, f.Source = DefaultFailureLimit, "default"
 	}
-	f.Tripped = f.Failures >= f.Limit
+	if force {
+		f.Limit, f.Source = limit, "protocol_violation_streak"
+	}
+	f.Tripped = force || f.Failures >= f.Limit
 	now := b.now()
 	errMsg = truncate(errMsg, 500)
 	if spawnRun > 0 {
@@ -213,7 +282,7 @@ func (b *Board) RecordSpawnFailure(ctx context.Context, id string, run int64, er
 		if err := b.event(ctx, tx, id, run, EventSpawnFailed, map[string]any{"error": truncate(errMsg, 500)}); err != nil {
 			return err
 		}
-		f, err = b.recordFailure(ctx, tx, id, run, OutcomeSpawnFailed, errMsg, limit)
+		f, err = b.recordFailure(ctx, tx, id, run, OutcomeSpawnFailed, errMsg, limit, false)
 		return err
 	})
 	return f, wrap("record spawn failure of "+id, err)
@@ -267,12 +336,20 @@ type Crash struct {
 	// the limit to apply (0: the default), when it is recorded atomically.
 	Count bool
 	Limit int
+	// Streak > 0 applies v0.19's protocol-violation streak rule to an
+	// OutcomeProtocol crash: requeued without counting until that many
+	// trailing runs (max_retries, if set) were violations, then a forced
+	// trip. 0: the violation counts at Limit like any crash.
+	Streak int
 }
 
 // Reclaimed is what happened to one Crash.
 type Reclaimed struct {
 	Crash
 	Failure *Failure // set when the failure was recorded in the same transaction
+	// Recorded says the failure was dealt with in the same transaction
+	// (Failure is nil if the streak rule requeued it uncounted).
+	Recorded bool
 }
 
 // ReclaimCrashed is the write half of detect_crashed_workers: in one
@@ -309,11 +386,11 @@ func (b *Board) ReclaimCrashed(ctx context.Context, crashes []Crash, atomic bool
 			}
 			r := Reclaimed{Crash: c}
 			if atomic && c.Count {
-				f, err := b.recordFailure(ctx, tx, c.Task, 0, c.Outcome, c.Error, c.Limit)
+				f, err := b.crashFailure(ctx, tx, c)
 				if err != nil {
 					return err
 				}
-				r.Failure = &f
+				r.Failure, r.Recorded = f, true
 			}
 			out = append(out, r)
 		}
@@ -367,7 +444,7 @@ func (b *Board) ReleaseClaim(ctx context.Context, id, lock, outcome, errMsg stri
 		}
 		released = true
 		if count {
-			ff, err := b.recordFailure(ctx, tx, id, 0, outcome, errMsg, limit)
+			ff, err := b.recordFailure(ctx, tx, id, 0, outcome, errMsg, limit, false)
 			if err != nil {
 				return err
 			}
@@ -380,12 +457,19 @@ func (b *Board) ReleaseClaim(ctx context.Context, id, lock, outcome, errMsg stri
 
 // RecomputePolicy says which blocked tasks recompute_ready may promote.
 type RecomputePolicy struct {
-	// RepromoteTripped promotes every blocked task whose parents are done,
-	// breaker-tripped ones included (Hermes v0.14, the #30417 loop). Off: a
-	// sticky block (latest blocked/unblocked event is `blocked`) and a task
-	// at or over its limit stay blocked.
+	// A sticky block (latest blocked/unblocked event is `blocked`) always
+	// stays blocked. RepromoteTripped promotes every other blocked task
+	// whose parents are done, breaker-tripped ones at or over their limit
+	// included (Hermes v0.15.x, the #30417 loop). Off: a task at or over its
+	// limit stays blocked (v0.16+, #35072).
 	RepromoteTripped bool
 	FailureLimit     int // configured limit for the at-limit check; 0 = default
+	// TodoOnly promotes todo tasks only: no blocked task is ever promoted,
+	// so a breaker block holds (Hermes v0.14.0).
+	TodoOnly bool
+	// ResetCounter sets consecutive_failures to 0 on every blocked task it
+	// promotes (Hermes v0.15.x: with RepromoteTripped, an unbounded loop).
+	ResetCounter bool
 }
 
 // RecomputeReady promotes todo and blocked tasks whose parents are all done
@@ -420,14 +504,22 @@ func (b *Board) RecomputeReady(ctx context.Context, p RecomputePolicy) ([]string
 			return err
 		}
 		for _, c := range cands {
-			if c.status == StatusBlocked && !p.RepromoteTripped {
-				limit := EffectiveLimit(c.maxRetries, p.FailureLimit)
-				if c.lastBlock == EventBlocked || c.failures >= limit {
-					continue
-				}
+			if c.status == StatusBlocked && p.TodoOnly {
+				continue
+			}
+			if c.status == StatusBlocked && c.lastBlock == EventBlocked {
+				continue // sticky: no release re-promotes it (_has_sticky_block)
+			}
+			if c.status == StatusBlocked && !p.RepromoteTripped && c.failures >= EffectiveLimit(c.maxRetries, p.FailureLimit) {
+				continue
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET status='ready' WHERE id=? AND status=?`, c.id, c.status); err != nil {
 				return err
+			}
+			if c.status == StatusBlocked && p.ResetCounter {
+				if _, err := tx.ExecContext(ctx, `UPDATE tasks SET consecutive_failures=0 WHERE id=?`, c.id); err != nil {
+					return err
+				}
 			}
 			if err := b.event(ctx, tx, c.id, 0, EventPromoted, map[string]any{"from": c.status}); err != nil {
 				return err
@@ -437,6 +529,15 @@ func (b *Board) RecomputeReady(ctx context.Context, p RecomputePolicy) ([]string
 		return nil
 	})
 	return promoted, wrap("recompute ready", err)
+}
+
+// RespawnGuarded records that check_respawn_guard held a ready task back
+// this tick (one transaction and one event per task per tick, as v0.16+
+// does: no dedupe).
+func (b *Board) RespawnGuarded(ctx context.Context, id, reason string) error {
+	return wrap("respawn guard of "+id, b.write(ctx, "respawn_guarded", id, func(tx *sql.Tx) error {
+		return b.event(ctx, tx, id, 0, EventRespawnGuarded, map[string]any{"reason": reason})
+	}))
 }
 
 // EffectiveLimit resolves max_retries, else the configured limit, else 2.

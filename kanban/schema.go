@@ -131,6 +131,9 @@ const (
 	EventUnblocked         = "unblocked"
 	EventCompleted         = "completed"
 	EventCommented         = "commented"
+	// EventRespawnGuarded is written on every tick a ready task is held back
+	// by check_respawn_guard (v0.16+: the rate-limit cooldown).
+	EventRespawnGuarded = "respawn_guarded"
 )
 
 // Run outcomes (Hermes vocabulary).

@@ -1,7 +1,12 @@
 // Package ledger is the append-only history that every process of a run
-// writes: each worker start, and each SQLite error a process saw. The oracle
-// counts spawns from it, so the count never depends on the board DB that may
-// itself be wrong or corrupt.
+// writes: each worker start and exit, each acknowledged commit, each SQLite
+// error a process saw, and each dispatcher tick. The oracle counts spawns
+// from it, so the count never depends on the board DB that may itself be
+// wrong or corrupt.
+//
+// The schema is plain JSON with the field names below: processes that are
+// not ours (the Python driver of a real Hermes dispatcher) write the same
+// lines.
 //
 // One entry is one JSON line written with a single O_APPEND write(2), so
 // concurrent writers never interleave and a process killed at any moment
@@ -31,8 +36,32 @@ const (
 	SQLiteError Kind = "sqlite_error"
 	// Commit is written after a COMMIT returned: what the transaction wrote.
 	// The oracle requires every acknowledged write to be in the final DB.
+	// A dispatcher's commit may carry its Board.
 	Commit Kind = "commit"
+	// Exit is written by a worker right before it exits, on every path that
+	// knows its task: Exit holds the exit status (a pointer, so that 0 is
+	// written too). A worker killed by a signal writes none. The oracle
+	// reads the workers' own exit codes from it, whatever the dispatcher
+	// booked them as: exit 75 must never count toward the breaker, exit 0
+	// without completing spends the protocol budget.
+	Exit Kind = "exit"
+	// Tick is written by a dispatcher (Who = its name, e.g. "d1") after
+	// every tick — one that writes tick entries writes one for each of its
+	// ticks, so the oracle times its progress from them. Began is when the
+	// tick started and Mono when it ended (both CLOCK_MONOTONIC), Board the
+	// board slug, Op "skipped_locked" when the tick was skipped because
+	// another dispatcher held the dispatch lock, and Message the error text
+	// when the tick raised (empty otherwise).
+	Tick Kind = "tick"
+	// Settings is written once by a dispatcher at its start: Message holds a
+	// JSON object of the settings it actually runs with (tick interval,
+	// failure limit, cooldown …), for people reading the ledger.
+	Settings Kind = "settings"
 )
+
+// SkippedLocked is a Tick entry's Op when the tick did nothing because
+// another dispatcher held the board's dispatch lock.
+const SkippedLocked = "skipped_locked"
 
 // Entry is one line of the ledger.
 type Entry struct {
@@ -42,17 +71,34 @@ type Entry struct {
 	Run     int64   `json:"run,omitempty"`
 	Profile string  `json:"profile,omitempty"`
 	Lock    string  `json:"claim_lock,omitempty"`
-	Mono    int64   `json:"mono_ns"` // CLOCK_MONOTONIC: comparable across processes of one boot
-	Wall    float64 `json:"wall"`    // Unix seconds, to line entries up with DB timestamps
-	Code    int     `json:"code,omitempty"`
-	Message string  `json:"msg,omitempty"`
+	Mono    int64   `json:"mono_ns"`        // CLOCK_MONOTONIC: comparable across processes of one boot
+	Wall    float64 `json:"wall"`           // Unix seconds, to line entries up with DB timestamps
+	Code    int     `json:"code,omitempty"` // SQLiteError: the extended result code
+	// Exit entries: the worker's exit status. A pointer because Code's
+	// omitempty would drop the most common status, 0.
+	Exit    *int   `json:"exit,omitempty"`
+	Message string `json:"msg,omitempty"`
 	// Who wrote it: "worker", or the dispatcher's name ("d1").
 	Who string `json:"who,omitempty"`
+	// Board is the board slug a dispatcher's tick (or commit) was for.
+	Board string `json:"board,omitempty"`
 	// Commit entries: the operation and the rows it inserted.
 	Op       string  `json:"op,omitempty"`
-	Began    int64   `json:"began_ns,omitempty"` // when the transaction began (CLOCK_MONOTONIC)
+	Began    int64   `json:"began_ns,omitempty"` // when the transaction (a Tick: the tick) began (CLOCK_MONOTONIC)
 	Events   []int64 `json:"events,omitempty"`
 	Comments []int64 `json:"comments,omitempty"`
+}
+
+// ExitCode is the Exit field for status n.
+func ExitCode(n int) *int { return &n }
+
+// ExitStatus is an Exit entry's status; ok is false for other entries and
+// for an exit entry without a status.
+func (e Entry) ExitStatus() (code int, ok bool) {
+	if e.Kind != Exit || e.Exit == nil {
+		return 0, false
+	}
+	return *e.Exit, true
 }
 
 // MonoNow reads CLOCK_MONOTONIC. Go's own monotonic clock is private to a
@@ -151,6 +197,29 @@ func (h History) Starts() map[string][]Entry {
 	for _, e := range h.Entries {
 		if e.Kind == Start {
 			out[e.Task] = append(out[e.Task], e)
+		}
+	}
+	return out
+}
+
+// Exits returns the worker-exit entries, in ledger order.
+func (h History) Exits() []Entry { return h.kind(Exit) }
+
+// Ticks returns the dispatchers' tick entries per dispatcher (Who), in
+// ledger order.
+func (h History) Ticks() map[string][]Entry {
+	out := map[string][]Entry{}
+	for _, e := range h.kind(Tick) {
+		out[e.Who] = append(out[e.Who], e)
+	}
+	return out
+}
+
+func (h History) kind(k Kind) []Entry {
+	var out []Entry
+	for _, e := range h.Entries {
+		if e.Kind == k {
+			out = append(out, e)
 		}
 	}
 	return out

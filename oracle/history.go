@@ -47,13 +47,14 @@ var resetKinds = []string{kanban.EventCompleted, kanban.EventUnblocked, "assigne
 type histRun struct {
 	id, pid         int64
 	task, outcome   string
+	err             string // task_runs.error: what the dispatcher said of the run's end
 	started, ended  float64
 	isEnded, hasPID bool
 }
 
 func readRuns(ctx context.Context, db *sql.DB) (map[int64]histRun, error) {
 	rows, err := db.QueryContext(ctx, `SELECT id, task_id, COALESCE(outcome,''), started_at, COALESCE(ended_at,0), ended_at IS NOT NULL,
-		COALESCE(worker_pid,0), worker_pid IS NOT NULL FROM task_runs`)
+		COALESCE(worker_pid,0), worker_pid IS NOT NULL, COALESCE(error,'') FROM task_runs`)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func readRuns(ctx context.Context, db *sql.DB) (map[int64]histRun, error) {
 	out := map[int64]histRun{}
 	for rows.Next() {
 		var r histRun
-		if err := rows.Scan(&r.id, &r.task, &r.outcome, &r.started, &r.ended, &r.isEnded, &r.pid, &r.hasPID); err != nil {
+		if err := rows.Scan(&r.id, &r.task, &r.outcome, &r.started, &r.ended, &r.isEnded, &r.pid, &r.hasPID, &r.err); err != nil {
 			return nil, err
 		}
 		out[r.id] = r
@@ -102,7 +103,9 @@ func configuredLimits(configured int) limitFunc {
 }
 
 // checkRateLimit: no gave_up is triggered by a rate-limited run, and no run
-// of a task starts sooner than cooldown after its rate-limited run ended.
+// of a task starts sooner than cooldown after its rate-limited run ended —
+// as the board books it, and as the workers' own exit codes in the ledger
+// say (exits.go), whatever the board booked them as.
 func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, cooldown float64) {
 	ids := slices.Sorted(maps.Keys(runs))
 	next := map[string]histRun{} // per task, the run after the one at hand
@@ -133,10 +136,6 @@ func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, co
 				Evidence: map[string]any{"gave_up_event": e.id}})
 		}
 	}
-	if !seen {
-		return
-	}
-	v.Checked = append(v.Checked, RateLimit)
 	// One violation per task: the first (the list was built newest first).
 	slices.Reverse(late)
 	reported := map[string]bool{}
@@ -145,6 +144,18 @@ func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, co
 			reported[x.Task] = true
 			v.Violations = append(v.Violations, x)
 		}
+	}
+	if checkRateLimitedExits(v, in, s, runs, cooldown) {
+		seen = true
+	}
+	if seen {
+		v.check(RateLimit)
+		return
+	}
+	if len(in.Ledger.Entries) > 0 {
+		v.skip(RateLimit, "no worker exited 75 (rate limited), and no run is booked rate_limited")
+	} else {
+		v.skip(RateLimit, "no run on the board is booked rate_limited (exit 75)")
 	}
 }
 
@@ -174,7 +185,8 @@ func overLimit(events []eventRow, counts func(eventRow) bool, limit int) (peak i
 }
 
 // checkProtocolBudget holds protocol violations per task between resets to
-// the task's effective limit.
+// the task's effective limit — as booked on the board, and as the workers'
+// own exits in the ledger say (exits.go).
 func checkProtocolBudget(v *Verdict, in Input, s snapshot, limits limitFunc) {
 	seen := false
 	for _, t := range s.tasks {
@@ -190,15 +202,32 @@ func checkProtocolBudget(v *Verdict, in Input, s snapshot, limits limitFunc) {
 				peak, limit, source, limit+1, in.when(over.at)),
 			Evidence: map[string]any{"limit": limit, "limit_source": source, "protocol_violation_events": window}})
 	}
+	if checkQuitExits(v, in, s, limits) {
+		seen = true
+	}
 	if seen {
-		v.Checked = append(v.Checked, ProtocolBudget)
+		v.check(ProtocolBudget)
+		return
+	}
+	if len(in.Ledger.Entries) > 0 {
+		v.skip(ProtocolBudget, "no worker exited 0 without completing, and no run is booked protocol_violation")
+	} else {
+		v.skip(ProtocolBudget, "no run on the board is booked protocol_violation (exit 0 without completing)")
 	}
 }
 
 // checkSpawnHistory counts, per task, runs whose worker was spawned (a
 // spawned event) between counter resets, rate-limited runs excepted.
 func checkSpawnHistory(v *Verdict, in Input, s snapshot, runs map[int64]histRun, limits limitFunc) {
-	v.Checked = append(v.Checked, SpawnLimit)
+	spawned := false
+	for _, es := range s.events {
+		spawned = spawned || slices.ContainsFunc(es, func(e eventRow) bool { return e.kind == kanban.EventSpawned })
+	}
+	if !spawned {
+		v.skip(SpawnLimit, "no spawned event on the board: no worker to count")
+		return
+	}
+	v.check(SpawnLimit)
 	for _, t := range s.tasks {
 		limit, source := limits(t)
 		counts := func(e eventRow) bool {
@@ -226,7 +255,13 @@ var unattendedOutcomes = []string{kanban.OutcomeReclaimed, kanban.OutcomeStale, 
 // _set_worker_pid commit came after the worker's (a live board shows that
 // race for a moment), so those are not counted.
 func checkUnrecordedWorkers(v *Verdict, in Input, s snapshot, runs map[int64]histRun) {
-	v.Checked = append(v.Checked, UnrecordedWorkers)
+	if !slices.ContainsFunc(slices.Collect(maps.Values(runs)), func(r histRun) bool {
+		return r.isEnded && slices.Contains(unattendedOutcomes, r.outcome)
+	}) {
+		v.skip(UnrecordedWorkers, "no run ended for want of news from its worker (reclaimed, stale, timed out)")
+		return
+	}
+	v.check(UnrecordedWorkers)
 	recorded := map[int64]bool{}
 	for _, es := range s.events {
 		for _, e := range es {
@@ -260,8 +295,13 @@ func (in Input) when(wall float64) string {
 	return time.Unix(0, int64(wall*1e9)).UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// cooldownOf is the rate-limit cooldown a run used: Hermes' 300 s, scaled.
-func cooldownOf(s schedule.Schedule) float64 {
+// cooldownOf is the rate-limit cooldown a run used: what the subject ran
+// with when the harness says, else Hermes' 300 s, scaled.
+func cooldownOf(in Input) float64 {
+	if in.Cooldown > 0 {
+		return in.Cooldown
+	}
+	s := in.Schedule
 	if s.TimeScale > 0 {
 		return DefaultCooldown.Seconds() * s.TimeScale
 	}
@@ -275,7 +315,7 @@ func checkRunHistory(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 	if err != nil {
 		return err
 	}
-	checkRateLimit(v, in, s, runs, cooldownOf(in.Schedule))
+	checkRateLimit(v, in, s, runs, cooldownOf(in))
 	checkProtocolBudget(v, in, s, scheduleLimits(in.Schedule))
 	return nil
 }
@@ -329,11 +369,19 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 		if v, err = Check(ctx, in); err != nil {
 			return v, sum, err
 		}
-		limits, cooldown = scheduleLimits(in.Schedule), cooldownOf(in.Schedule)
+		limits, cooldown = scheduleLimits(in.Schedule), cooldownOf(in)
 	} else {
 		v = Verdict{Spawns: map[string]int{}}
 	}
 	defer v.settle()
+	why := "" // what kept the invariants still undecided at a return from being checked
+	defer func() {
+		all := []string{SpawnLimit, UnrecordedWorkers}
+		if o.Run == nil {
+			all = AuditInvariants()
+		}
+		v.undecided(all, why)
+	}()
 	db, err := openReadWrite(path)
 	if err != nil {
 		return v, sum, err
@@ -343,6 +391,7 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 	if err != nil {
 		if kanban.IsCorrupt(err) && o.Run == nil {
 			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the schema failed: " + err.Error()})
+			why = "reading the board's schema failed: it cannot be trusted"
 			return v, sum, nil
 		}
 		return v, sum, fmt.Errorf("oracle: audit %s: %w", path, err)
@@ -351,11 +400,17 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 		return v, sum, ErrNotABoard
 	}
 	if o.Run == nil {
-		v.Checked = append(v.Checked, Integrity)
+		v.check(Integrity)
 		if !checkIntegrity(ctx, &v, db) {
-			return v, sum, nil // the tables of a corrupt DB cannot be trusted
+			why = "the board failed integrity_check: its tables cannot be trusted"
+			if !slices.Contains(v.Failed(), Integrity) {
+				why = "integrity_check could not run"
+				v.skip(Integrity, why)
+			}
+			return v, sum, nil
 		}
 	} else if slices.Contains(v.Failed(), Integrity) {
+		why = "the board failed integrity_check: its tables cannot be trusted"
 		return v, sum, nil
 	}
 	s, err := readSnapshot(ctx, db)
@@ -367,12 +422,12 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 	if err != nil {
 		if kanban.IsCorrupt(err) {
 			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the board failed: " + err.Error()})
+			why = "reading the board's tables failed: they cannot be trusted"
 			return v, sum, nil
 		}
 		return v, sum, fmt.Errorf("oracle: audit %s: %w", path, err)
 	}
 	if o.Run == nil {
-		v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping)
 		checkBreaker(&v, in, s)
 		checkBookkeeping(&v, s)
 		checkRateLimit(&v, in, s, runs, cooldown)
@@ -381,6 +436,13 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 	checkSpawnHistory(&v, in, s, runs, limits)
 	checkUnrecordedWorkers(&v, in, s, runs)
 	return v, sum, nil
+}
+
+// AuditInvariants lists what Audit decides for a board without a run; with
+// a run (AuditOptions.Run) it decides RunInvariants, SpawnLimit and
+// UnrecordedWorkers.
+func AuditInvariants() []string {
+	return []string{Integrity, BreakerHolds, RunBookkeeping, RateLimit, ProtocolBudget, SpawnLimit, UnrecordedWorkers}
 }
 
 func summarize(s snapshot) BoardSummary {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,10 +61,32 @@ func TestAuditHealthyBoardPasses(t *testing.T) {
 	if sum.Tasks != 1 || sum.Runs != 2 || sum.Status["done"] != 1 {
 		t.Errorf("summary %+v, want 1 task (done), 2 runs", sum)
 	}
-	for _, inv := range []string{Integrity, SpawnLimit, BreakerHolds, RunBookkeeping, UnrecordedWorkers} {
-		if !strings.Contains(strings.Join(v.Checked, ","), inv) {
-			t.Errorf("checked %v lacks %s", v.Checked, inv)
-		}
+	if held := v.Held(); !slices.Equal(held, []string{Integrity, RunBookkeeping, SpawnLimit}) {
+		t.Errorf("held %q, want integrity, run-bookkeeping, spawn-limit", held)
+	}
+	// Nothing tripped, nothing was rate limited, nothing quit or went
+	// unattended: those are not checked, with why — never held.
+	var skipped []string
+	for _, x := range v.NotChecked {
+		skipped = append(skipped, x.Invariant+": "+x.Why)
+	}
+	want := []string{
+		"breaker-holds: no task's breaker tripped (no gave_up event on the board)",
+		"rate-limit: no run on the board is booked rate_limited (exit 75)",
+		"protocol-budget: no run on the board is booked protocol_violation (exit 0 without completing)",
+		"unrecorded-workers: no run ended for want of news from its worker (reclaimed, stale, timed out)",
+	}
+	if !slices.Equal(skipped, want) {
+		t.Errorf("not checked:\n%s\nwant:\n%s", strings.Join(skipped, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A board whose breaker tripped and held has breaker-holds checked.
+	b, path = trippedBoard(t, "t_0000beef")
+	closeBoard(t, b)
+	v, _ = audit(t, path, AuditOptions{})
+	wantStatus(t, v, Pass)
+	if !slices.Contains(v.Held(), BreakerHolds) {
+		t.Errorf("held %q lacks breaker-holds after a trip that held", v.Held())
 	}
 }
 
@@ -208,12 +231,20 @@ func TestRoutingMisrouteFails(t *testing.T) {
 	closeBoard(t, b)
 	s := schedule.Schedule{TimeScale: 1, Tasks: []schedule.Task{{ID: "t_30678000", Assignee: "router"}},
 		Profiles: []schedule.Profile{{Name: "router", Worker: mustBehaviour(t, "create-on-board:other")}}}
-	v := check(t, Input{DBPath: path, Schedule: s})
+	// Its worker started, and completed its own task.
+	h := ledger.History{Entries: []ledger.Entry{start("t_30678000", 0, 7, 1),
+		{Kind: ledger.Commit, Who: "worker", PID: 7, Op: kanban.EventCompleted, Task: "t_30678000", Mono: 2}}}
+	v := check(t, Input{DBPath: path, Schedule: s, Ledger: h})
 	if x := one(t, v, BoardRouting, ""); !strings.Contains(x.Message, "1 card(s) that router's worker created with board=other landed in this board's file (default)") {
 		t.Errorf("message %q", x.Message)
 	}
 	s.Profiles[0].Worker = mustBehaviour(t, "create-on-board:default") // its own board: no misroute
-	wantStatus(t, check(t, Input{DBPath: path, Schedule: s}), Pass)
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: h})
+	wantStatus(t, v, Pass)
+	if i := slices.IndexFunc(v.NotChecked, func(x Skip) bool { return x.Invariant == BoardRouting }); i < 0 ||
+		v.NotChecked[i].Why != "no worker creates cards on another board" {
+		t.Errorf("NotChecked = %+v, want board-routing not checked when no worker creates on another board", v.NotChecked)
+	}
 }
 
 func commitEntry(who, op string, mono int64) ledger.Entry {
@@ -227,15 +258,38 @@ func TestOneWriterPerTick(t *testing.T) {
 	s := schedule.Schedule{TimeScale: 1, Expect: []string{OneWriterPerTick}}
 	inTurn := []ledger.Entry{commitEntry("d1", "init_schema", 1), commitEntry("d1", "notify_cursor", 2), commitEntry("d1", "claim", 3),
 		commitEntry("d2", "notify_cursor", 4), commitEntry("d2", "claim", 5), commitEntry("worker", "comment", 6), commitEntry("d1", "notify_cursor", 7)}
-	v := check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: inTurn}})
+	// The harness saw the ticks (the in-process reference dispatcher writes
+	// no tick entries: its ticks start with notify_cursor).
+	v := check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: inTurn}, Ticks: 3})
 	wantStatus(t, v, Pass)
+	if !slices.Contains(v.Held(), OneWriterPerTick) {
+		t.Errorf("held %q lacks one-writer-per-tick", v.Held())
+	}
 	overlap := append(inTurn, commitEntry("d2", "set_worker_pid", 8))
-	v = check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: overlap}, RunStartMono: 1})
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: overlap}, RunStartMono: 1, Ticks: 3})
 	if x := one(t, v, OneWriterPerTick, ""); x.Evidence["intruder"] != "d1" || x.Evidence["writer"] != "d2" {
 		t.Errorf("violation %+v", x)
 	}
+	// Nobody saw the ticks: the ledger cannot tell one tick from the next.
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: overlap}})
+	wantStatus(t, v, Pass)
+	wantSkip(t, v, OneWriterPerTick, "the subject records no ticks: nothing tells one dispatcher tick from the next")
 	s.Expect = nil // not asked for: lockless gateways are Hermes' default
-	wantStatus(t, check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: overlap}}), Pass)
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: overlap}, Ticks: 3})
+	wantStatus(t, v, Pass)
+	wantSkip(t, v, OneWriterPerTick, "opt-in, and this schedule does not expect it (several lockless gateways are Hermes' default)")
 	s.Expect = []string{"no-such-invariant"}
 	wantStatus(t, check(t, Input{DBPath: path, Schedule: s}), Unknown)
+}
+
+// wantSkip checks that invariant is not checked for why.
+func wantSkip(t *testing.T, v Verdict, invariant, why string) {
+	t.Helper()
+	i := slices.IndexFunc(v.NotChecked, func(x Skip) bool { return x.Invariant == invariant })
+	if i < 0 || v.NotChecked[i].Why != why {
+		t.Errorf("NotChecked = %+v, want %s not checked: %s", v.NotChecked, invariant, why)
+	}
+	if slices.Contains(v.Checked, invariant) {
+		t.Errorf("%s is both checked and not checked", invariant)
+	}
 }

@@ -1,8 +1,19 @@
 // Package oracle decides whether a run kept the dispatcher's invariants. It
 // reads the board DB through SQLite only (a read-only connection: never a
 // plain open of the file, which would drop other connections' locks) and the
-// ledger the workers wrote, and returns a verdict — pass, fail or unknown —
-// with evidence for every violation. It never writes to the DB it checks.
+// ledger the workers and the dispatchers wrote, and returns a verdict —
+// pass, fail or unknown — with evidence for every violation, and for every
+// invariant whether it held, was violated or was not checked (and why):
+// what the dispatcher under test cannot be observed doing (Observability)
+// is never counted as held, and a run that never reached its schedule's
+// target state (targets.go) is unknown. It never writes to the DB it checks.
+//
+// Where the invariants live: oracle.go (spawns, integrity, breaker-holds,
+// run-bookkeeping, no-lost-runs), writes.go (no-lost-writes, sqlite-errors,
+// sidecars), history.go (rate-limit, protocol-budget and the audit's own),
+// exits.go (the same two from the workers' exit codes), ticks.go
+// (dispatcher-progress, one-writer-per-tick from tick entries),
+// regressions.go (board-routing, one-writer-per-tick), targets.go.
 //
 // Audit is the same judgement on any Hermes kanban.db without a run behind
 // it (`kanbanchaos check`): the invariants its own history decides. It works
@@ -55,13 +66,44 @@ type Violation struct {
 	Evidence  map[string]any `json:"evidence,omitempty"`
 }
 
+// Skip is an invariant the oracle did not check, and why: the subject
+// cannot be observed doing what it is about ("the subject records no
+// ticks"), or the run never gave it anything to hold ("no worker exited
+// 75").
+type Skip struct {
+	Invariant string `json:"invariant"`
+	Why       string `json:"why"`
+}
+
 // Verdict is the oracle's answer for one run.
+//
+// How to read it. Every invariant the oracle knows for the run is in
+// exactly one of three states:
+//   - violated: it has Violations, with evidence (and is in Checked);
+//   - held: it is in Checked and has none (Held);
+//   - not checked: it is in NotChecked, with why. Not checked is never
+//     counted as held, and an invariant is never both in Checked and in
+//     NotChecked.
+//
+// Status is Fail when anything is violated; else Unknown when the run could
+// not be decided (Unknowns says why: a deadline, an unreadable board, a
+// target state the run never reached — no worker ever started, no crash
+// was classified, no breaker decision was made); else Pass. So a PASS means
+// the dispatcher under test went through the danger and held, and it claims
+// no more than Held: it always comes with what was not checked and why.
+// Not-checked invariants alone never make a run unknown — whether they must
+// be checked is for whoever reads the verdict (a CI gate) to decide.
 type Verdict struct {
-	Status     Status         `json:"status"`
-	Violations []Violation    `json:"violations,omitempty"`
-	Unknowns   []string       `json:"unknowns,omitempty"` // why the run could not be decided
-	Checked    []string       `json:"checked"`
-	Spawns     map[string]int `json:"spawns"` // worker starts per task, from the ledger
+	Status     Status      `json:"status"`
+	Violations []Violation `json:"violations,omitempty"`
+	Unknowns   []string    `json:"unknowns,omitempty"` // why the run could not be decided
+	Checked    []string    `json:"checked"`            // held or violated
+	NotChecked []Skip      `json:"not_checked,omitempty"`
+	// Subject is what the dispatcher under test could be observed doing
+	// (Input.Subject), kept so that the verdict's not-checked list can be
+	// understood, and rechecked alike, later.
+	Subject Observability  `json:"subject"`
+	Spawns  map[string]int `json:"spawns"` // worker starts per task, from the ledger
 }
 
 // AddUnknown records a reason the run is undecided (kept only if nothing failed).
@@ -70,7 +112,49 @@ func (v *Verdict) AddUnknown(reason string) {
 	v.settle()
 }
 
+// check records that invariants were decided (held, unless a violation
+// says otherwise).
+func (v *Verdict) check(invariants ...string) {
+	for _, inv := range invariants {
+		if !slices.Contains(v.Checked, inv) {
+			v.Checked = append(v.Checked, inv)
+		}
+	}
+}
+
+// skip records that an invariant was not checked, and why (the first
+// reason given wins). A violation found anyway still makes it violated.
+func (v *Verdict) skip(invariant, why string) {
+	if !slices.ContainsFunc(v.NotChecked, func(s Skip) bool { return s.Invariant == invariant }) {
+		v.NotChecked = append(v.NotChecked, Skip{Invariant: invariant, Why: why})
+	}
+}
+
+// undecided marks every one of invariants that is neither checked, not
+// checked nor violated as not checked, for why (a check that stopped early).
+func (v *Verdict) undecided(invariants []string, why string) {
+	if why == "" {
+		why = "the oracle did not get to it"
+	}
+	failed := v.Failed()
+	for _, inv := range invariants {
+		if !slices.Contains(v.Checked, inv) && !slices.Contains(failed, inv) {
+			v.skip(inv, why)
+		}
+	}
+}
+
+// settle makes the three states exclusive — violated beats not checked,
+// not checked beats held — and sets the status.
 func (v *Verdict) settle() {
+	failed := v.Failed()
+	v.check(failed...)
+	v.NotChecked = slices.DeleteFunc(v.NotChecked, func(s Skip) bool { return slices.Contains(failed, s.Invariant) })
+	v.Checked = slices.DeleteFunc(v.Checked, func(inv string) bool {
+		return slices.ContainsFunc(v.NotChecked, func(s Skip) bool { return s.Invariant == inv })
+	})
+	slices.SortStableFunc(v.Checked, func(a, b string) int { return rank(a) - rank(b) })
+	slices.SortStableFunc(v.NotChecked, func(a, b Skip) int { return rank(a.Invariant) - rank(b.Invariant) })
 	switch {
 	case len(v.Violations) > 0:
 		v.Status = Fail
@@ -92,6 +176,19 @@ func (v Verdict) Failed() []string {
 	return out
 }
 
+// Held lists the invariants that were checked and held: Checked without the
+// violated ones, in Checked's order.
+func (v Verdict) Held() []string {
+	failed := v.Failed()
+	var out []string
+	for _, inv := range v.Checked {
+		if !slices.Contains(failed, inv) && !slices.Contains(out, inv) {
+			out = append(out, inv)
+		}
+	}
+	return out
+}
+
 // FirstViolationMs is the earliest timed violation, or -1.
 func (v Verdict) FirstViolationMs() float64 {
 	first := -1.0
@@ -103,11 +200,35 @@ func (v Verdict) FirstViolationMs() float64 {
 	return first
 }
 
+// Observability is what a run's dispatcher under test can be observed
+// doing beyond the board DB and the workers' ledger lines. The zero value
+// means nothing more: an exec subject that records nothing gets the
+// invariants that need more listed as not checked. A subject that writes
+// tick entries, or commit entries of its own, to the ledger is observed
+// doing so whatever Ticks and Commits say (a dispatcher that writes one
+// such entry writes them all, by the ledger's contract).
+type Observability struct {
+	Name    string `json:"name,omitempty"` // "reference", "exec:CMD", "hermes:0.14.0" — for messages
+	Ticks   bool   `json:"ticks"`          // every dispatcher tick is seen: by the harness (Input.Ticks) or as ledger tick entries
+	Commits bool   `json:"commits"`        // the dispatcher's own acknowledged commits are in the ledger
+	Errors  bool   `json:"errors"`         // the dispatcher's own SQLite errors are in the ledger
+	FDs     bool   `json:"fds"`            // the harness watched the dispatchers' open file descriptors (sidecars observations)
+}
+
 // Input is what one check looks at.
 type Input struct {
 	DBPath   string
 	Ledger   ledger.History
 	Schedule schedule.Schedule // expectations per task; zero value: DB-only checks
+	// Subject is what the run's dispatcher under test can be observed doing.
+	Subject Observability
+	// Cooldown is the effective rate-limit cooldown in seconds the subject
+	// ran with (0: Hermes' 300 s × the schedule's time scale).
+	Cooldown float64
+	// Ticks is how many dispatcher ticks the harness itself saw finish (the
+	// in-process reference dispatcher reports them); ledger tick entries
+	// are counted on top.
+	Ticks int
 	// RunStartMono and RunStartWall anchor relative times in the evidence.
 	RunStartMono int64
 	RunStartWall float64
@@ -146,11 +267,32 @@ func (in Input) survivesCut(mono int64) bool {
 	return in.PowerCutMono == 0 || (in.DurableCommits && mono < in.PowerCutMono)
 }
 
-// Check runs every invariant. The returned error is for the oracle itself
-// failing (never for a violation).
+// RunInvariants lists every invariant Check decides for a run, in the order
+// a verdict lists them; each ends up held, violated or not checked.
+func RunInvariants() []string {
+	return []string{Spawns, SQLiteErrors, Sidecars, DispatcherProgress, Integrity, NoSilentRecreation,
+		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick}
+}
+
+// rank orders invariants as verdicts list them: a run's, then the audit's
+// own; any other name last.
+func rank(invariant string) int {
+	if i := slices.Index(append(RunInvariants(), SpawnLimit, UnrecordedWorkers), invariant); i >= 0 {
+		return i
+	}
+	return 1 << 10
+}
+
+// Check runs every invariant, then whether the run reached its target
+// state (targets.go). The returned error is for the oracle itself failing
+// (never for a violation).
 func Check(ctx context.Context, in Input) (v Verdict, err error) {
-	v = Verdict{Spawns: map[string]int{}}
+	v = Verdict{Spawns: map[string]int{}, Subject: in.Subject}
 	defer v.settle()
+	// why is what kept the invariants still undecided at a return from
+	// being checked: the board could not be read, or cannot be trusted.
+	why := ""
+	defer func() { v.undecided(RunInvariants(), why) }()
 	if in.Ledger.Malformed > 0 {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("ledger has %d malformed lines: spawn counts may be incomplete", in.Ledger.Malformed))
 	}
@@ -158,13 +300,27 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	for task, s := range starts {
 		v.Spawns[task] = len(s)
 	}
-	v.Checked = append(v.Checked, Spawns, SQLiteErrors, Sidecars, DispatcherProgress)
+	obs := observe(in)
 	checkSpawns(&v, in, starts)
-	checkSQLiteErrors(&v, in)
+	checkSQLiteErrors(&v, in, obs)
 	checkObservations(&v, in.Observations)
+	if obs.fds {
+		v.check(Sidecars)
+	} else {
+		v.skip(Sidecars, fmt.Sprintf("the harness did not watch %s's open file descriptors", obs.name))
+	}
+	checkProgress(&v, in, obs)
+	checkExpected(&v, in, obs)
+	if in.SwapMono == 0 {
+		v.skip(NoSilentRecreation, "the board file was never swapped (no swap fault in this run)")
+	}
+	if len(routingTargets(in.Schedule)) == 0 {
+		v.skip(BoardRouting, "no worker creates cards on another board")
+	}
 
 	if _, err := os.Stat(in.DBPath); err != nil {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("board DB not readable: %v", err))
+		why = "the board DB could not be read"
 		return v, nil
 	}
 	open := openReadOnly
@@ -185,24 +341,32 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	}
 	defer db.Close()
 
-	v.Checked = append(v.Checked, Integrity)
+	v.check(Integrity)
 	if !checkIntegrity(ctx, &v, db) {
 		// The tables of a corrupt DB cannot be trusted; the integrity
 		// violation already decides the run.
+		why = "the board failed integrity_check: its tables cannot be trusted"
+		if !slices.Contains(v.Failed(), Integrity) {
+			why = "integrity_check could not run"
+			v.skip(Integrity, why)
+		}
 		return v, nil
 	}
 	if in.SwapMono > 0 {
 		schema, err := hasSchema(ctx, db)
 		if err != nil {
 			v.Unknowns = append(v.Unknowns, "could not read the swapped-in board: "+err.Error())
+			why = "the swapped-in board could not be read"
 			return v, nil
 		}
-		v.Checked = append(v.Checked, NoSilentRecreation)
+		v.check(NoSilentRecreation)
 		if !schema {
 			// Nobody gave the swapped-in file a schema: every write after
 			// the swap was refused, or it went to the orphaned file.
-			v.Checked = append(v.Checked, NoLostWrites)
-			checkLostWrites(ctx, &v, in, nil, snapshot{runs: map[int64]runRow{}})
+			checkLostWrites(ctx, &v, in, nil, snapshot{runs: map[int64]runRow{}}, obs)
+			checkTargets(&v, in, nil, obs)
+			why = fmt.Sprintf("the board file was swapped at +%.0fms for an empty file nobody gave a schema: "+
+				"the board's tables are in the file moved aside", in.monoMs(in.SwapMono))
 			return v, nil
 		}
 		checkRecreation(ctx, &v, in, db)
@@ -211,22 +375,26 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	if err != nil {
 		if kanban.IsCorrupt(err) {
 			v.Violations = append(v.Violations, Violation{Invariant: Integrity, Message: "reading the board failed: " + err.Error()})
+			why = "reading the board's tables failed: they cannot be trusted"
 			return v, nil
 		}
 		v.Unknowns = append(v.Unknowns, "could not read the board: "+err.Error())
+		why = "the board's tables could not be read"
 		return v, nil
 	}
-	v.Checked = append(v.Checked, BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites)
 	checkBreaker(&v, in, snap)
 	checkBookkeeping(&v, snap)
 	checkLostRuns(&v, in, snap)
 	checkLedgerCoverage(&v, in, snap)
-	if err := checkLostWrites(ctx, &v, in, db, snap); err != nil {
+	if err := checkLostWrites(ctx, &v, in, db, snap, obs); err != nil {
 		v.Unknowns = append(v.Unknowns, "could not check for lost writes: "+err.Error())
+		v.skip(NoLostWrites, "the board's comments could not be read")
 	}
 	if err := checkRegressions(ctx, &v, in, db, snap); err != nil {
 		v.Unknowns = append(v.Unknowns, "could not check the regression invariants: "+err.Error())
+		why = "the board's runs could not be read"
 	}
+	checkTargets(&v, in, &snap, obs)
 	return v, nil
 }
 
@@ -288,8 +456,17 @@ func (in Input) monoMs(mono int64) float64 {
 }
 
 // checkSpawns counts worker starts per task from the ledger and holds every
-// task whose worker fails to its effective limit.
+// task whose worker fails to its effective limit. It is checked only when
+// some task's worker started as often as its limit: below it, "starts ≤
+// limit" holds for any dispatcher.
 func checkSpawns(v *Verdict, in Input, starts map[string][]ledger.Entry) {
+	if len(in.Schedule.Tasks) == 0 {
+		v.skip(Spawns, "no schedule: nothing says which tasks' workers fail, or their limits")
+		return
+	}
+	reached, bounded := false, 0
+	var closest string
+	var closestN, closestLimit int
 	for _, t := range in.Schedule.Tasks {
 		p, _ := in.Schedule.Profile(t.Assignee)
 		if !p.Worker.Bounded() {
@@ -297,6 +474,13 @@ func checkSpawns(v *Verdict, in Input, starts map[string][]ledger.Entry) {
 		}
 		limit, source := in.Schedule.EffectiveLimit(t)
 		s := starts[t.ID]
+		if fails(p.Worker) {
+			bounded++
+			if closest == "" || len(s)*closestLimit > closestN*limit {
+				closest, closestN, closestLimit = t.ID, len(s), limit
+			}
+		}
+		reached = reached || len(s) >= limit
 		if len(s) <= limit {
 			continue
 		}
@@ -315,6 +499,18 @@ func checkSpawns(v *Verdict, in Input, starts map[string][]ledger.Entry) {
 			Evidence: map[string]any{"spawns": len(s), "limit": limit, "limit_source": source,
 				"worker": p.Worker.String(), "start_ms": times},
 		})
+	}
+	switch {
+	case reached:
+		v.check(Spawns)
+	case bounded == 0:
+		v.skip(Spawns, "no task's worker fails: no task gets near its failure limit")
+	default:
+		why := fmt.Sprintf("no task's worker started as often as its failure limit (closest: %s, %d of %d)", closest, closestN, closestLimit)
+		if room := breakerRoom(in.Schedule); room != "" {
+			why += "; " + room
+		}
+		v.skip(Spawns, why)
 	}
 }
 
@@ -452,6 +648,15 @@ func checkBreaker(v *Verdict, in Input, s snapshot) {
 		tasks = append(tasks, t)
 	}
 	sort.Strings(tasks)
+	tripped := false
+	for _, es := range s.events {
+		tripped = tripped || slices.ContainsFunc(es, func(e eventRow) bool { return e.kind == kanban.EventGaveUp })
+	}
+	if tripped {
+		v.check(BreakerHolds)
+	} else {
+		v.skip(BreakerHolds, "no task's breaker tripped (no gave_up event on the board)")
+	}
 tasks:
 	for _, task := range tasks {
 		var trip *eventRow
@@ -491,6 +696,7 @@ func quietNote(quiet bool) string {
 }
 
 func checkBookkeeping(v *Verdict, s snapshot) {
+	v.check(RunBookkeeping) // every task row is held to it, runs or not
 	open := map[string][]int64{}
 	for _, r := range s.runs {
 		if !r.ended {
@@ -522,10 +728,20 @@ func checkBookkeeping(v *Verdict, s snapshot) {
 // checkLostRuns: every worker that started (ledger) was started for a run
 // the DB must still hold.
 func checkLostRuns(v *Verdict, in Input, s snapshot) {
+	starts, named, owed := 0, 0, 0
 	for _, e := range in.Ledger.Entries {
-		if e.Kind != ledger.Start || e.Run <= 0 || e.Mono < in.SwapMono || !in.survivesCut(e.Mono) {
+		if e.Kind != ledger.Start {
 			continue
 		}
+		starts++
+		if e.Run <= 0 {
+			continue
+		}
+		named++
+		if e.Mono < in.SwapMono || !in.survivesCut(e.Mono) {
+			continue
+		}
+		owed++
 		r, ok := s.runs[e.Run]
 		if ok && r.task == e.Task {
 			continue
@@ -536,6 +752,16 @@ func checkLostRuns(v *Verdict, in Input, s snapshot) {
 		}
 		v.Violations = append(v.Violations, Violation{Invariant: NoLostRuns, Task: e.Task, AtMs: round(in.monoMs(e.Mono)), Message: msg,
 			Evidence: map[string]any{"pid": e.PID, "run": e.Run}})
+	}
+	switch {
+	case owed > 0:
+		v.check(NoLostRuns)
+	case starts == 0:
+		v.skip(NoLostRuns, "no worker started")
+	case named == 0:
+		v.skip(NoLostRuns, fmt.Sprintf("none of the %d worker starts names its run (HERMES_KANBAN_RUN_ID)", starts))
+	default:
+		v.skip(NoLostRuns, fmt.Sprintf("all %d worker starts with a run came before the board swap or were lost to the power cut", named))
 	}
 }
 

@@ -124,6 +124,60 @@ func emptyBoard(t *testing.T, assignee string, ids ...string) string {
 	return path
 }
 
+// crashLoopBoard is a closed board on which spawnTask (assigned to ghost)
+// crashed n times, each failure counted atomically with its reclaim, with
+// the breaker tripping (gave_up) at limit: what a correct dispatcher
+// leaves after n starts of a crash-at-once worker.
+func crashLoopBoard(t *testing.T, n, limit int) string {
+	t.Helper()
+	ctx := context.Background()
+	b, path := openBoard(t, kanban.DefaultOptions())
+	create(t, b, spawnTask, "ghost")
+	for i := range min(n, limit) {
+		run := claim(t, b, spawnTask, "lock-1")
+		if err := b.SetWorkerPID(ctx, spawnTask, run, 5000+i); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := b.ReclaimCrashed(ctx, []kanban.Crash{{Task: spawnTask, RunID: run, PID: 5000 + i, Lock: "lock-1",
+			Outcome: kanban.OutcomeCrashed, Error: "exit 1", Count: true, Limit: limit}}, true)
+		if err != nil || len(rec) != 1 || rec[0].Failure == nil || rec[0].Failure.Tripped != (i+1 == limit) {
+			t.Fatalf("crash %d: ReclaimCrashed = %+v, %v", i+1, rec, err)
+		}
+	}
+	closeBoard(t, b)
+	return path
+}
+
+// reference is what the in-process reference dispatcher can be observed
+// doing: everything.
+var reference = Observability{Name: "reference", Ticks: true, Commits: true, Errors: true, FDs: true}
+
+// wantStates checks that every run invariant is in exactly one state, and
+// that the not-checked ones are exactly notChecked.
+func wantStates(t *testing.T, v Verdict, notChecked ...string) {
+	t.Helper()
+	var skipped []string
+	for _, x := range v.NotChecked {
+		skipped = append(skipped, x.Invariant)
+		if x.Why == "" {
+			t.Errorf("%s not checked without a why", x.Invariant)
+		}
+		if slices.Contains(v.Checked, x.Invariant) {
+			t.Errorf("%s is both checked and not checked", x.Invariant)
+		}
+	}
+	for _, inv := range RunInvariants() {
+		if !slices.Contains(v.Checked, inv) && !slices.Contains(skipped, inv) {
+			t.Errorf("%s is neither checked nor not checked", inv)
+		}
+	}
+	slices.Sort(skipped)
+	want := slices.Sorted(slices.Values(notChecked))
+	if !slices.Equal(skipped, want) {
+		t.Errorf("not checked %q, want %q (%+v)", skipped, want, v.NotChecked)
+	}
+}
+
 // ---- pass ----
 
 func TestHealthyBoardPasses(t *testing.T) {
@@ -131,7 +185,9 @@ func TestHealthyBoardPasses(t *testing.T) {
 	b, path := openBoard(t, kanban.DefaultOptions())
 	const done, crashed, idle = "t_000000a1", "t_000000b2", "t_000000c3"
 	create(t, b, done, "coder")
-	create(t, b, crashed, "ghost")
+	if _, err := b.CreateTask(ctx, kanban.NewTask{ID: crashed, Title: "crashes", Assignee: "ghost", MaxRetries: 1}); err != nil {
+		t.Fatal(err)
+	}
 	create(t, b, idle, "coder")
 
 	r1 := claim(t, b, done, "lock-1")
@@ -150,17 +206,23 @@ func TestHealthyBoardPasses(t *testing.T) {
 	}
 	rec, err := b.ReclaimCrashed(ctx, []kanban.Crash{{Task: crashed, RunID: r2, PID: 4002, Lock: "lock-2",
 		Outcome: kanban.OutcomeCrashed, Error: "exit 1", Count: true}}, true)
-	if err != nil || len(rec) != 1 || rec[0].Failure == nil || rec[0].Failure.Tripped {
-		t.Fatalf("ReclaimCrashed = %+v, %v; want one untripped failure", rec, err)
+	if err != nil || len(rec) != 1 || rec[0].Failure == nil || !rec[0].Failure.Tripped {
+		t.Fatalf("ReclaimCrashed = %+v, %v; want the breaker tripped at max_retries 1", rec, err)
 	}
 	closeBoard(t, b)
 
 	s := schedule.Schedule{
-		Profiles: []schedule.Profile{{Name: "coder", Worker: mustBehaviour(t, "complete")}, {Name: "ghost", Worker: mustBehaviour(t, "exit-now:1")}},
-		Tasks:    []schedule.Task{{ID: done, Assignee: "coder"}, {ID: crashed, Assignee: "ghost"}, {ID: idle, Assignee: "coder"}},
+		Dispatchers: 1,
+		Profiles:    []schedule.Profile{{Name: "coder", Worker: mustBehaviour(t, "complete")}, {Name: "ghost", Worker: mustBehaviour(t, "exit-now:1")}},
+		Tasks:       []schedule.Task{{ID: done, Assignee: "coder"}, {ID: crashed, Assignee: "ghost", MaxRetries: 1}, {ID: idle, Assignee: "coder"}},
 	}
-	v := check(t, Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000,
-		Ledger: ledger.History{Entries: []ledger.Entry{start(done, r1, 4001, 1e9+1e6), start(crashed, r2, 4002, 1e9+2e6)}}})
+	h := ledger.History{Entries: []ledger.Entry{
+		{Kind: ledger.Commit, Who: "d1", Op: "claim", Task: done, Run: r1, Mono: 1e9 + 5e5},
+		start(done, r1, 4001, 1e9+1e6),
+		{Kind: ledger.Commit, Who: "d1", Op: "claim", Task: crashed, Run: r2, Mono: 1e9 + 15e5},
+		start(crashed, r2, 4002, 1e9+2e6),
+	}}
+	v := check(t, Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000, Subject: reference, Ticks: 5, Ledger: h})
 	wantStatus(t, v, Pass)
 	if len(v.Violations) != 0 || len(v.Unknowns) != 0 {
 		t.Fatalf("violations %+v unknowns %q, want none", v.Violations, v.Unknowns)
@@ -170,13 +232,34 @@ func TestHealthyBoardPasses(t *testing.T) {
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Errorf("Checked = %q, want every invariant %q", v.Checked, want)
+		t.Errorf("Checked = %q, want every invariant that applies %q", v.Checked, want)
+	}
+	if held := v.Held(); len(held) != len(v.Checked) {
+		t.Errorf("Held = %q, want all of Checked %q on a pass", held, v.Checked)
+	}
+	// What does not apply to this schedule is listed, with why.
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick)
+	if v.Subject != reference {
+		t.Errorf("Subject = %+v, want the input's", v.Subject)
 	}
 	if v.Spawns[done] != 1 || v.Spawns[crashed] != 1 || len(v.Spawns) != 2 {
 		t.Errorf("Spawns = %v, want 1 each for %s and %s", v.Spawns, done, crashed)
 	}
 	if v.FirstViolationMs() != -1 || len(v.Failed()) != 0 {
 		t.Errorf("FirstViolationMs = %v, Failed = %q on a pass", v.FirstViolationMs(), v.Failed())
+	}
+
+	// The same run by a subject that records nothing of its own: the
+	// invariants that need it are not checked, never held.
+	v = check(t, Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000, Subject: Observability{Name: "exec:sleep 1000"},
+		Ledger: ledger.History{Entries: []ledger.Entry{start(done, r1, 4001, 1e9+1e6), start(crashed, r2, 4002, 1e9+2e6)}}})
+	wantStatus(t, v, Pass)
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick,
+		NoLostWrites, SQLiteErrors, Sidecars, DispatcherProgress)
+	for _, x := range v.NotChecked {
+		if x.Invariant == NoLostWrites && x.Why != "the subject (exec:sleep 1000) records none of its own commits: only the workers' 0 acknowledged commits were checked" {
+			t.Errorf("no-lost-writes why = %q", x.Why)
+		}
 	}
 }
 
@@ -235,16 +318,42 @@ func TestSpawnsOverDefaultLimitFail(t *testing.T) {
 }
 
 func TestSpawnsAtLimitPass(t *testing.T) {
-	path := emptyBoard(t, "ghost", spawnTask)
+	path := crashLoopBoard(t, 2, 2)
 	v := check(t, Input{DBPath: path, Schedule: spawnSchedule(t, "exit-now:1"), Ledger: spawnLedger(2, 1e9), RunStartMono: 1e9})
 	wantStatus(t, v, Pass)
+	if !slices.Contains(v.Held(), Spawns) || !slices.Contains(v.Held(), BreakerHolds) {
+		t.Errorf("Held = %q, want spawns and breaker-holds: the task started its limit of times and the breaker tripped", v.Held())
+	}
+}
+
+// Below its limit "starts ≤ limit" holds for any dispatcher: spawns is not
+// checked, and a task that never got to its breaker decision leaves the run
+// unknown.
+func TestSpawnsBelowLimitIsNotChecked(t *testing.T) {
+	path := crashLoopBoard(t, 1, 2)
+	v := check(t, Input{DBPath: path, Schedule: spawnSchedule(t, "exit-now:1"), Ledger: spawnLedger(1, 1e9), RunStartMono: 1e9})
+	wantStatus(t, v, Unknown)
+	if slices.Contains(v.Checked, Spawns) || slices.Contains(v.Checked, BreakerHolds) {
+		t.Errorf("Checked = %q: spawns or breaker-holds held below the limit", v.Checked)
+	}
+	i := slices.IndexFunc(v.NotChecked, func(x Skip) bool { return x.Invariant == Spawns })
+	if i < 0 || !strings.Contains(v.NotChecked[i].Why, "closest: t_0000f00d, 1 of 2") {
+		t.Errorf("NotChecked = %+v, want spawns with the closest task", v.NotChecked)
+	}
+	if len(v.Unknowns) != 1 || !strings.Contains(v.Unknowns[0], "no breaker decision was ever reached: no gave_up for any of the 1 task(s) whose worker fails (closest: t_0000f00d, worker exit-now:1, 1 of its limit 2 worker starts)") {
+		t.Errorf("Unknowns = %q, want the missing breaker decision", v.Unknowns)
+	}
 }
 
 func TestSpawnsConfiguredFailureLimit(t *testing.T) {
-	path := emptyBoard(t, "ghost", spawnTask)
+	path := crashLoopBoard(t, 4, 4)
 	s := spawnSchedule(t, "exit-now:1")
 	s.FailureLimit = 4
-	v := check(t, Input{DBPath: path, Schedule: s, Ledger: spawnLedger(3, 1e9), RunStartMono: 1e9})
+	h := spawnLedger(4, 1e9)
+	for i := range h.Entries {
+		h.Entries[i].Run = int64(i + 1) // the board's runs 1..4: the ledger covers its spawns
+	}
+	v := check(t, Input{DBPath: path, Schedule: s, Ledger: h, RunStartMono: 1e9})
 	wantStatus(t, v, Pass)
 
 	v = check(t, Input{DBPath: path, Schedule: s, Ledger: spawnLedger(5, 1e9), RunStartMono: 1e9})
@@ -271,7 +380,17 @@ func TestSpawnsTaskMaxRetries(t *testing.T) {
 }
 
 func TestSpawnsRateLimitedWorkerIsNeverBounded(t *testing.T) {
-	path := emptyBoard(t, "ghost", spawnTask)
+	b, path := openBoard(t, kanban.DefaultOptions())
+	create(t, b, spawnTask, "ghost")
+	run := claim(t, b, spawnTask, "lock-1")
+	if err := b.SetWorkerPID(context.Background(), spawnTask, run, 5000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReclaimCrashed(context.Background(), []kanban.Crash{{Task: spawnTask, RunID: run, PID: 5000, Lock: "lock-1",
+		Outcome: kanban.OutcomeRateLimited, Error: "exit 75"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	closeBoard(t, b)
 	v := check(t, Input{DBPath: path, Schedule: spawnSchedule(t, "exit-75"), Ledger: spawnLedger(6, 1e9), RunStartMono: 1e9})
 	wantStatus(t, v, Pass)
 	if v.Spawns[spawnTask] != 6 {
@@ -673,13 +792,13 @@ func TestMalformedLedgerIsUnknown(t *testing.T) {
 	if len(v.Unknowns) != 1 || !strings.Contains(v.Unknowns[0], "2 malformed") {
 		t.Errorf("Unknowns = %q, want the malformed count", v.Unknowns)
 	}
-	if len(v.Checked) != 9 {
+	if !slices.Contains(v.Checked, Integrity) || !slices.Contains(v.Checked, RunBookkeeping) {
 		t.Errorf("Checked = %q: a malformed ledger must not stop the DB checks", v.Checked)
 	}
 }
 
 func TestMalformedLedgerDoesNotHideFailure(t *testing.T) {
-	path := emptyBoard(t, "ghost", spawnTask)
+	path := crashLoopBoard(t, 2, 2)
 	h := spawnLedger(3, 1e9)
 	h.Malformed = 1
 	v := check(t, Input{DBPath: path, Schedule: spawnSchedule(t, "exit-now:1"), Ledger: h, RunStartMono: 1e9})

@@ -29,24 +29,31 @@ const (
 // optIn lists the invariants a schedule may ask for in Expect.
 var optIn = []string{OneWriterPerTick}
 
-// checkRegressions runs the regression invariants that apply to the run.
+// checkRegressions runs the regression invariants that need the board.
 func checkRegressions(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
 	if err := checkRunHistory(ctx, v, in, db, s); err != nil {
 		return err
 	}
-	if err := checkRouting(ctx, v, in, db); err != nil {
-		return err
-	}
+	return checkRouting(ctx, v, in, db)
+}
+
+// checkExpected decides the opt-in invariants: checked when the schedule
+// expects them (Schedule.Expect), else not checked.
+func checkExpected(v *Verdict, in Input, obs observed) {
+	expected := false
 	for _, name := range in.Schedule.Expect {
 		switch name {
 		case OneWriterPerTick:
-			v.Checked = append(v.Checked, OneWriterPerTick)
-			checkOneWriter(v, in)
+			expected = true
 		default:
 			v.Unknowns = append(v.Unknowns, fmt.Sprintf("the schedule expects invariant %q, which is not one of %v", name, optIn))
 		}
 	}
-	return nil
+	if !expected {
+		v.skip(OneWriterPerTick, "opt-in, and this schedule does not expect it (several lockless gateways are Hermes' default)")
+		return
+	}
+	checkOneWriter(v, in, obs)
 }
 
 // ownBoard is the slug of the board a run dispatches: the harness runs the
@@ -57,16 +64,11 @@ const ownBoard = "default"
 // for another board is misrouted. Workers record themselves as created_by,
 // so the cards are told apart from the seeded ones without the ledger.
 func checkRouting(ctx context.Context, v *Verdict, in Input, db *sql.DB) error {
-	target := map[string]string{} // profile → the board its worker creates on
-	for _, p := range in.Schedule.Profiles {
-		if p.Worker.Mode == schedule.ModeCreateOnBoard && p.Worker.Board != ownBoard {
-			target[p.Name] = p.Worker.Board
-		}
-	}
+	target := routingTargets(in.Schedule)
 	if len(target) == 0 {
-		return nil
+		return nil // not checked (Check said why)
 	}
-	v.Checked = append(v.Checked, BoardRouting)
+	v.check(BoardRouting)
 	seeded := map[string]bool{}
 	for _, t := range in.Schedule.Tasks {
 		seeded[t.ID] = true
@@ -108,19 +110,55 @@ func checkRouting(ctx context.Context, v *Verdict, in Input, db *sql.DB) error {
 	return nil
 }
 
+// routingTargets maps each profile whose worker creates cards on another
+// board to that board.
+func routingTargets(s schedule.Schedule) map[string]string {
+	target := map[string]string{}
+	for _, p := range s.Profiles {
+		if p.Worker.Mode == schedule.ModeCreateOnBoard && p.Worker.Board != ownBoard {
+			target[p.Name] = p.Worker.Board
+		}
+	}
+	return target
+}
+
 // tickStartOp is the commit every dispatcher tick begins with: the
 // notifier's cursor, written right after the tick connects (and, with the
 // dispatch lock, right after it took the lock).
 const tickStartOp = "notify_cursor"
 
-// checkOneWriter proves overlapping ticks from the ledger alone: each
+// checkOneWriter holds the dispatchers to one writer per board per tick,
+// from the ledger alone. With tick entries, each tick's write span is
+// known (ticks.go); without them — the in-process reference dispatcher
+// writes none — each tick starts with a notify_cursor commit (checkTickStarts).
+// With neither, or without the dispatchers' own commits, it is not checked.
+func checkOneWriter(v *Verdict, in Input, obs observed) {
+	switch {
+	case in.Schedule.Dispatchers == 1:
+		v.skip(OneWriterPerTick, "only one dispatcher ran")
+	case !obs.commits:
+		v.skip(OneWriterPerTick, fmt.Sprintf("%s records none of its own commits: there are no dispatcher writes to tell apart", obs.name))
+	case len(obs.ticks) > 0:
+		v.check(OneWriterPerTick)
+		checkTickSpans(v, in, obs)
+	case in.Ticks == 0:
+		v.skip(OneWriterPerTick, fmt.Sprintf("%s records no ticks: nothing tells one dispatcher tick from the next", obs.name))
+	case !slices.ContainsFunc(in.Ledger.Entries, func(e ledger.Entry) bool { return e.Kind == ledger.Commit && e.Op == tickStartOp }):
+		v.skip(OneWriterPerTick, "no dispatcher commit marks a tick start (notify_cursor)")
+	default:
+		v.check(OneWriterPerTick)
+		checkTickStarts(v, in)
+	}
+}
+
+// checkTickStarts proves overlapping ticks from the ledger alone: each
 // dispatcher's commits are logged after they return, and each of its ticks
 // starts with a notify_cursor commit. If dispatcher Y's tick-start commit
 // falls after X's tick start and before a later commit of that same X tick,
 // both were writing the board at once. Under a working dispatch lock this
 // cannot happen: X commits and logs everything before it unlocks, and Y logs
 // its tick start only after it locked.
-func checkOneWriter(v *Verdict, in Input) {
+func checkTickStarts(v *Verdict, in Input) {
 	var commits []ledger.Entry
 	for _, e := range in.Ledger.Entries {
 		if e.Kind == ledger.Commit && e.Who != "" && e.Who != "worker" {

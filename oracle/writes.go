@@ -58,8 +58,14 @@ var corruptionCodes = map[int]string{10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT", 1
 
 // checkSQLiteErrors fails the run when any process logged an error whose
 // primary code says the DB or its locks are broken. Busy and locked errors
-// are contention, not damage, and are not counted.
-func checkSQLiteErrors(v *Verdict, in Input) {
+// are contention, not damage, and are not counted. Unless the subject
+// records its own errors, only the workers' were looked at: not checked.
+func checkSQLiteErrors(v *Verdict, in Input, obs observed) {
+	if obs.errors {
+		v.check(SQLiteErrors)
+	} else {
+		v.skip(SQLiteErrors, fmt.Sprintf("%s records none of its own SQLite errors: only the workers' were looked at", obs.name))
+	}
 	type seen struct {
 		count int
 		first ledger.Entry
@@ -95,7 +101,9 @@ func checkSQLiteErrors(v *Verdict, in Input) {
 
 // checkLostWrites holds every commit a process saw acknowledged to the DB:
 // its events, comments and run must all be present, for the right task.
-func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
+// Unless the subject records its own commits, only the workers' were
+// checked: not checked (a lost one is a violation all the same).
+func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot, obs observed) error {
 	comments := map[int64]string{}
 	if db != nil { // nil: the file has no schema, so no row can be there
 		var err error
@@ -112,6 +120,16 @@ func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 	var acked, lost, lostRows int
 	var first *ledger.Entry
 	var sample []string
+	defer func() {
+		switch {
+		case !obs.commits:
+			v.skip(NoLostWrites, fmt.Sprintf("%s records none of its own commits: only the workers' %d acknowledged commits were checked", obs.name, acked))
+		case acked == 0:
+			v.skip(NoLostWrites, "no acknowledged commit in the ledger to look for")
+		default:
+			v.check(NoLostWrites)
+		}
+	}()
 	for i, e := range in.Ledger.Entries {
 		// A commit that began before the swap went to the file moved aside;
 		// after a power cut only durable commits are owed.

@@ -123,6 +123,7 @@ type runView struct {
 	Replay                           string
 	ClockNote, BoardNote             string
 	Unknowns                         []string
+	Invariants                       []invariantRow // violated, held, not checked (with why)
 	Faults                           []faultMark
 	Board                            template.HTML
 	Lanes                            []*lane
@@ -130,6 +131,35 @@ type runView struct {
 	NeverStarted                     int // tasks that never started, not drawn
 	RunViolations                    []violationView
 	Legend                           template.HTML
+}
+
+// invariantRow is one invariant's state in a run: violated, held or not
+// checked (and why).
+type invariantRow struct {
+	Name, State, Class, Why string
+}
+
+// invariantsOf lists a verdict's invariants: the violated ones first, then
+// those that held, then those not checked with why — a PASS shows exactly
+// what it stands on.
+func invariantsOf(v oracle.Verdict) []invariantRow {
+	var rows []invariantRow
+	for _, inv := range v.Failed() {
+		n := 0
+		for _, x := range v.Violations {
+			if x.Invariant == inv {
+				n++
+			}
+		}
+		rows = append(rows, invariantRow{Name: inv, State: "violated", Class: "fail", Why: fmt.Sprintf("%d violation(s), with evidence below", n)})
+	}
+	for _, inv := range v.Held() {
+		rows = append(rows, invariantRow{Name: inv, State: "held", Class: "pass"})
+	}
+	for _, x := range v.NotChecked {
+		rows = append(rows, invariantRow{Name: x.Invariant, State: "not checked", Class: "unknown", Why: x.Why})
+	}
+	return rows
 }
 
 type lane struct {
@@ -220,7 +250,8 @@ func runPage(d runData) view {
 	s := r.Schedule
 	clk := newClock(r, d.Ledger, d.Ticks)
 	v := runView{Scenario: s.Scenario, Seed: s.Seed, Variant: s.Variant, SQLite: r.SQLite, Status: string(r.Verdict.Status),
-		Failed: r.Verdict.Failed(), Replay: d.Replay, BoardNote: d.BoardNote, Unknowns: r.Verdict.Unknowns, Legend: legend()}
+		Failed: r.Verdict.Failed(), Replay: d.Replay, BoardNote: d.BoardNote, Unknowns: r.Verdict.Unknowns, Legend: legend(),
+		Invariants: invariantsOf(r.Verdict)}
 	if len(s.Knobs) > 0 {
 		var kv []string
 		for _, k := range slices.Sorted(maps.Keys(s.Knobs)) {

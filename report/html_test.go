@@ -129,9 +129,10 @@ func fingerprint(t *testing.T, dir string) map[string][32]byte {
 // ledger start for the storm task, is self-contained, and leaves the
 // artifacts as they were.
 func TestRunReport(t *testing.T) {
-	res := keptRun(t, "hermes-0.14")
+	// hermes-0.15 re-promotes a tripped task (v0.14.0's breaker holds).
+	res := keptRun(t, "hermes-0.15")
 	if res.Verdict.Status != oracle.Fail {
-		t.Fatalf("hermes-0.14 on issue-30896 seed 7: %s, want fail", res.Verdict.Status)
+		t.Fatalf("hermes-0.15 on issue-30896 seed 7: %s, want fail", res.Verdict.Status)
 	}
 	before := fingerprint(t, res.Artifacts)
 	path, err := Write(res.Artifacts, "")
@@ -176,7 +177,7 @@ func TestRunReport(t *testing.T) {
 		}
 	}
 	text := string(page)
-	for _, want := range []string{"spawns", "breaker-holds", "limit_source", "kanbanchaos run issue-30896 --variant hermes-0.14 --seed 7"} {
+	for _, want := range []string{"spawns", "breaker-holds", "limit_source", "kanbanchaos run issue-30896 --variant hermes-0.15 --seed 7"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -274,7 +275,7 @@ func TestScreenshot(t *testing.T) {
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("no %s (apt-get install chromium to run the screenshot check): %v", chromium, err)
 	}
-	storm := keptRun(t, "hermes-0.14")
+	storm := keptRun(t, "hermes-0.15")
 	calm := keptRun(t, "fixed")
 	columns := func(res harness.Result) int {
 		path, err := Write(res.Artifacts, "")

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
 // Case is one run as a JUnit test case.
@@ -24,6 +26,12 @@ type Case struct {
 	Evidence  string   // the violations with their evidence, one per line
 	Replay    string   // the command that reruns it
 	SystemOut string   // anything else worth keeping (probes, doublecheck)
+	// Held lists the invariants that held (oracle.Verdict.Held), and
+	// NotChecked those the run did not check, with why: both become
+	// properties of the case, and the not-checked ones lines of its
+	// system-out, so a green case shows what it does not stand on.
+	Held       []string
+	NotChecked []oracle.Skip
 }
 
 // Suite is a set of cases with the settings that produced them.
@@ -97,6 +105,17 @@ func WriteJUnit(w io.Writer, s Suite) error {
 	for _, c := range s.Cases {
 		xc := xmlCase{Name: c.Name, Class: c.Class, Time: secs(c.Time), SystemOut: c.SystemOut,
 			Properties: []xmlProperty{{"seed", strconv.FormatUint(c.Seed, 10)}, {"replay", c.Replay}}}
+		if len(c.Held) > 0 {
+			xc.Properties = append(xc.Properties, xmlProperty{"held", strings.Join(c.Held, ",")})
+		}
+		var lines []string
+		for _, x := range c.NotChecked {
+			xc.Properties = append(xc.Properties, xmlProperty{"not_checked." + x.Invariant, x.Why})
+			lines = append(lines, fmt.Sprintf("not checked: %s — %s", x.Invariant, x.Why))
+		}
+		if len(lines) > 0 {
+			xc.SystemOut = strings.TrimSpace(strings.Join(lines, "\n") + "\n" + c.SystemOut)
+		}
 		body := strings.TrimSpace(c.Evidence + "\nseed: " + strconv.FormatUint(c.Seed, 10) + "\nreplay: " + c.Replay)
 		switch c.Status {
 		case "pass":

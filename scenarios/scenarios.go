@@ -78,11 +78,14 @@ func breakerScenarios() []Scenario {
 	return []Scenario{
 		{
 			Name:  "issue-30417",
-			Issue: "Hermes #30417 (v0.14.0): the breaker trips and is re-promoted in the same tick",
+			Issue: "Hermes #30417 (v0.15.x): the breaker trips and is re-promoted in the same tick, its counter reset",
 			Summary: "One dispatcher; the assignee's worker crashes at startup (a missing skill). The crash sweep trips the " +
-				"breaker (gave_up), then recompute_ready promotes the blocked task in the same tick and the next tick " +
-				"spawns it again. Must hold: the breaker holds (no promoted/claimed after gave_up) and spawns ≤ limit.",
-			Variant: "hermes-0.14",
+				"breaker (gave_up), then recompute_ready promotes the blocked task in the same tick, resetting " +
+				"consecutive_failures to 0, and the next tick spawns it again. Measured on the real releases (one task, " +
+				"exit 1, dispatch_once every 0.2 s): 0.14.0 2 starts, then blocked (its recompute_ready promotes todo " +
+				"tasks only); 0.15.0 38 starts in 8 s, unbounded; 0.16.0–0.19.0 2 starts, then blocked (#35072). " +
+				"Must hold: the breaker holds (no promoted/claimed after gave_up) and spawns ≤ limit.",
+			Variant: "hermes-0.15",
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
 				s.Dispatchers = 1
 				s.TimeScale = 0.002 // 120 ms ticks, 60 ms crash grace
@@ -95,9 +98,11 @@ func breakerScenarios() []Scenario {
 			Name:  "issue-30896",
 			Issue: "Hermes #30896: a crash-at-once worker respawned 11 times in seconds despite failure_limit 2",
 			Summary: "A misrouted card is assigned to a profile whose worker exits 1 within milliseconds. Three dispatchers " +
-				"(gateways without a dispatch lock) tick the same board every 20 ms. Must hold: worker starts per task " +
+				"(gateways without a dispatch lock) tick the same board every 20 ms. Measured with the real releases " +
+				"against this scenario: 0.14.0 2 worker starts, gave_up, and the breaker holds; 0.15.0 10 starts in 4 s " +
+				"(gave_up → promoted with the counter reset, unbounded). Must hold: worker starts per task " +
 				"≤ the failure limit (counted from the ledger), the breaker holds, bookkeeping and integrity are intact.",
-			Variant: "hermes-0.14",
+			Variant: "hermes-0.15",
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
 				s.Dispatchers = 3
 				s.TimeScale = 0.001 // 30 ms crash grace, 900 ms claim TTL
