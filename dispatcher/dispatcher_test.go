@@ -170,7 +170,7 @@ type matrixCase struct {
 	s          setup
 	wantStarts int // -1: at least 5 (unbounded)
 	wantStatus string
-	wantFails  int // -1: not compared
+	wantFails  int    // -1: not compared
 	wantEvents string // "" = not compared
 }
 
