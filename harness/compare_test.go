@@ -71,7 +71,7 @@ func TestCompareIssue30896(t *testing.T) {
 		s.DurationMs, s.QuietMs = 800, 300
 		scheds = append(scheds, s)
 	}
-	a, _ := ParseCompareSide("hermes-0.14")
+	a, _ := ParseCompareSide("hermes-0.15")
 	b, _ := ParseCompareSide("fixed")
 	arts := t.TempDir()
 	var (

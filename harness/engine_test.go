@@ -91,7 +91,7 @@ func TestEngine350(t *testing.T) {
 	for _, c := range []struct {
 		variant string
 		want    oracle.Status
-	}{{"hermes-0.14", oracle.Fail}, {"fixed", oracle.Pass}} {
+	}{{"hermes-0.15", oracle.Fail}, {"fixed", oracle.Pass}} {
 		t.Run("issue-30417 "+c.variant, func(t *testing.T) {
 			t.Parallel()
 			s := build(t, "issue-30417", c.variant, 3)

@@ -50,7 +50,7 @@ func build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedul
 // limit, with the evidence counted from the ledger; the run's files are kept.
 func TestIssue30896(t *testing.T) {
 	arts := t.TempDir()
-	s := build(t, "issue-30896", "hermes-0.14", 7)
+	s := build(t, "issue-30896", "hermes-0.15", 7)
 	res, err := Run(context.Background(), s, Options{ArtifactsDir: arts, Replay: "kanbanchaos run issue-30896 --seed 7"})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestIssue30417(t *testing.T) {
 	for _, c := range []struct {
 		variant string
 		want    oracle.Status
-	}{{"hermes-0.14", oracle.Fail}, {"fixed", oracle.Pass}} {
+	}{{"hermes-0.15", oracle.Fail}, {"fixed", oracle.Pass}} {
 		t.Run(c.variant, func(t *testing.T) {
 			t.Parallel()
 			res, err := Run(context.Background(), build(t, "issue-30417", c.variant, 3), Options{ArtifactsDir: t.TempDir()})
