@@ -114,7 +114,7 @@ func TestCompareIssue30896(t *testing.T) {
 		if errA != nil || errB != nil {
 			t.Fatal(errA, errB)
 		}
-		if sa.Variant != "hermes-0.14" || sb.Variant != "fixed" {
+		if sa.Variant != "hermes-0.15" || sb.Variant != "fixed" {
 			t.Errorf("variants %s / %s", sa.Variant, sb.Variant)
 		}
 		sa.Variant = sb.Variant

@@ -42,7 +42,7 @@ func pinScenarios() []Scenario {
 			Variant: "hermes-0.15",
 			Knobs:   map[string]string{"lose_pid": "true"},
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
-				one(s, 0.001, 3000, 1000, "skilless", schedule.Behaviour{Mode: schedule.ModeOpenBoardExit, Exit: 1, DelayMs: rng.IntN(5)})
+				one(s, 0.001, 5000, 1000, "skilless", schedule.Behaviour{Mode: schedule.ModeOpenBoardExit, Exit: 1, DelayMs: rng.IntN(5)})
 				s.TickMs = 20
 				s.Tasks = []schedule.Task{{ID: taskID(rng), Title: "needs a skill that is not installed", Assignee: "skilless"}}
 			},
