@@ -20,6 +20,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
@@ -181,6 +182,9 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 		return nil, bad("--subject: %v", err)
 	}
 	if subject.Hermes != "" {
+		if _, err := hermes.Locate(subject.Hermes); err != nil {
+			return nil, bad("--subject: %v", err)
+		}
 		for _, sc := range scs {
 			v := f.variant
 			if v == "" {

@@ -192,6 +192,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	subject, err := parseSubject(f.subject, f.oneShot)
 	if err == nil && subject.Hermes != "" {
 		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+		if err == nil {
+			_, err = hermes.Locate(subject.Hermes)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
@@ -307,9 +310,6 @@ func parseSubject(s string, oneShot bool) (harness.Subject, error) {
 			return harness.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
 		}
 		if err := hermes.ParseSpec(spec); err != nil {
-			return harness.Subject{}, err
-		}
-		if _, err := hermes.Locate(spec); err != nil {
 			return harness.Subject{}, err
 		}
 		return harness.Subject{Hermes: spec}, nil

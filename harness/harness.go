@@ -220,6 +220,15 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if opt.Subject.Hermes != "" {
 		ph.unknowns = append(ph.unknowns, verifyHermes(&settings, hist, s.Dispatchers)...)
 	}
+	// An external subject's ticks are what it recorded in the ledger.
+	for _, ticks := range hist.Ticks() {
+		res.Ticks += len(ticks)
+		for _, t := range ticks {
+			if t.Message != "" {
+				res.TickErrors++
+			}
+		}
+	}
 	// After a power cut the oracle checks the board the disk kept.
 	board, err := sb.power.board(ctx, sb)
 	if err != nil {
@@ -240,7 +249,8 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	verdict, err := oracle.Check(checkCtx, oracle.Input{
 		DBPath: board.path, Ledger: hist, Schedule: s,
 		Subject: observability(opt.Subject, hist), Cooldown: settings.CooldownS, Ticks: ph.ticks,
-		RunStartMono: ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
+		ClockResolution: clockResolution(opt.Subject),
+		RunStartMono:    ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
 		Observations: ph.observations, SwapMono: swapMono(ph.injections),
 		PowerCutMono: board.cutMono, DurableCommits: durableCommits(knobs.Connect),
 		// Every connection of this process is closed by now: a copy is safe.
@@ -288,6 +298,15 @@ func observability(sub Subject, h ledger.History) oracle.Observability {
 		return e.Who != "" && e.Who != "worker" && (e.Kind == ledger.Commit || e.Kind == ledger.Tick)
 	})
 	return oracle.Observability{Name: sub.String(), Errors: records}
+}
+
+// clockResolution is how coarse the subject's clock is: an external
+// subject may be a Hermes, which stamps times in whole seconds.
+func clockResolution(sub Subject) float64 {
+	if sub.External() {
+		return 1
+	}
+	return 0
 }
 
 // prepare lays out the sandbox: the Hermes home with its profiles, the

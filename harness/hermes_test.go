@@ -177,3 +177,24 @@ func TestHermesSubjectNotInstalled(t *testing.T) {
 		t.Fatalf("want the install hint, got %v", err)
 	}
 }
+
+// TestHermesCheckout: hermes:PATH runs the code at PATH (Hermes' own CI
+// tests its checkout), here the installed 0.14.0's own files used as one.
+func TestHermesCheckout(t *testing.T) {
+	releaseOrSkip(t, hermes.Release30896)
+	in, _ := hermes.Locate(hermes.Release30896)
+	checkouts, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(in.Python)), "lib", "python3*", "site-packages"))
+	if len(checkouts) != 1 {
+		t.Skipf("no single site-packages beside %s", in.Python)
+	}
+	t.Setenv(hermes.EnvPython, in.Python)
+	s := build(t, "issue-30417", "", 1)
+	res, err := Run(context.Background(), s, Options{Subject: Subject{Hermes: checkouts[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Status != oracle.Pass || res.Settings == nil || len(res.Settings.Reported) != 1 ||
+		res.Settings.Reported[0].Release != "source "+checkouts[0] {
+		t.Fatalf("hermes:%s: %s %v, settings %+v", checkouts[0], res.Verdict.Status, res.Verdict.Failed(), res.Settings)
+	}
+}

@@ -70,7 +70,10 @@ def hermes_caller():
     while frame is not None:
         mod = frame.f_globals.get("__name__", "")
         name = frame.f_code.co_name
-        if mod.startswith("hermes_cli") and name not in ("write_txn", "__exit__", "__enter__", "_retry", "execute"):
+        # write_txn and the BEGIN/COMMIT retry wrappers of later releases
+        # (_execute_boundary_with_retry) are plumbing: name their caller.
+        plumbing = name in ("write_txn", "__exit__", "__enter__", "execute") or "retry" in name
+        if mod.startswith("hermes_cli") and not plumbing:
             return name
         frame = frame.f_back
     return "?"
@@ -87,18 +90,24 @@ class RecordingConnection(sqlite3.Connection):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._kc_rows = []  # (table, rowid, task) inserted in the open transaction
+        self._kc_rows = []  # (table, rowid, task, kind) inserted in the open transaction
         self._kc_began = 0
+        self._kc_changes = 0  # total_changes when the transaction began
 
     def _kc_flush(self, op):
         began = self._kc_began or mono_ns()
         rows, self._kc_rows, self._kc_began = self._kc_rows, [], 0
-        append(*commit_entries(op, began, rows))
+        # A transaction (or autocommit statement) that changed no row wrote
+        # nothing: no record, so it cannot count as a write of its tick
+        # (e.g. the idempotent migrations every process's first connect runs).
+        if rows or self.total_changes != self._kc_changes:
+            append(*commit_entries(op, began, rows))
 
     def execute(self, sql, *args):
         was_open = self.in_transaction
         if not was_open:
             self._kc_began = mono_ns()
+            self._kc_changes = self.total_changes
         try:
             cur = super().execute(sql, *args)
         except sqlite3.Error as err:
@@ -110,7 +119,7 @@ class RecordingConnection(sqlite3.Connection):
             return cur
         m = INSERT_INTO.match(sql)
         if m and m.group(1) in ROW_KINDS and cur.rowcount == 1 and cur.lastrowid:
-            self._kc_rows.append((m.group(1), cur.lastrowid, self._kc_task(m.group(1), cur.lastrowid)))
+            self._kc_rows.append((m.group(1), cur.lastrowid) + self._kc_row(m.group(1), cur.lastrowid))
         if (was_open or m or verb.startswith(("UPDATE", "DELETE"))) and not self.in_transaction:
             # A COMMIT returned, or a statement ran in autocommit mode.
             self._kc_flush(hermes_caller())
@@ -130,13 +139,16 @@ class RecordingConnection(sqlite3.Connection):
         super().rollback()
         self._kc_rows, self._kc_began = [], 0
 
-    def _kc_task(self, table, rowid):
-        # Read inside the same transaction: which task the new row is for.
+    def _kc_row(self, table, rowid):
+        """(task, kind) of a row just inserted, read inside the same
+        transaction: which task it is for, and for an event its kind (after
+        a lost commit SQLite hands the lost ids out again)."""
+        kind = "kind" if table == "task_events" else "''"
         try:
-            row = super().execute("SELECT task_id FROM %s WHERE rowid = ?" % table, (rowid,)).fetchone()
+            row = super().execute("SELECT task_id, %s FROM %s WHERE rowid = ?" % (kind, table), (rowid,)).fetchone()
         except sqlite3.Error:
-            return ""
-        return (row[0] if row else "") or ""
+            return ("", "")
+        return ((row[0] or "", row[1] or "") if row else ("", ""))
 
 
 def commit_entries(op, began, rows):
@@ -144,18 +156,19 @@ def commit_entries(op, began, rows):
     rows can be checked against that task; a commit that inserted nothing
     still gets a line (it marks the tick's write span)."""
     by_task = {}
-    for table, rowid, task in rows:
-        by_task.setdefault(task, []).append((table, rowid))
+    for table, rowid, task, kind in rows:
+        by_task.setdefault(task, []).append((table, rowid, kind))
     if not by_task:
         return [entry("commit", op=op, began_ns=began)]
     out = []
     for task, items in by_task.items():
-        runs = [rid for t, rid in items if t == "task_runs"] or [0]
+        runs = [rid for t, rid, _ in items if t == "task_runs"] or [0]
         for i, run in enumerate(runs):
             fields = {"run": run}
             if i == 0:
-                fields["events"] = [rid for t, rid in items if t == "task_events"]
-                fields["comments"] = [rid for t, rid in items if t == "task_comments"]
+                fields["events"] = [rid for t, rid, _ in items if t == "task_events"]
+                fields["event_kinds"] = [kind for t, _, kind in items if t == "task_events"]
+                fields["comments"] = [rid for t, rid, _ in items if t == "task_comments"]
             out.append(entry("commit", op=op, began_ns=began, task=task, **fields))
     return out
 
@@ -179,10 +192,15 @@ sqlite3.connect = recording_connect
 
 def load_release():
     kb = importlib.import_module("hermes_cli.kanban_db")
+    # A checkout on PYTHONPATH is what runs, whatever release the
+    # interpreter's site-packages may also hold.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(kb.__file__)))
+    if here in [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]:
+        return kb, "source " + here
     try:
         version = importlib.metadata.version("hermes-agent")
     except importlib.metadata.PackageNotFoundError:
-        version = "source"
+        version = "source " + here
     return kb, version
 
 

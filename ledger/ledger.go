@@ -83,10 +83,14 @@ type Entry struct {
 	// Board is the board slug a dispatcher's tick (or commit) was for.
 	Board string `json:"board,omitempty"`
 	// Commit entries: the operation and the rows it inserted.
-	Op       string  `json:"op,omitempty"`
-	Began    int64   `json:"began_ns,omitempty"` // when the transaction (a Tick: the tick) began (CLOCK_MONOTONIC)
-	Events   []int64 `json:"events,omitempty"`
-	Comments []int64 `json:"comments,omitempty"`
+	Op     string  `json:"op,omitempty"`
+	Began  int64   `json:"began_ns,omitempty"` // when the transaction (a Tick: the tick) began (CLOCK_MONOTONIC)
+	Events []int64 `json:"events,omitempty"`
+	// EventKinds, when set, is the kind of each of Events, in order: after
+	// a lost commit SQLite hands the lost rows' ids out again, so an id
+	// alone can be found in the board holding another event.
+	EventKinds []string `json:"event_kinds,omitempty"`
+	Comments   []int64  `json:"comments,omitempty"`
 }
 
 // ExitCode is the Exit field for status n.

@@ -63,11 +63,11 @@ func checkRateLimitedExits(v *Verdict, in Input, s snapshot, runs map[int64]hist
 			if n.Mono <= e.Mono {
 				continue
 			}
-			if gap := float64(n.Mono-e.Mono) / 1e9; gap < cooldown-1e-3 {
+			if gap := float64(n.Mono-e.Mono) / 1e9; gap < cooldown-max(in.ClockResolution, 1e-3) {
 				late[e.Task] = true
 				v.Violations = append(v.Violations, Violation{Invariant: RateLimit, Task: e.Task, AtMs: round(in.monoMs(n.Mono)),
-					Message: fmt.Sprintf("worker pid %d started %.0fms after pid %d of the same task exited 75 (rate limited, ledger); the cooldown is %s",
-						n.PID, gap*1000, e.PID, time.Duration(cooldown*float64(time.Second))),
+					Message: fmt.Sprintf("worker pid %d started %.0fms after pid %d of the same task exited 75 (rate limited, ledger); the cooldown is %s%s",
+						n.PID, gap*1000, e.PID, time.Duration(cooldown*float64(time.Second)), resolutionNote(in.ClockResolution)),
 					Evidence: map[string]any{"exited_pid": e.PID, "exited_run": e.Run, "next_pid": n.PID, "next_run": n.Run,
 						"gap_ms": round(gap * 1000), "cooldown_s": cooldown}})
 			}
@@ -198,4 +198,12 @@ func bookingText(b map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s ×%d", k, b[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// resolutionNote says how much slack a coarse subject clock was given.
+func resolutionNote(res float64) string {
+	if res <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (less the %gs resolution of the subject's clock)", res)
 }

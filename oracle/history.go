@@ -115,7 +115,7 @@ func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, co
 		r := runs[ids[i]]
 		if r.outcome == kanban.OutcomeRateLimited && r.isEnded {
 			seen = true
-			if n, ok := next[r.task]; ok && n.started < r.ended+cooldown-1e-3 {
+			if n, ok := next[r.task]; ok && n.started < r.ended+cooldown-max(in.ClockResolution, 1e-3) {
 				late = append(late, Violation{Invariant: RateLimit, Task: r.task, AtMs: round(in.relMs(n.started)),
 					Message: fmt.Sprintf("run %d started %.0fms after run %d exited 75 (rate limited); the cooldown is %s",
 						n.id, (n.started-r.ended)*1000, r.id, time.Duration(cooldown*float64(time.Second))),

@@ -225,6 +225,11 @@ type Input struct {
 	// Cooldown is the effective rate-limit cooldown in seconds the subject
 	// ran with (0: Hermes' 300 s × the schedule's time scale).
 	Cooldown float64
+	// ClockResolution is the resolution, in seconds, of the clock the
+	// subject times its cooldown with (Hermes stamps whole seconds: 1; 0:
+	// exact). A respawn is early only if it comes more than that before
+	// the cooldown is over.
+	ClockResolution float64
 	// Ticks is how many dispatcher ticks the harness itself saw finish (the
 	// in-process reference dispatcher reports them); ledger tick entries
 	// are counted on top.

@@ -111,12 +111,13 @@ func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 			return err
 		}
 	}
-	events := map[int64]string{}
+	events, kinds := map[int64]string{}, map[int64]string{}
 	for task, es := range s.events {
 		for _, e := range es {
-			events[e.id] = task
+			events[e.id], kinds[e.id] = task, e.kind
 		}
 	}
+	reissued := reissuedRows(in.Ledger)
 	var acked, lost, lostRows int
 	var first *ledger.Entry
 	var sample []string
@@ -137,9 +138,11 @@ func checkLostWrites(ctx context.Context, v *Verdict, in Input, db *sql.DB, s sn
 			continue
 		}
 		acked++
-		missing := 0
-		for _, id := range e.Events {
-			if t, ok := events[id]; !ok || (e.Task != "" && t != e.Task) {
+		missing := reissued[i]
+		for i, id := range e.Events {
+			t, ok := events[id]
+			reused := len(e.EventKinds) == len(e.Events) && ok && kinds[id] != e.EventKinds[i]
+			if !ok || reused || (e.Task != "" && t != e.Task) {
 				missing++
 			}
 		}
@@ -218,4 +221,36 @@ func checkObservations(v *Verdict, obs []Observation) {
 		v.Violations = append(v.Violations, Violation{Invariant: inv, AtMs: o.AtMs, Message: msg,
 			Evidence: map[string]any{"kind": k, "count": count[k], "first": o.Detail}})
 	}
+}
+
+// reissuedRows finds acknowledged commits whose inserted rows a later
+// acknowledged commit inserted again, under the same ids: SQLite hands an
+// AUTOINCREMENT id out twice only if the first commit holding it vanished
+// (its sqlite_sequence update with it). It returns, per ledger index, how
+// many of that commit's rows were reissued. The later commit's rows may
+// well be in the board, so a check of the ids alone would miss the loss.
+func reissuedRows(h ledger.History) map[int]int {
+	type key struct {
+		table string
+		id    int64
+	}
+	owner := map[key]int{}
+	out := map[int]int{}
+	for i, e := range h.Entries {
+		if e.Kind != ledger.Commit {
+			continue
+		}
+		claim := func(table string, ids []int64) {
+			for _, id := range ids {
+				k := key{table, id}
+				if j, ok := owner[k]; ok && j != i {
+					out[j]++
+				}
+				owner[k] = i
+			}
+		}
+		claim("task_events", e.Events)
+		claim("task_comments", e.Comments)
+	}
+	return out
 }

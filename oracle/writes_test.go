@@ -161,3 +161,47 @@ func TestWorkerWithoutLedgerIsUnknown(t *testing.T) {
 		t.Fatalf("2 of 3 started must not be unknown: %q", v.Unknowns)
 	}
 }
+
+// TestReissuedIDsAreLostWrites: a commit whose rows vanished lets SQLite
+// hand the same AUTOINCREMENT ids out again (seen on real Hermes 0.19.0:
+// claim_task for run 2 acknowledged twice with event 6). The id is then in
+// the board, held by the later commit's row: the earlier commit is lost
+// all the same, whether the kinds differ or match.
+func TestReissuedIDsAreLostWrites(t *testing.T) {
+	path, commits := writesBoard(t)
+	var claim ledger.Entry
+	for _, c := range commits {
+		if len(c.Events) > 0 && c.Op != "" && strings.Contains(strings.ToLower(c.Op), "claim") {
+			claim = c
+		}
+	}
+	if len(claim.Events) == 0 {
+		t.Fatalf("no claim commit with an event among %+v", commits)
+	}
+	for _, c := range []struct {
+		name  string
+		entry func() ledger.Entry
+	}{
+		// The same commit acknowledged again, as the lost one was.
+		{"same kind", func() ledger.Entry { return claim }},
+		// A later commit recorded the id under another kind: the first
+		// event's row is not the one in the board.
+		{"other kind", func() ledger.Entry {
+			e := claim
+			e.EventKinds = make([]string, len(e.Events))
+			for i := range e.EventKinds {
+				e.EventKinds[i] = "reclaimed"
+			}
+			return e
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			entries := append(append([]ledger.Entry{}, commits...), c.entry())
+			v := check(t, Input{DBPath: path, Ledger: ledger.History{Entries: entries}})
+			wantStatus(t, v, Fail)
+			if v.Failed()[0] != NoLostWrites {
+				t.Fatalf("want %s, got %+v", NoLostWrites, v.Violations)
+			}
+		})
+	}
+}
