@@ -462,7 +462,8 @@ func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, ela
 	}}
 	for _, r := range records {
 		cs := report.Case{Name: fmt.Sprintf("run %d %s seed=%d", r.Index, r.Scenario, r.Seed), Class: "kanbanchaos.fuzz." + r.Scenario,
-			Time: time.Duration(r.ElapsedMs) * time.Millisecond, Seed: r.Seed, Status: string(r.Status), Failed: r.Failed, Replay: r.Replay}
+			Time: time.Duration(r.ElapsedMs) * time.Millisecond, Seed: r.Seed, Status: string(r.Status), Failed: r.Failed, Replay: r.Replay,
+			Held: r.Held, NotChecked: r.NotChecked}
 		switch r.Status {
 		case oracle.Fail:
 			cs.Message = strings.Join(r.Failed, ", ") + " violated"

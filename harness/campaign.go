@@ -190,16 +190,20 @@ type RunRecord struct {
 	// ViolationCount is the number of violations, also those not listed.
 	ViolationCount int      `json:"violation_count,omitempty"`
 	Unknowns       []string `json:"unknowns,omitempty"`
-	Error          string   `json:"error,omitempty"`
-	Dispatchers    int      `json:"dispatchers"`
-	Tasks          int      `json:"tasks"`
-	Spawns         int      `json:"spawns"`
-	SpawnRate      float64  `json:"spawns_per_s"`
-	ElapsedMs      int64    `json:"elapsed_ms"`
-	Probes         []string `json:"probes,omitempty"`
-	Applicable     []string `json:"applicable_probes,omitempty"`
-	Artifacts      string   `json:"artifacts,omitempty"`
-	Replay         string   `json:"replay"`
+	// Held and NotChecked complete the invariants: what held, and what
+	// the run could not check, with why (never counted as held).
+	Held        []string      `json:"held,omitempty"`
+	NotChecked  []oracle.Skip `json:"not_checked,omitempty"`
+	Error       string        `json:"error,omitempty"`
+	Dispatchers int           `json:"dispatchers"`
+	Tasks       int           `json:"tasks"`
+	Spawns      int           `json:"spawns"`
+	SpawnRate   float64       `json:"spawns_per_s"`
+	ElapsedMs   int64         `json:"elapsed_ms"`
+	Probes      []string      `json:"probes,omitempty"`
+	Applicable  []string      `json:"applicable_probes,omitempty"`
+	Artifacts   string        `json:"artifacts,omitempty"`
+	Replay      string        `json:"replay"`
 	// Doublecheck is the verdict of the same schedule run once more (only
 	// for the sampled runs).
 	Doublecheck *Doublecheck `json:"doublecheck,omitempty"`
@@ -390,6 +394,7 @@ func record(p Planned, s schedule.Schedule, res Result, err error, replay string
 	}
 	v := res.Verdict
 	rec.Status, rec.Failed, rec.Unknowns = v.Status, v.Failed(), v.Unknowns
+	rec.Held, rec.NotChecked = v.Held(), v.NotChecked
 	rec.ViolationCount = len(v.Violations)
 	rec.Violations = v.Violations[:min(len(v.Violations), maxViolations)]
 	rec.Spawns, rec.SpawnRate, rec.ElapsedMs = res.Spawns, res.SpawnRate, res.Elapsed.Milliseconds()
