@@ -61,7 +61,9 @@ Usage:
                                      rerun a written schedule (an artifact directory's schedule.json)
   kanbanchaos fuzz [--scenario S|all] [--variant V] [--runs N] [--seed S] [--shard i/n] [--json] [--junit FILE] …
                                      property-based campaign: swarm schedules, shrink failures, write regression.txtar
-  kanbanchaos merge SHARD.jsonl…     combine the --json outputs of fuzz shards into one verdict
+  kanbanchaos gate --subject S [--seeds N] [--pins NAME,…] [--junit FILE] [--shard i/n] [--json]
+                                     the regression gate: every known regression as a rule, held/violated/not checked
+  kanbanchaos merge SHARD…           combine the --json outputs of fuzz or gate shards into one verdict
   kanbanchaos compare --a SUBJECT --b SUBJECT --scenario S|all [--runs N] [--seed S] [--json] [--report]
                                      patch A/B: the same seeds against two dispatcher builds, side by side
   kanbanchaos report DIR [--out FILE]
@@ -108,12 +110,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdDispatch(ctx, args[1:], stdout, stderr)
 	case "hermes":
 		return cmdHermes(ctx, args[1:], stdout, stderr)
+	case "gate":
+		return cmdGate(ctx, args[1:], stdout, stderr)
 	case "worker":
 		return fakeworker.Main(args[1:], os.Getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitPass
 	}
-	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, merge, compare, report, check, scenarios, variants, dispatch, hermes, worker, help)\n", args[0])
+	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, gate, merge, compare, report, check, scenarios, variants, dispatch, hermes, worker, help)\n", args[0])
 	return exitUsage
 }

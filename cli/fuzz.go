@@ -461,7 +461,7 @@ func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, ela
 		{"scenarios", strings.Join(s.Scenarios, ",")}, {"variant", s.Variant}, {"verdict", string(s.Verdict)},
 	}}
 	for _, r := range records {
-		cs := report.Case{Name: fmt.Sprintf("run %d %s seed=%d", r.Index, r.Scenario, r.Seed), Class: "kanbanchaos.fuzz." + r.Scenario,
+		cs := report.Case{Name: fmt.Sprintf("fuzz/%s/%d", r.Scenario, r.Index), Class: "kanbanchaos.fuzz." + r.Scenario,
 			Time: time.Duration(r.ElapsedMs) * time.Millisecond, Seed: r.Seed, Status: string(r.Status), Failed: r.Failed, Replay: r.Replay,
 			Held: r.Held, NotChecked: r.NotChecked}
 		switch r.Status {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/kanbanchaos/kanbanchaos/gate"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
 )
@@ -35,6 +37,16 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 0 {
 		fmt.Fprintln(stderr, "kanbanchaos merge: want one or more shard outputs (files written by fuzz --json)")
 		return exitUsage
+	}
+	if g, ok, err := readGateShards(pos); ok || err != nil {
+		if err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos merge:", err)
+			return exitUsage
+		}
+		if !asJSON {
+			fmt.Fprintf(stdout, "kanbanchaos merge  %d gate shard(s)  subject=%s  seeds 1–%d\n", len(pos), g.Subject, g.Seeds)
+		}
+		return reportGate(g, nil, asJSON, "", 0, stdout, stderr)
 	}
 	var parts []harness.Summary
 	for _, path := range pos {
@@ -90,4 +102,55 @@ func readSummary(path string) (harness.Summary, error) {
 		return found, fmt.Errorf("%s has no summary line: it is not the output of 'kanbanchaos fuzz --json' (or the campaign did not finish)", path)
 	}
 	return found, nil
+}
+
+// readGateShards reads the outputs of 'gate --json --shard i/n' and merges
+// them: the seeds of each entry from every shard, summed again. ok is false
+// when the files are not gate outputs (fuzz shards, then). Shards of
+// different subjects or seed counts, or overlapping ones, are refused; a
+// missing shard leaves its seeds out, which the seed counts show.
+func readGateShards(paths []string) (merged gateRun, ok bool, err error) {
+	seeds := map[string][]gate.Seed{}
+	entries := map[string]gate.Entry{}
+	var order []string
+	for i, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return merged, i > 0, fmt.Errorf("%s: %w", path, err)
+		}
+		var g gateRun
+		if json.Unmarshal(data, &g) != nil || g.Type != "gate" {
+			if i > 0 {
+				return merged, true, fmt.Errorf("%s is not the output of 'kanbanchaos gate --json', unlike %s", path, paths[0])
+			}
+			return merged, false, nil
+		}
+		if i == 0 {
+			merged = gateRun{Type: "gate", Subject: g.Subject, Seeds: g.Seeds, Shard: "merged"}
+		} else if g.Subject != merged.Subject || g.Seeds != merged.Seeds {
+			return merged, true, fmt.Errorf("%s is a gate of %s over %d seed(s), %s one of %s over %d", path, g.Subject, g.Seeds, paths[0], merged.Subject, merged.Seeds)
+		}
+		for _, r := range g.Entries {
+			if _, seen := entries[r.Name]; !seen {
+				entries[r.Name] = r.Entry
+				order = append(order, r.Name)
+			}
+			for _, sd := range r.Seeds {
+				if slices.ContainsFunc(seeds[r.Name], func(x gate.Seed) bool { return x.Seed == sd.Seed }) {
+					return merged, true, fmt.Errorf("%s: %s seed %d is in two shards: the shards overlap", path, r.Name, sd.Seed)
+				}
+				seeds[r.Name] = append(seeds[r.Name], sd)
+			}
+		}
+	}
+	// The gate's own entry order, whatever order the shards came in.
+	slices.SortStableFunc(order, func(a, b string) int {
+		return slices.Index(gate.Names(), a) - slices.Index(gate.Names(), b)
+	})
+	for _, name := range order {
+		ss := seeds[name]
+		slices.SortFunc(ss, func(a, b gate.Seed) int { return int(a.Seed) - int(b.Seed) })
+		merged.Entries = append(merged.Entries, gate.Result{Entry: entries[name], Seeds: ss, Status: gate.Sum(ss)})
+	}
+	return merged, true, nil
 }

@@ -276,7 +276,7 @@ func (in Input) survivesCut(mono int64) bool {
 // a verdict lists them; each ends up held, violated or not checked.
 func RunInvariants() []string {
 	return []string{Spawns, SQLiteErrors, Sidecars, DispatcherProgress, Integrity, NoSilentRecreation,
-		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick}
+		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick, AssigneeSurfaced}
 }
 
 // rank orders invariants as verdicts list them: a run's, then the audit's

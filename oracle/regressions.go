@@ -24,6 +24,11 @@ const (
 	// (Schedule.Expect): several lockless gateways are Hermes' default, and
 	// the corruption scenarios run them on purpose.
 	OneWriterPerTick = "one-writer-per-tick"
+	// AssigneeSurfaced: a task assigned to a profile that does not exist
+	// is not left silently in ready forever: by the end of the run it is
+	// blocked, or an event on it says why it is not spawned (spec §8's
+	// last row: Hermes skips it on every tick and tells nobody).
+	AssigneeSurfaced = "assignee-surfaced"
 )
 
 // optIn lists the invariants a schedule may ask for in Expect.
@@ -34,7 +39,46 @@ func checkRegressions(ctx context.Context, v *Verdict, in Input, db *sql.DB, s s
 	if err := checkRunHistory(ctx, v, in, db, s); err != nil {
 		return err
 	}
-	return checkRouting(ctx, v, in, db)
+	if err := checkRouting(ctx, v, in, db); err != nil {
+		return err
+	}
+	checkAssignees(v, in, s)
+	return nil
+}
+
+// checkAssignees holds every seeded task whose assignee has no profile to
+// being surfaced: not in ready (or todo) at the end, or an event on it
+// beyond its creation that a user could see.
+func checkAssignees(v *Verdict, in Input, s snapshot) {
+	unregistered := map[string]bool{}
+	for _, p := range in.Schedule.Profiles {
+		if p.Unregistered {
+			unregistered[p.Name] = true
+		}
+	}
+	status := map[string]string{}
+	for _, t := range s.tasks {
+		status[t.id] = t.status
+	}
+	checked := false
+	for _, t := range in.Schedule.Tasks {
+		if !unregistered[t.Assignee] {
+			continue
+		}
+		checked = true
+		said := slices.ContainsFunc(s.events[t.ID], func(e eventRow) bool { return e.kind != "created" })
+		if st := status[t.ID]; (st == "ready" || st == "todo") && !said {
+			v.Violations = append(v.Violations, Violation{Invariant: AssigneeSurfaced, Task: t.ID,
+				Message: fmt.Sprintf("assigned to %q, which is not a profile, the task is still %s with no event but its creation: "+
+					"nothing tells anyone it will never run", t.Assignee, st),
+				Evidence: map[string]any{"assignee": t.Assignee, "status": st}})
+		}
+	}
+	if checked {
+		v.check(AssigneeSurfaced)
+	} else {
+		v.skip(AssigneeSurfaced, "no task is assigned to a profile that does not exist")
+	}
 }
 
 // checkExpected decides the opt-in invariants: checked when the schedule

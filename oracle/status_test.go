@@ -370,10 +370,15 @@ func TestTargetNoWorkerEverStarted(t *testing.T) {
 		"assigned to registered profiles (first: t_0000f00d, profile ghost)" {
 		t.Errorf("Unknowns = %q", v.Unknowns)
 	}
-	// An unregistered assignee is never spawned: no target.
+	// An unregistered assignee is never spawned: no target — but a task
+	// left silently in ready for it is a violation of its own.
 	s := spawnSchedule(t, "exit-now:1")
 	s.Profiles[0].Unregistered = true
-	wantStatus(t, check(t, Input{DBPath: path, Schedule: s}), Pass)
+	v = check(t, Input{DBPath: path, Schedule: s})
+	wantStatus(t, v, Fail)
+	if !slices.Equal(v.Failed(), []string{AssigneeSurfaced}) || len(v.Unknowns) != 0 {
+		t.Errorf("want only %s failing, got %+v %q", AssigneeSurfaced, v.Violations, v.Unknowns)
+	}
 }
 
 func TestTargetCrashNeverClassified(t *testing.T) {
@@ -463,5 +468,37 @@ func TestTargetBreakerDecisionNeedsRoom(t *testing.T) {
 	s.Profiles = s.Profiles[1:] // no failing worker: nothing to decide
 	if why := breakerRoom(s); why != "" {
 		t.Errorf("no failing task: breakerRoom = %q", why)
+	}
+}
+
+// TestAssigneeSurfaced: a task for a profile that does not exist held when
+// the dispatcher blocked it or said why on it, violated when left silently
+// in ready (every real release so far).
+func TestAssigneeSurfaced(t *testing.T) {
+	s := spawnSchedule(t, "exit-now:1")
+	s.Profiles[0].Unregistered = true
+	for _, c := range []struct {
+		name, sql string
+		want      Status
+	}{
+		{"silent", "", Fail},
+		{"blocked", `UPDATE tasks SET status = 'blocked', last_failure_error = 'no such profile'`, Pass},
+		{"an event says why", `INSERT INTO task_events (task_id, kind, payload, created_at) VALUES ('` + spawnTask + `', 'skipped_nonspawnable', '{}', 1)`, Pass},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, path := openBoard(t, kanban.DefaultOptions())
+			create(t, b, spawnTask, "ghost")
+			if c.sql != "" {
+				if _, err := b.DB().Exec(c.sql); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closeBoard(t, b)
+			v := check(t, Input{DBPath: path, Schedule: s})
+			wantStatus(t, v, c.want)
+			if !slices.Contains(v.Checked, AssigneeSurfaced) {
+				t.Errorf("%s not checked: %+v", AssigneeSurfaced, v.NotChecked)
+			}
+		})
 	}
 }

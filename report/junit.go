@@ -92,8 +92,9 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 
 // WriteJUnit writes s as JUnit XML: each run a test case; a failure names
 // the violated invariants and the seed in its message and carries the
-// evidence and the replay command in its body; an undecided run is
-// skipped with its reason; a harness error is an error.
+// evidence and the replay command in its body; an undecided run is an
+// error of type undecided (never a skipped, green case); a harness error is
+// an error of type harness.
 func WriteJUnit(w io.Writer, s Suite) error {
 	xs := xmlSuite{Name: s.Name, Tests: len(s.Cases), Time: secs(s.Time)}
 	if !s.Timestamp.IsZero() {
@@ -123,8 +124,9 @@ func WriteJUnit(w io.Writer, s Suite) error {
 			xs.Fails++
 			xc.Failure = &xmlResult{Message: fmt.Sprintf("%s (seed %d)", c.Message, c.Seed), Type: strings.Join(c.Failed, ","), Body: body}
 		case "unknown":
-			xs.Skipped++
-			xc.Skipped = &xmlResult{Message: fmt.Sprintf("undecided (seed %d): %s", c.Seed, c.Message), Body: body}
+			// Undecided is no pass: an error, never a skipped (green) case.
+			xs.Errors++
+			xc.Error = &xmlResult{Message: fmt.Sprintf("undecided (seed %d): %s", c.Seed, c.Message), Type: "undecided", Body: body}
 		default:
 			xs.Errors++
 			xc.Error = &xmlResult{Message: fmt.Sprintf("harness error (seed %d): %s", c.Seed, c.Message), Type: "harness", Body: body}

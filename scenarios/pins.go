@@ -112,5 +112,23 @@ func pinScenarios() []Scenario {
 				}
 			},
 		},
+		{
+			Name:  "unknown-assignee",
+			Issue: "spec §8 (last row): a task assigned to a profile that does not exist sits in ready forever, and nothing says so",
+			Summary: "One card is assigned to `nobody`, which has no profile directory; a second card's worker completes, so the run " +
+				"shows the dispatcher at work. Every release skips the card on every tick (`skipped_nonspawnable` in the tick's " +
+				"result, no event): it never runs and nobody is told. Must hold (assignee-surfaced): by the end the card is " +
+				"blocked with a reason, or an event on it says why it is not spawned.",
+			Variant: "hermes-0.19",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				one(s, 0.001, 1500, 500, "finisher", schedule.Behaviour{Mode: schedule.ModeComplete})
+				s.TickMs = 20
+				s.Profiles = append(s.Profiles, schedule.Profile{Name: "nobody", Worker: schedule.Behaviour{Mode: schedule.ModeComplete}, Unregistered: true})
+				s.Tasks = []schedule.Task{
+					{ID: taskID(rng), Title: "a card for a profile that was never created", Assignee: "nobody"},
+					{ID: taskID(rng), Title: "an ordinary card", Assignee: "finisher"},
+				}
+			},
+		},
 	}
 }

@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/gate"
+	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
+	"github.com/kanbanchaos/kanbanchaos/report"
+)
+
+const gateHelp = `Usage: kanbanchaos gate --subject S [flags]
+
+The regression gate: every known Hermes regression as an entry that says what a correct dispatcher must
+do, run against subject S over seeds 1..N (the same seeds every time, so a CI system can track each entry).
+Each entry is held (on every seed), violated (with the evidence and a replay command) or not checked (with
+why). S is a reference variant (fixed, hermes-0.14 …), a real Hermes release or checkout (hermes:0.19.0,
+hermes:/path/to/hermes-agent; see 'kanbanchaos hermes'), or any dispatcher command (exec:'CMD').
+
+Exit: 0 every entry held on every seed · 1 a regression is present · 2 bad usage · 3 an entry was not checked
+(unless --allow-unchecked names it) · 4 internal error.
+
+Examples:
+  kanbanchaos gate --subject fixed
+  kanbanchaos gate --subject hermes:0.19.0 --seeds 5 --junit gate.xml
+  kanbanchaos gate --subject hermes:. --shard 0/3 --json > shard0.json   # then: kanbanchaos merge shard*.json
+
+Flags:
+`
+
+// gateRun is what a gate run (or a merge of shards) reports.
+type gateRun struct {
+	Type    string        `json:"type"` // "gate"
+	Subject string        `json:"subject"`
+	Seeds   int           `json:"seeds"`
+	Shard   string        `json:"shard"`
+	Entries []gate.Result `json:"entries"`
+}
+
+func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		subject, pins, junit, artifacts, shard string
+		seeds, parallel                        int
+		asJSON                                 bool
+		allow                                  = knobFlags{}
+	)
+	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&subject, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
+	fs.StringVar(&pins, "pins", "all", "entries to run, comma-separated: "+strings.Join(gate.Names(), ", "))
+	fs.IntVar(&seeds, "seeds", 3, "seeds per entry (1..N)")
+	fs.IntVar(&parallel, "parallel", 2, "runs at once")
+	fs.StringVar(&junit, "junit", "", "write JUnit XML: one test case gate/<entry> per entry")
+	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON line (what 'kanbanchaos merge' combines)")
+	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/")
+	fs.StringVar(&shard, "shard", "0/1", "run only part i of n of the (entry, seed) pairs")
+	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
+	fs.Usage = func() { fmt.Fprint(stderr, gateHelp); fs.PrintDefaults() }
+	pos, code, ok := parseFlags(fs, args)
+	if !ok {
+		return code
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "kanbanchaos gate: "+format+"\n", a...)
+		return exitUsage
+	}
+	if len(pos) > 0 {
+		return bad("takes no arguments, got %q", pos)
+	}
+	if subject == "" {
+		return bad("want --subject: a variant (%s), hermes:VERSION or exec:'CMD'", strings.Join(dispatcher.VariantNames(), ", "))
+	}
+	if seeds < 1 || seeds > 1000 {
+		return bad("--seeds %d: want 1..1000", seeds)
+	}
+	if parallel < 1 || parallel > 64 {
+		return bad("--parallel %d: want 1..64", parallel)
+	}
+	entries, err := gate.Lookup(strings.Split(pins, ","))
+	if err != nil {
+		return bad("--pins: %v", err)
+	}
+	for name := range allow {
+		if !slices.Contains(gate.Names(), name) {
+			return bad("--allow-unchecked: unknown entry %q (valid: %s)", name, strings.Join(gate.Names(), ", "))
+		}
+	}
+	sh, err := harness.ParseShard(shard)
+	if err != nil {
+		return bad("--shard: %v", err)
+	}
+	spec := gate.Spec{Entries: entries, Seeds: seeds, Shard: sh, Parallel: parallel, ArtifactsDir: artifacts}
+	if slices.Contains(dispatcher.VariantNames(), subject) {
+		spec.Variant = subject
+	} else {
+		if spec.Subject, err = parseSubject(subject, false); err != nil {
+			return bad("--subject: %v", err)
+		}
+		if spec.Subject.Hermes != "" {
+			if _, err := hermes.Locate(spec.Subject.Hermes); err != nil {
+				return bad("--subject: %v", err)
+			}
+		}
+	}
+	spec.Replay = func(e gate.Entry, seed uint64) string {
+		parts := []string{progName(), "run", e.Scenario, "--seed", strconv.FormatUint(seed, 10)}
+		if spec.Variant != "" {
+			parts = append(parts, "--variant", spec.Variant)
+		} else {
+			parts = append(parts, "--subject", shellQuote(spec.Subject.String()))
+		}
+		return strings.Join(parts, " ")
+	}
+	if !asJSON {
+		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subject, len(entries), seeds, sh)
+		spec.Progress = func(s gate.Seed) {
+			fmt.Fprintf(stderr, "%-20s seed %d: %s %s\n", s.Entry, s.Seed, s.Status, firstLine(s.Why))
+		}
+	}
+	started := time.Now()
+	results, err := gate.Run(ctx, spec)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
+		return exitInternal
+	}
+	out := gateRun{Type: "gate", Subject: subject, Seeds: seeds, Shard: sh.String(), Entries: results}
+	return reportGate(out, allow, asJSON, junit, time.Since(started), stdout, stderr)
+}
+
+// allowFlag collects --allow-unchecked names (comma-separated or repeated).
+type allowFlag knobFlags
+
+func (a allowFlag) String() string { return "" }
+
+func (a allowFlag) Set(v string) error {
+	for _, n := range strings.Split(v, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			a[n] = "1"
+		}
+	}
+	return nil
+}
+
+// reportGate prints a gate's (or merged shards') result and returns its exit code.
+func reportGate(g gateRun, allow map[string]string, asJSON bool, junit string, elapsed time.Duration, stdout, stderr io.Writer) int {
+	if junit != "" {
+		if err := writeGateJUnit(junit, g, elapsed); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
+			return exitInternal
+		}
+	}
+	var violated, unchecked []string
+	for _, r := range g.Entries {
+		switch r.Status {
+		case gate.Violated:
+			violated = append(violated, r.Name)
+		case gate.NotChecked:
+			if allow[r.Name] == "" {
+				unchecked = append(unchecked, r.Name)
+			}
+		}
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(g)
+	} else {
+		for _, r := range g.Entries {
+			n := map[gate.Status]int{}
+			for _, s := range r.Seeds {
+				n[s.Status]++
+			}
+			fmt.Fprintf(stdout, "%-12s %-20s %-15s held %d, violated %d, not checked %d of %d seed(s)\n",
+				strings.ToUpper(string(r.Status)), r.Name, r.Issues, n[gate.Held], n[gate.Violated], n[gate.NotChecked], len(r.Seeds))
+			for _, s := range r.Seeds {
+				if s.Status == gate.Held {
+					continue
+				}
+				fmt.Fprintf(stdout, "    seed %d %s: %s\n      replay: %s\n", s.Seed, s.Status, firstLine(s.Why), s.Replay)
+				if s.Artifacts != "" {
+					fmt.Fprintf(stdout, "      artifacts: %s\n", s.Artifacts)
+				}
+			}
+		}
+	}
+	switch {
+	case len(violated) > 0:
+		if !asJSON {
+			fmt.Fprintf(stdout, "gate: FAIL — %d of %d regression(s) present: %s\n", len(violated), len(g.Entries), strings.Join(violated, ", "))
+		}
+		return exitFail
+	case len(unchecked) > 0:
+		if !asJSON {
+			fmt.Fprintf(stdout, "gate: UNKNOWN — not checked: %s (pass --allow-unchecked NAME to accept)\n", strings.Join(unchecked, ", "))
+		}
+		return exitUnknown
+	}
+	if !asJSON {
+		fmt.Fprintf(stdout, "gate: PASS — %d entr(ies) held on every seed\n", len(g.Entries))
+	}
+	return exitPass
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// writeGateJUnit writes one test case per entry, named gate/<entry>: the
+// name is the same whatever the seeds, so CI tracks each regression.
+func writeGateJUnit(path string, g gateRun, elapsed time.Duration) error {
+	suite := report.Suite{Name: "kanbanchaos gate", Time: elapsed, Timestamp: time.Now(),
+		Properties: [][2]string{{"subject", g.Subject}, {"seeds", strconv.Itoa(g.Seeds)}, {"shard", g.Shard}}}
+	for _, r := range g.Entries {
+		c := report.Case{Name: "gate/" + r.Name, Class: "kanbanchaos.gate", Status: "pass"}
+		var lines []string
+		for _, s := range r.Seeds {
+			c.Time += time.Duration(s.ElapsedS * float64(time.Second))
+			lines = append(lines, fmt.Sprintf("seed %d: %s %s", s.Seed, s.Status, s.Why))
+			if s.Status != gate.Held && c.Replay == "" {
+				c.Replay, c.Seed = s.Replay, s.Seed
+			}
+		}
+		c.Evidence = strings.Join(lines, "\n")
+		c.SystemOut = r.Issues + ": " + r.Rule
+		switch r.Status {
+		case gate.Violated:
+			c.Status, c.Failed, c.Message = "fail", []string{r.Name}, r.Rule+" — violated"
+		case gate.NotChecked:
+			c.Status, c.Message = "unknown", "not checked: "+r.Rule
+		}
+		suite.Cases = append(suite.Cases, c)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteJUnit(f, suite); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
