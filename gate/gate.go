@@ -108,9 +108,9 @@ type Seed struct {
 	Entry     string  `json:"entry"`
 	Seed      uint64  `json:"seed"`
 	Status    Status  `json:"status"`
-	Why       string  `json:"why,omitempty"`      // evidence of a violation, or why it was not checked
-	Starts    int     `json:"starts"`             // worker starts of the busiest task
-	Replay    string  `json:"replay"`             // the command that reruns it
+	Why       string  `json:"why,omitempty"`       // evidence of a violation, or why it was not checked
+	Starts    int     `json:"starts"`              // worker starts of the busiest task
+	Replay    string  `json:"replay"`              // the command that reruns it
 	Artifacts string  `json:"artifacts,omitempty"` // kept for a violated or unchecked seed
 	ElapsedS  float64 `json:"elapsed_s"`
 }
