@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/gate"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 )
 
 // gatePins are entries quick enough for tests (1.5–3 s runs) that tell the
@@ -130,4 +132,40 @@ func junitNames(t *testing.T, path string) []string {
 		names = append(names, c.Name)
 	}
 	return names
+}
+
+// TestJUnitValidatesAgainstStrictSchema: the gate's and fuzz's JUnit files
+// validate against Jenkins' junit-10.xsd (installed by
+// .ci/install-junit-xsd), and their test names do not change with the
+// seeds: a CI system can follow each test across runs.
+func TestJUnitValidatesAgainstStrictSchema(t *testing.T) {
+	t.Parallel()
+	xmllint, err := exec.LookPath("xmllint")
+	root, rerr := hermes.CacheRoot()
+	xsd := filepath.Join(root, "junit-10.xsd")
+	if _, serr := os.Stat(xsd); err != nil || rerr != nil || serr != nil {
+		t.Skipf("needs xmllint and %s: run .ci/install-junit-xsd (CI does)", xsd)
+	}
+	dir := t.TempDir()
+	var names [2][]string
+	for i, seed := range []string{"11", "12"} {
+		files := map[string][]string{
+			"gate": {"gate", "--subject", "hermes-0.14", "--pins", "unknown-assignee,board-routing", "--seeds", "1"},
+			"fuzz": append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "2", "--seed", seed,
+				"--keep-going", "--shrink-time", "0"}, quick...),
+		}
+		for _, kind := range []string{"gate", "fuzz"} {
+			path := filepath.Join(dir, kind+seed+".xml")
+			kc(t, append(files[kind], "--junit", path)...)
+			out, err := exec.Command(xmllint, "--noout", "--schema", xsd, path).CombinedOutput()
+			if err != nil {
+				data, _ := os.ReadFile(path)
+				t.Fatalf("%s JUnit does not validate: %v\n%s\n%s", kind, err, out, data)
+			}
+			names[i] = append(names[i], junitNames(t, path)...)
+		}
+	}
+	if !slices.Equal(names[0], names[1]) {
+		t.Errorf("test names changed with the seed: %q vs %q", names[0], names[1])
+	}
 }
