@@ -17,12 +17,15 @@ import (
 // whole campaign's summary and verdict, with fuzz's exit codes.
 func cmdMerge(args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
+	var junit string
 	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the merged summary as one JSON line")
+	fs.StringVar(&junit, "junit", "", "gate shards: write the merged gate as JUnit XML (one test case gate/<entry>)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: kanbanchaos merge SHARD.jsonl… [--json]\n\n"+
-			"Combines the outputs of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
+		fmt.Fprint(stderr, "Usage: kanbanchaos merge SHARD… [--json] [--junit FILE]\n\n"+
+			"Combines the outputs of 'kanbanchaos gate --json --shard i/n' into the gate's verdict (every entry's seeds from\n"+
+			"every shard; --junit writes it for CI), or those of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
 			"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
 			"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
 			"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
@@ -46,7 +49,11 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		if !asJSON {
 			fmt.Fprintf(stdout, "kanbanchaos merge  %d gate shard(s)  subject=%s  seeds 1–%d\n", len(pos), g.Subject, g.Seeds)
 		}
-		return reportGate(g, nil, asJSON, "", 0, stdout, stderr)
+		return reportGate(g, nil, asJSON, junit, 0, stdout, stderr)
+	}
+	if junit != "" {
+		fmt.Fprintln(stderr, "kanbanchaos merge: --junit is for gate shards; a fuzz shard writes its own with fuzz --junit")
+		return exitUsage
 	}
 	var parts []harness.Summary
 	for _, path := range pos {
