@@ -61,7 +61,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"started, no crash classified) is undecided, never a fix.\n\n"+
 			"Exit: 0 B has no failing run · 1 B still fails or regresses · 2 bad usage · 3 B could not decide a run · 4 internal error.\n\n"+
 			"Examples:\n"+
-			"  kanbanchaos compare --a hermes-0.14 --b pr30973 --scenario issue-30896 --runs 20\n"+
+			"  kanbanchaos compare --a hermes-0.15 --b fixed --scenario issue-30896 --runs 20\n"+
 			"  kanbanchaos compare --a hermes-0.15 --b fixed --scenario m1-header-probe --sqlite 3.50 --report\n"+
 			"  kanbanchaos compare --a hermes:0.14.0 --b hermes-0.14 --scenario issue-30896 --runs 5\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -36,10 +36,10 @@ a majority violates the same invariant, until --shrink-time is spent. The minima
 and written with repro.sh and regression.txtar (a testscript to drop into testdata/script).
 
 Examples:
-  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.14 --runs 50 --seed 7
+  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.15 --runs 50 --seed 7
   kanbanchaos fuzz --variant fixed --runs 200 --doublecheck 10 --junit fuzz.xml
   kanbanchaos fuzz --variant fixed --runs 400 --shard 2/4 --json > shard2.jsonl   # then: kanbanchaos merge shard*.jsonl
-  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.14 --run-seed 3735928559   # one run again, by its seed
+  kanbanchaos fuzz --scenario issue-30896 --variant hermes-0.15 --run-seed 3735928559   # one run again, by its seed
 
 Output: on a terminal a live status line (runs, failures, spawns/s, ETA); otherwise only failing and
 undecided runs (-v: every run), each with its seed and replay command, then the summary: failures by

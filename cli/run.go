@@ -117,7 +117,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
-	fs.StringVar(&f.subject, "subject", "", "dispatcher under test: exec:'CMD' runs CMD (e.g. 'kanbanchaos dispatch --variant fixed' or a real\n'hermes kanban dispatch') against the prepared board instead of the in-process reference dispatcher")
+	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
 	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
 	fs.Usage = func() {
@@ -125,7 +125,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
 			"fake workers through HERMES_BIN, then checks every invariant (spawns ≤ failure limit from the ledger,\n"+
 			"breaker holds, run bookkeeping, no lost runs, integrity_check). Prints the seed and the replay command.\n\n"+
-			"Example: kanbanchaos run issue-30896 --variant hermes-0.14\n\nFlags:\n")
+			"Examples: kanbanchaos run issue-30896 --variant hermes-0.15\n          kanbanchaos run issue-30896 --subject hermes:0.15.0   (a real release; see kanbanchaos hermes)\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nScenarios: %s\nVariants:  %s\nKnobs:\n  %s\n", strings.Join(scenarios.Names(), ", "),
 			strings.Join(dispatcher.VariantNames(), ", "), strings.Join(dispatcher.KnobDocs(), "\n  "))
