@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -126,31 +125,8 @@ func TestCheckLiveDispatcherUntouched(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a dispatcher process and its workers")
 	}
-	root := t.TempDir()
-	home := filepath.Join(root, "home")
-	db := kanban.BoardPath(home, "default")
-	bin := filepath.Join(root, "bin")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(bin, 0o755)
-	for _, name := range []string{"kanbanchaos", fakeworker.InvokedAs} {
-		if err := os.Symlink(exe, filepath.Join(bin, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(home, "profiles", "writer"), 0o755)
-	seedBoard(t, db, 40, "writer")
-	knobs, err := dispatcher.Resolve("hermes-0.14", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(root, "worker.json")
-	if err := fakeworker.WriteConfig(cfg, fakeworker.Config{Connect: knobs.Connect, ClaimTTLMs: 900, PinBeatsBoard: true,
-		Profiles: map[string]schedule.Behaviour{"writer": {Mode: schedule.ModeWriteComplete, Writes: 10}}}); err != nil {
-		t.Fatal(err)
-	}
+	sb := newDispatchSandbox(t, "hermes-0.14", "writer", 40, schedule.Behaviour{Mode: schedule.ModeWriteComplete, Writes: 10})
+	root, home, db, bin, cfg := sb.root, sb.home, sb.db, sb.bin, sb.cfg
 	ledgerPath := filepath.Join(root, "ledger.jsonl")
 	// The dispatcher logs every tick on stderr, into a file this test reads.
 	logPath := filepath.Join(root, "dispatch.log")

@@ -28,31 +28,8 @@ func TestDispatchRecordsTicksInTheLedger(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two dispatcher processes and their workers")
 	}
-	root := t.TempDir()
-	home := filepath.Join(root, "home")
-	db := kanban.BoardPath(home, "default")
-	bin := filepath.Join(root, "bin")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(bin, 0o755)
-	for _, name := range []string{"kanbanchaos", fakeworker.InvokedAs} {
-		if err := os.Symlink(exe, filepath.Join(bin, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(home, "profiles", "finisher"), 0o755)
-	seedBoard(t, db, 6, "finisher")
-	knobs, err := dispatcher.Resolve("fixed", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(root, "worker.json")
-	if err := fakeworker.WriteConfig(cfg, fakeworker.Config{Connect: knobs.Connect, ClaimTTLMs: 900,
-		Profiles: map[string]schedule.Behaviour{"finisher": {Mode: schedule.ModeComplete}}}); err != nil {
-		t.Fatal(err)
-	}
+	sb := newDispatchSandbox(t, "fixed", "finisher", 6, schedule.Behaviour{Mode: schedule.ModeComplete})
+	root, home, db, bin, cfg := sb.root, sb.home, sb.db, sb.bin, sb.cfg
 	ledgerPath := filepath.Join(root, "ledger.jsonl")
 	startMono := ledger.MonoNow()
 	var cmds []*exec.Cmd
@@ -123,4 +100,40 @@ func TestDispatchRecordsTicksInTheLedger(t *testing.T) {
 			t.Errorf("held %q lacks %s; not checked %+v", v.Held(), inv, v.NotChecked)
 		}
 	}
+}
+
+// dispatchSandbox lays out what a `kanbanchaos dispatch` process needs: a
+// Hermes home with one registered profile and n tasks assigned to it, a bin
+// directory where `kanbanchaos` and `hermes` (the fake worker) are this test
+// binary, and the workers' config with variant's connection settings.
+type dispatchSandbox struct{ root, home, db, bin, cfg string }
+
+func newDispatchSandbox(t *testing.T, variant, profile string, n int, worker schedule.Behaviour) dispatchSandbox {
+	t.Helper()
+	sb := dispatchSandbox{root: t.TempDir()}
+	sb.home = filepath.Join(sb.root, "home")
+	sb.db = kanban.BoardPath(sb.home, "default")
+	sb.bin = filepath.Join(sb.root, "bin")
+	sb.cfg = filepath.Join(sb.root, "worker.json")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(sb.bin, 0o755)
+	for _, name := range []string{"kanbanchaos", fakeworker.InvokedAs} {
+		if err := os.Symlink(exe, filepath.Join(sb.bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(sb.home, "profiles", profile), 0o755)
+	seedBoard(t, sb.db, n, profile)
+	knobs, err := dispatcher.Resolve(variant, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fakeworker.WriteConfig(sb.cfg, fakeworker.Config{Connect: knobs.Connect, ClaimTTLMs: 900, PinBeatsBoard: knobs.PinBeatsBoard,
+		Profiles: map[string]schedule.Behaviour{profile: worker}}); err != nil {
+		t.Fatal(err)
+	}
+	return sb
 }

@@ -483,7 +483,11 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	ph.observations = obs.observations()
 	ph.wal = obs.walSizes()
 	mu.Lock()
-	ph.observations = append(ph.observations, progress.stalls(time.Now(), max(2*time.Second, 100*timing.Tick), ph.startMono)...)
+	names := make([]string, s.Dispatchers)
+	for i := range names {
+		names[i] = "d" + strconv.Itoa(i+1)
+	}
+	ph.observations = append(ph.observations, progress.stalls(time.Now(), max(2*time.Second, 100*timing.Tick), names)...)
 	defer mu.Unlock()
 	return ph, errors.Join(errs...)
 }

@@ -149,18 +149,18 @@ func (p *progress) tick(name string) {
 	p.last[name] = now
 }
 
-// stalls reports every dispatcher whose longest stretch without a finished
-// tick, counting up to end, exceeded limit.
-func (p *progress) stalls(end time.Time, limit time.Duration, startMono int64) []oracle.Observation {
+// stalls reports every dispatcher of names whose longest stretch without a
+// finished tick, counting up to end, exceeded limit — one that never
+// finished a tick included (from the start).
+func (p *progress) stalls(end time.Time, limit time.Duration, names []string) []oracle.Observation {
 	var out []oracle.Observation
-	names := make([]string, 0, len(p.last))
-	for n := range p.last {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(slices.Values(names)) {
 		gap, at := p.maxGap[n], p.gapEnds[n]
-		if tail := end.Sub(p.last[n]); tail > gap {
+		last, ok := p.last[n]
+		if !ok {
+			last = p.start
+		}
+		if tail := end.Sub(last); tail > gap {
 			gap, at = tail, end
 		}
 		if gap <= limit {

@@ -121,7 +121,7 @@ func pinScenarios() []Scenario {
 				"blocked with a reason, or an event on it says why it is not spawned.",
 			Variant: "hermes-0.19",
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
-				one(s, 0.001, 1500, 500, "finisher", schedule.Behaviour{Mode: schedule.ModeComplete})
+				one(s, 0.001, 1500, 500, "finisher", schedule.Behaviour{Mode: schedule.ModeComplete, DelayMs: rng.IntN(5)})
 				s.TickMs = 20
 				s.Profiles = append(s.Profiles, schedule.Profile{Name: "nobody", Worker: schedule.Behaviour{Mode: schedule.ModeComplete}, Unregistered: true})
 				s.Tasks = []schedule.Task{
