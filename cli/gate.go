@@ -51,7 +51,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
 		subject, pins, junit, artifacts, shard string
 		seeds, parallel                        int
-		asJSON                                 bool
+		asJSON, conformance                    bool
 		allow                                  = knobFlags{}
 	)
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
@@ -65,6 +65,8 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/")
 	fs.StringVar(&shard, "shard", "0/1", "run only part i of n of the (entry, seed) pairs")
 	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
+	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subject up to spec §8's observed table (the June 2026\n"+
+		"release against a fake worker) row by row — starts, final status, counter, events — and mark each difference")
 	fs.Usage = func() { fmt.Fprint(stderr, gateHelp); fs.PrintDefaults() }
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
@@ -120,6 +122,9 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			parts = append(parts, "--subject", shellQuote(spec.Subject.String()))
 		}
 		return strings.Join(parts, " ")
+	}
+	if conformance {
+		return runConformance(ctx, spec, subject, asJSON, stdout, stderr)
 	}
 	if !asJSON {
 		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subject, len(entries), seeds, sh)
@@ -251,4 +256,47 @@ func writeGateJUnit(path string, g gateRun, elapsed time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// runConformance prints the subject's run of each spec §8 case beside the
+// June 2026 release's. A difference is a finding, not a failure: it may be
+// a fix. Exit 0 unless the harness failed.
+func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON bool, stdout, stderr io.Writer) int {
+	replay := func(c gate.Case) string {
+		return fmt.Sprintf("%s gate --conformance --subject %s", progName(), shellQuote(subject))
+	}
+	obs, err := gate.Conform(ctx, spec.Subject, spec.Variant, spec.Parallel, replay)
+	if err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
+		return exitInternal
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(struct {
+			Type     string          `json:"type"`
+			Subject  string          `json:"subject"`
+			Cases    []gate.Case     `json:"cases"`
+			Observed []gate.Observed `json:"observed"`
+		}{"conformance", subject, gate.Cases(), obs})
+		return exitPass
+	}
+	fmt.Fprintf(stdout, "kanbanchaos gate --conformance  subject=%s  (spec §8: the June 2026 release, 0.2 s ticks, %d cases)\n\n", subject, len(obs))
+	fmt.Fprintf(stdout, "%-22s %-30s %-22s %-22s %s\n", "case", "setup", "June: starts/status/cf", "subject", "")
+	differ := 0
+	for i, c := range gate.Cases() {
+		o := obs[i]
+		mark := "matches"
+		if len(o.Differs) > 0 {
+			mark, differ = "DIFFERS", differ+1
+		}
+		fmt.Fprintf(stdout, "%-22s %-30s %-22s %-22s %s\n", c.Name, c.Setup, fmt.Sprintf("%s / %s / %d", c.Starts, c.Status, c.Failures),
+			fmt.Sprintf("%d / %s / %d", o.Starts, o.Status, o.Failures), mark)
+		for _, d := range o.Differs {
+			fmt.Fprintf(stdout, "    %s\n", d)
+		}
+		if c.Note != "" && len(o.Differs) == 0 {
+			fmt.Fprintf(stdout, "    (the June surprise stands: %s)\n", c.Note)
+		}
+	}
+	fmt.Fprintf(stdout, "\nconformance: %d of %d cases match the June release, %d differ\n", len(obs)-differ, len(obs), differ)
+	return exitPass
 }

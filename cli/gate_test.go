@@ -169,3 +169,33 @@ func TestJUnitValidatesAgainstStrictSchema(t *testing.T) {
 		t.Errorf("test names changed with the seed: %q vs %q", names[0], names[1])
 	}
 }
+
+// TestConformance holds hermes-0.19 (≈ the June snapshot plus 0.19's
+// exit-0 streak of 3) up to spec §8: every row matches but exit 0, where
+// the streak gives 4 starts instead of 2 — and the report says so.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := kc(t, "gate", "--conformance", "--subject", "hermes-0.19", "--json")
+	if code != exitPass {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var rep struct {
+		Cases    []gate.Case     `json:"cases"`
+		Observed []gate.Observed `json:"observed"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(rep.Observed) != len(gate.Cases()) {
+		t.Fatalf("%d observed cases, want %d", len(rep.Observed), len(gate.Cases()))
+	}
+	for _, o := range rep.Observed {
+		differs := len(o.Differs) > 0
+		if differs != (o.Case == "exit-0") {
+			t.Errorf("%s: differs %q", o.Case, o.Differs)
+		}
+		if o.Case == "exit-0" && o.Starts != 4 {
+			t.Errorf("exit-0: %d starts, want 4 (a streak of 3, then the trip and one re-promotion)", o.Starts)
+		}
+	}
+}

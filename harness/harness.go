@@ -178,6 +178,12 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if s.TickMs > 0 {
 		timing.Tick = time.Duration(s.TickMs) * time.Millisecond
 	}
+	if s.CrashGraceMs != nil {
+		timing.CrashGrace = time.Duration(*s.CrashGraceMs) * time.Millisecond
+	}
+	if s.CooldownMs != nil {
+		timing.RateLimitCooldown = time.Duration(*s.CooldownMs) * time.Millisecond
+	}
 	settings := settingsFor(opt.Subject, s, timing)
 	res.Settings = &settings
 	logf("%s: %s", settings.Subject, settings.Line())

@@ -190,7 +190,12 @@ type Schedule struct {
 	// grace, 900 s claim TTL, backoff …).
 	TimeScale float64 `json:"time_scale"`
 	// TickMs overrides the scaled 60 s tick when > 0.
-	TickMs       int       `json:"tick_ms,omitempty"`
+	TickMs int `json:"tick_ms,omitempty"`
+	// CrashGraceMs and CooldownMs, when set, replace the scaled 30 s crash
+	// grace and 300 s rate-limit cooldown; 0 is a value (no grace, no
+	// cooldown), as in Hermes' own tests (spec §8).
+	CrashGraceMs *int      `json:"crash_grace_ms,omitempty"`
+	CooldownMs   *int      `json:"rate_limit_cooldown_ms,omitempty"`
 	DurationMs   int       `json:"duration_ms"`             // dispatch phase
 	QuietMs      int       `json:"quiet_ms"`                // settle phase: dispatchers still tick, the system must hold still
 	FailureLimit int       `json:"failure_limit,omitempty"` // configured kanban.failure_limit; 0 = unset
@@ -336,6 +341,8 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: time_scale = %g, want 0 < x <= 1", s.TimeScale)
 	case s.TickMs < 0:
 		return fmt.Errorf("schedule: tick_ms = %d, want >= 0", s.TickMs)
+	case s.CrashGraceMs != nil && *s.CrashGraceMs < 0, s.CooldownMs != nil && *s.CooldownMs < 0:
+		return fmt.Errorf("schedule: crash_grace_ms and rate_limit_cooldown_ms must not be negative")
 	case s.DurationMs <= 0:
 		return fmt.Errorf("schedule: duration_ms = %d, want > 0", s.DurationMs)
 	case s.QuietMs < 0:
