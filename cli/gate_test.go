@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -14,36 +15,45 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 )
 
-// gatePins are entries quick enough for tests (1.5–3 s runs) that tell the
-// variants apart.
-const gatePins = "crash-loop,configured-limit,exit-75-cooldown,unknown-assignee"
-
-// TestGateFixedPassesHermes014Fails: the structural fix holds every entry;
-// the model of the real 0.14.0 has the regressions the README's gate table
-// lists for it, each named, with the rest held.
-func TestGateFixedPassesHermes014Fails(t *testing.T) {
+// TestGatePins is this repository's regression test for every known
+// regression, from the gate's own entries (one definition, two uses): the
+// fixed variant holds every entry; each entry's Pin variant — the model of
+// the release that has the bug — violates it, named by the entry and its
+// invariants, never by a count only our Go model produces.
+func TestGatePins(t *testing.T) {
 	t.Parallel()
 	junit := filepath.Join(t.TempDir(), "gate.xml")
-	code, stdout, stderr := kc(t, "gate", "--subject", "fixed", "--pins", gatePins, "--seeds", "1", "--junit", junit)
+	code, stdout, stderr := kc(t, "gate", "--subject", "fixed", "--seeds", "1", "--junit", junit)
 	if code != exitPass || !strings.Contains(stdout, "gate: PASS") {
 		t.Fatalf("fixed: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	names := junitNames(t, junit)
-	if want := []string{"gate/crash-loop", "gate/configured-limit", "gate/exit-75-cooldown", "gate/unknown-assignee"}; !slices.Equal(names, want) {
+	var want []string
+	for _, name := range gate.Names() {
+		want = append(want, "gate/"+name)
+	}
+	if names := junitNames(t, junit); !slices.Equal(names, want) {
 		t.Errorf("JUnit test names %q, want %q (stable, seed-free)", names, want)
 	}
-	code, stdout, stderr = kc(t, "gate", "--subject", "hermes-0.14", "--pins", gatePins, "--seeds", "1")
-	if code != exitFail {
-		t.Fatalf("hermes-0.14: exit %d, want 1\n%s\n%s", code, stdout, stderr)
+	byPin := map[string][]gate.Entry{}
+	for _, e := range gate.Entries() {
+		if e.Pin != "" {
+			byPin[e.Pin] = append(byPin[e.Pin], e)
+		}
 	}
-	for _, line := range []string{
-		"gate: FAIL — 3 of 4 regression(s) present: configured-limit, exit-75-cooldown, unknown-assignee",
-		"HELD         crash-loop",
-		"budget was not honoured",
-		"replay: ",
-	} {
-		if !strings.Contains(stdout, line) {
-			t.Errorf("hermes-0.14 gate output lacks %q:\n%s", line, stdout)
+	for pin, entries := range byPin {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name)
+		}
+		code, stdout, stderr := kc(t, "gate", "--subject", pin, "--pins", strings.Join(names, ","), "--seeds", "1")
+		if code != exitFail {
+			t.Errorf("%s: exit %d, want 1\n%s\n%s", pin, code, stdout, stderr)
+			continue
+		}
+		for _, e := range entries {
+			if !regexp.MustCompile(`(?m)^VIOLATED +` + regexp.QuoteMeta(e.Name) + ` `).MatchString(stdout) {
+				t.Errorf("%s does not violate %s (%s):\n%s", pin, e.Name, e.Issues, stdout)
+			}
 		}
 	}
 }

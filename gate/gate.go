@@ -35,6 +35,12 @@ type Entry struct {
 	// effective limit of starts — no more (the spawns invariant), and no
 	// fewer (the configured budget is honoured, #63070).
 	Exact bool `json:"exact,omitempty"`
+	// Pin is the reference variant that has this regression: this
+	// repository's own regression test runs the entry against it (it must
+	// be violated, by name) and against fixed (it must hold) — the same
+	// definition the gate holds any dispatcher to. Empty: no variant
+	// reproduces it on the default engine (a real release's bug).
+	Pin string `json:"pin,omitempty"`
 }
 
 // Entries are the gate's regressions, in the order they are reported.
@@ -42,29 +48,29 @@ func Entries() []Entry {
 	return []Entry{
 		{"crash-loop", "#30896", "a worker that crashes at once gets exactly the effective failure limit of starts — no more, " +
 			"no fewer — even with three dispatchers ticking every 20 ms, and its breaker holds through the quiet phase",
-			"issue-30896", []string{oracle.Spawns, oracle.BreakerHolds}, true},
+			"issue-30896", []string{oracle.Spawns, oracle.BreakerHolds}, true, "hermes-0.15"},
 		{"storm-integrity", "#30896, #33334", "the board survives a spawn storm: integrity_check ok, every acknowledged write " +
 			"present, no process sees SQLITE_CORRUPT/IOERR/NOTADB",
-			"issue-30896", []string{oracle.Integrity, oracle.NoLostWrites, oracle.SQLiteErrors}, false},
+			"issue-30896", []string{oracle.Integrity, oracle.NoLostWrites, oracle.SQLiteErrors}, false, ""},
 		{"no-repromotion", "#30417", "once the breaker trips (gave_up) the task is never promoted or claimed again without a reset",
-			"issue-30417", []string{oracle.BreakerHolds, oracle.Spawns}, true},
+			"issue-30417", []string{oracle.BreakerHolds, oracle.Spawns}, true, "hermes-0.15"},
 		{"configured-limit", "#63070", "the configured failure_limit is the limit of every path: a crash-at-once worker gets " +
 			"exactly that many starts, and no gave_up/promoted pairs before it",
-			"issue-63070", []string{oracle.Spawns, oracle.BreakerHolds}, true},
+			"issue-63070", []string{oracle.Spawns, oracle.BreakerHolds}, true, "hermes-0.14"},
 		{"exit-0-loop", "#28712, #27178", "a worker that exits 0 without completing is a protocol violation within its budget, " +
 			"and the loop stops there",
-			"issue-28712", []string{oracle.ProtocolBudget, oracle.BreakerHolds}, false},
+			"issue-28712", []string{oracle.ProtocolBudget, oracle.BreakerHolds}, false, "hermes-0.15"},
 		{"exit-75-cooldown", "spec I7", "exit 75 (rate limited) never counts toward the breaker, and the task waits the " +
 			"cooldown before its next start",
-			"exit-75-cooldown", []string{oracle.RateLimit}, false},
+			"exit-75-cooldown", []string{oracle.RateLimit}, false, "hermes-0.14"},
 		{"pidless-claim", "#35202", "a claim whose worker pid never reached the board still uses up the budget",
-			"issue-35202", []string{oracle.Spawns}, false},
+			"issue-35202", []string{oracle.Spawns}, false, "hermes-0.15"},
 		{"one-writer-per-tick", "#35240", "a second dispatcher on one board never writes in the same tick, and the board stays intact",
-			"issue-35240", []string{oracle.OneWriterPerTick, oracle.Integrity, oracle.NoLostWrites}, false},
+			"issue-35240", []string{oracle.OneWriterPerTick, oracle.Integrity, oracle.NoLostWrites}, false, "hermes-0.14"},
 		{"board-routing", "#30678", "a card a worker creates with an explicit board= reaches that board, or the create fails loudly",
-			"issue-30678", []string{oracle.BoardRouting}, false},
+			"issue-30678", []string{oracle.BoardRouting}, false, "hermes-0.14"},
 		{"unknown-assignee", "spec §8", "a task with an unknown assignee does not sit silently in ready forever",
-			"unknown-assignee", []string{oracle.AssigneeSurfaced}, false},
+			"unknown-assignee", []string{oracle.AssigneeSurfaced}, false, "hermes-0.19"},
 	}
 }
 
