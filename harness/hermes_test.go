@@ -75,6 +75,11 @@ func TestRealHermes(t *testing.T) {
 				}
 			}
 			for _, inv := range []string{oracle.NoLostWrites, oracle.DispatcherProgress, oracle.SQLiteErrors} {
+				// A board that failed integrity_check has no tables to trust:
+				// what reads them is rightly not checked then.
+				if inv == oracle.NoLostWrites && slices.Contains(v.Failed(), oracle.Integrity) {
+					continue
+				}
 				if !slices.Contains(v.Checked, inv) {
 					t.Errorf("%s was not checked for the real dispatcher (not checked: %+v)", inv, v.NotChecked)
 				}
