@@ -272,11 +272,12 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 	}
 	if asJSON {
 		json.NewEncoder(stdout).Encode(struct {
-			Type     string          `json:"type"`
-			Subject  string          `json:"subject"`
-			Cases    []gate.Case     `json:"cases"`
-			Observed []gate.Observed `json:"observed"`
-		}{"conformance", subject, gate.Cases(), obs})
+			Type      string          `json:"type"`
+			Subject   string          `json:"subject"`
+			Cases     []gate.Case     `json:"cases"`
+			Observed  []gate.Observed `json:"observed"`
+			Surprises []gate.Surprise `json:"surprises"`
+		}{"conformance", subject, gate.Cases(), obs, gate.Surprises(obs)})
 		return exitPass
 	}
 	fmt.Fprintf(stdout, "kanbanchaos gate --conformance  subject=%s  (spec §8: the June 2026 release, 0.2 s ticks, %d cases)\n\n", subject, len(obs))
@@ -296,6 +297,14 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 		if c.Note != "" && len(o.Differs) == 0 {
 			fmt.Fprintf(stdout, "    (the June surprise stands: %s)\n", c.Note)
 		}
+	}
+	fmt.Fprintf(stdout, "\nthe June release's surprises:\n")
+	for _, sp := range gate.Surprises(obs) {
+		word := "gone"
+		if sp.Stands {
+			word = "STANDS"
+		}
+		fmt.Fprintf(stdout, "%-7s %-30s %s\n", word, sp.Name, sp.Detail)
 	}
 	fmt.Fprintf(stdout, "\nconformance: %d of %d cases match the June release, %d differ\n", len(obs)-differ, len(obs), differ)
 	return exitPass

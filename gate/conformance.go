@@ -218,3 +218,37 @@ func short(events []string, n int) string {
 	}
 	return strings.Join(events[:n], " ") + fmt.Sprintf(" … (%d in all)", len(events))
 }
+
+// Surprise is one of the June release's surprises, as an entry of its own:
+// does it still stand in the subject?
+type Surprise struct {
+	Name   string `json:"name"`
+	Stands bool   `json:"stands"`
+	Detail string `json:"detail"`
+}
+
+// Surprises judges the June release's two silent surprises from the
+// conformance runs: respawn_guarded written on every tick while a
+// rate-limited task waits (task_events grows without bound), and a task
+// whose assignee is not a profile sitting in ready with nothing said.
+func Surprises(obs []Observed) []Surprise {
+	byCase := map[string]Observed{}
+	for _, o := range obs {
+		byCase[o.Case] = o
+	}
+	ticks := conformanceDurationMs / 200
+	guarded := 0
+	for _, k := range byCase["exit-75-cooldown-300"].Events {
+		if k == "respawn_guarded" {
+			guarded++
+		}
+	}
+	u := byCase["unregistered-assignee"]
+	silent := u.Status == "ready" && len(slices.DeleteFunc(slices.Clone(u.Events), func(k string) bool { return k == "created" })) == 0
+	return []Surprise{
+		{Name: "respawn-guarded-growth", Stands: guarded >= ticks/2,
+			Detail: fmt.Sprintf("%d respawn_guarded events in %d ticks while one rate-limited task waited its cooldown", guarded, ticks)},
+		{Name: "silent-unregistered-assignee", Stands: silent,
+			Detail: fmt.Sprintf("the task ends %s with events %q", u.Status, strings.Join(u.Events, " "))},
+	}
+}
