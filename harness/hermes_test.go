@@ -28,8 +28,9 @@ func releaseOrSkip(t *testing.T, version string) {
 
 // TestRealHermes drives real releases through the scenarios of the
 // README's table and holds them to what was measured there (seeds 1–5):
-// 0.14.0 holds the breaker on a crash-at-once worker (#30896 does not
-// reproduce on it) but counts exit 75 as a crash (rate-limit); 0.15.0
+// 0.14.0 holds the breaker on a crash-at-once worker (#30896 reproduces on
+// it only rarely, under load: one third start) but counts exit 75 as a
+// crash (rate-limit); 0.15.0
 // loops (spawns, breaker-holds); the newest holds the breaker but its
 // verdict varies by seed (a third start, a lost write, an exit 75 booked
 // as "pid N not alive"), so only what every seed showed is asserted. Every
@@ -44,7 +45,9 @@ func TestRealHermes(t *testing.T) {
 		pass              bool     // the run must pass
 		maxStarts         int      // of the busiest task, at most; 0: not checked
 	}{
-		{release: hermes.Release30896, scenario: "issue-30896", seed: 1, pass: true, maxStarts: 2},
+		// A third start is rare (README): the non-atomic counter of
+		// #30896 under load.
+		{release: hermes.Release30896, scenario: "issue-30896", seed: 1, may: []string{oracle.Spawns}, maxStarts: 3},
 		{release: hermes.Release30896, scenario: "exit-75-cooldown", seed: 1, must: []string{oracle.RateLimit}, maxStarts: 2},
 		{release: hermes.ReleaseFULL, scenario: "issue-30896", seed: 1, must: []string{oracle.Spawns},
 			may: []string{oracle.BreakerHolds, oracle.NoLostWrites, oracle.SQLiteErrors, oracle.Integrity, oracle.NoLostRuns, oracle.RunBookkeeping}},
