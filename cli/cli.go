@@ -47,7 +47,9 @@ func Main(argv0 string, args []string) int {
 	if filepath.Base(argv0) == fakeworker.InvokedAs || (len(args) > 0 && args[0] == "-p") {
 		return fakeworker.Main(args, os.Getenv, os.Stderr)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A hang-up (the terminal closed, an ssh session dropped) ends a run
+	// like Ctrl-C: undecided, with its evidence kept — not exit 129.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	return run(ctx, args, os.Stdout, os.Stderr)
 }

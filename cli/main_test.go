@@ -16,9 +16,8 @@ import (
 // `hermes` (the fake worker the harness points HERMES_BIN at).
 func TestMain(m *testing.M) {
 	testscript.Main(privateTmp{m}, map[string]func(){
-		"kanbanchaos": func() {
-			os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-		},
+		// The same entry as the real binary, signal handling included.
+		"kanbanchaos": func() { os.Exit(Main("kanbanchaos", os.Args[1:])) },
 		fakeworker.InvokedAs: func() {
 			os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
 		},

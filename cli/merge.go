@@ -2,12 +2,12 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"github.com/kanbanchaos/kanbanchaos/gate"
 	"io"
-	"os"
 	"slices"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
@@ -81,12 +81,11 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 // readSummary returns the last summary line of a fuzz --json output.
 func readSummary(path string) (harness.Summary, error) {
 	var found harness.Summary
-	f, err := os.Open(path)
+	data, err := readInput(path, maxShardBytes)
 	if err != nil {
-		return found, fmt.Errorf("%s: %w", path, err)
+		return found, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 64<<20)
 	ok := false
 	for sc.Scan() {
@@ -121,9 +120,9 @@ func readGateShards(paths []string) (merged gateRun, ok bool, err error) {
 	entries := map[string]gate.Entry{}
 	var order []string
 	for i, path := range paths {
-		data, err := os.ReadFile(path)
+		data, err := readInput(path, maxShardBytes)
 		if err != nil {
-			return merged, i > 0, fmt.Errorf("%s: %w", path, err)
+			return merged, true, err
 		}
 		var g gateRun
 		if json.Unmarshal(data, &g) != nil || g.Type != "gate" {

@@ -104,9 +104,9 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 			return s, "", fmt.Errorf("%s has no schedule.json: it is not an artifact directory of a kanbanchaos run", arg)
 		}
 	}
-	data, err := os.ReadFile(path)
+	data, err := readInput(path, maxScheduleBytes)
 	if err != nil {
-		return s, "", fmt.Errorf("read %s: %w", path, err)
+		return s, "", err
 	}
 	// A schedule is a JSON object with at least these keys; anything else
 	// (verdict.json, a ledger, a worker config) is a different file.

@@ -40,6 +40,10 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kanbanchaos report: want exactly one directory (a run's artifacts or a compare --artifacts DIR), got %d arguments\n", len(pos))
 		return exitUsage
 	}
+	if err := checkReportOut(pos[0], out); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos report:", err)
+		return exitUsage
+	}
 	path, err := report.Write(pos[0], out)
 	if errors.Is(err, report.ErrBadInput) {
 		fmt.Fprintln(stderr, "kanbanchaos report:", err)

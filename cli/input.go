@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Limits on what the input readers take: a schedule is a few KiB, a shard's
+// output a few MiB; anything larger is not what the user meant to pass.
+const (
+	maxScheduleBytes = 16 << 20
+	maxShardBytes    = 256 << 20
+)
+
+// errInput marks an input the user must fix (exit 2).
+var errInput = errors.New("bad input")
+
+// readInput reads a regular file of at most limit bytes. A FIFO, a device
+// or a directory is refused before anything is read (a read could block
+// forever or never end), and so is a file over the limit.
+func readInput(path string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errInput, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is %s, not a regular file", errInput, path, fileKind(fi.Mode()))
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d this input can be", errInput, path, fi.Size(), limit)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInput, err)
+	}
+	defer f.Close()
+	// The file may grow after the stat: never read past the limit.
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: %s grew past %d bytes while being read", errInput, path, limit)
+	}
+	return data, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
+// checkReportOut refuses a report path that would overwrite what is not a
+// report: any existing file not ending in .html, and any file of the
+// artifacts directory dir other than an .html one (its board, ledger and
+// verdict are the evidence).
+func checkReportOut(dir, out string) error {
+	if out == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("%w: --out %s: %v", errInput, out, err)
+	}
+	if !strings.HasSuffix(strings.ToLower(abs), ".html") {
+		if _, err := os.Lstat(abs); err == nil {
+			return fmt.Errorf("%w: --out %s exists and is not an .html file: it would be overwritten with the report", errInput, out)
+		}
+		if d, err := filepath.Abs(dir); err == nil && strings.HasPrefix(abs, d+string(filepath.Separator)) {
+			return fmt.Errorf("%w: --out %s lies inside the artifacts %s: name it *.html", errInput, out, dir)
+		}
+	}
+	return nil
+}

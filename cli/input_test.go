@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// kcWithin runs a command in-process but fails the test if it does not
+// return within d: an unbounded read or a blocked open would hang forever.
+func kcWithin(t *testing.T, d time.Duration, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	type result struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, o, e := kc(t, args...)
+		done <- result{c, o, e}
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.stdout, r.stderr
+	case <-time.After(d):
+		t.Fatalf("%q did not return within %v", args, d)
+	}
+	return
+}
+
+// TestInputsAreBounded: replay and merge refuse what is not a regular file
+// (a device never ends, a FIFO blocks the open) and say why, at once.
+func TestInputsAreBounded(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "/dev/zero"}, "/dev/zero is a device, not a regular file"},
+		{[]string{"replay", fifo}, "is a FIFO, not a regular file"},
+		{[]string{"merge", fifo}, "is a FIFO, not a regular file"},
+		{[]string{"merge", "/dev/zero"}, "is a device, not a regular file"},
+	} {
+		code, _, stderr := kcWithin(t, 10*time.Second, c.args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 saying %q", c.args, code, stderr, c.want)
+		}
+	}
+	big := filepath.Join(t.TempDir(), "schedule.json")
+	f, _ := os.Create(big)
+	f.Truncate(maxScheduleBytes + 1)
+	f.Close()
+	if code, _, stderr := kc(t, "replay", big); code != exitUsage || !strings.Contains(stderr, "more than the") {
+		t.Errorf("an oversized schedule: exit %d, %q", code, stderr)
+	}
+}
+
+// TestReportKeepsTheEvidence: report --out never overwrites a run's board,
+// ledger or verdict with HTML.
+func TestReportKeepsTheEvidence(t *testing.T) {
+	arts := t.TempDir()
+	if code, out, stderr := kc(t, "run", "unknown-assignee", "--variant", "fixed", "--seed", "1", "--keep", "--artifacts", arts); code != exitPass {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, stderr)
+	}
+	dir := filepath.Join(arts, "unknown-assignee-1")
+	for _, victim := range []string{"verdict.json", "ledger.jsonl", filepath.Join("home", "kanban.db")} {
+		path := filepath.Join(dir, victim)
+		before, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := kc(t, "report", dir, "--out", path)
+		after, _ := os.ReadFile(path)
+		if code != exitUsage || string(after) != string(before) {
+			t.Errorf("report --out %s: exit %d (%s); the file changed: %v", victim, code, stderr, string(after) != string(before))
+		}
+	}
+	if code, _, stderr := kc(t, "report", dir, "--out", filepath.Join(dir, "mine.html")); code != exitPass {
+		t.Errorf("an .html path inside the artifacts is fine: exit %d %s", code, stderr)
+	}
+}
+
+// TestHangUpIsUndecided: SIGHUP (a closed terminal) ends a run like Ctrl-C —
+// undecided, exit 3, with its evidence kept — instead of killing it with
+// no verdict (exit 129).
+func TestHangUpIsUndecided(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a run as a process")
+	}
+	bin := filepath.Join(t.TempDir(), "kanbanchaos")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "issue-30896", "--variant", "fixed", "--seed", "1", "--duration", "20s")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGHUP)
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitUnknown || !strings.Contains(out.String(), "interrupted") {
+		t.Fatalf("after SIGHUP: %v, want exit 3 saying the run was interrupted\n%s", err, out.String())
+	}
+}
