@@ -101,6 +101,11 @@ func checkTargetOf(arg string) (checkTarget, error) {
 	if err != nil {
 		return checkTarget{}, err
 	}
+	// What lies beside the board (its -wal, -shm, -journal) lies beside the
+	// real file, as SQLite itself resolves the name: never beside a link.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

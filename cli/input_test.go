@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/kanban"
 )
 
 // kcWithin runs a command in-process but fails the test if it does not
@@ -118,5 +120,45 @@ func TestHangUpIsUndecided(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != exitUnknown || !strings.Contains(out.String(), "interrupted") {
 		t.Fatalf("after SIGHUP: %v, want exit 3 saying the run was interrupted\n%s", err, out.String())
+	}
+}
+
+// TestCheckThroughASymlink: a board named through a symlink is judged by
+// what lies beside the real file — its -wal included. The breaker's
+// re-promotion below lives only in the -wal of a connection still open:
+// read as a board nobody has open (immutable, no WAL), it would pass.
+func TestCheckThroughASymlink(t *testing.T) {
+	ctx := context.Background()
+	real := filepath.Join(t.TempDir(), "kanban.db")
+	seedBoard(t, real, 1, "ghost") // schema and a task, checkpointed into the file
+	b, err := kanban.Connect(ctx, real, kanban.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close() // open for the whole check: the events stay in the -wal
+	for _, kind := range []string{"gave_up", "promoted"} {
+		if _, err := b.DB().ExecContext(ctx, `INSERT INTO task_events (task_id, kind, payload, created_at)
+			SELECT id, ?, '{"failures": 2, "effective_limit": 2}', 1000 FROM tasks LIMIT 1`, kind); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(real + "-wal"); err != nil {
+		t.Fatalf("the events should be in the -wal: %v", err)
+	}
+	// Nothing wrote the file itself lately: only the -wal says it is live.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(real, old, old); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "board.db")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := kc(t, "check", link)
+	if code != exitFail || !strings.Contains(stdout, "breaker-holds") {
+		t.Fatalf("check through a symlink: exit %d, want 1 with breaker-holds\n%s\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Lstat(link + "-wal"); err == nil {
+		t.Errorf("check created %s-wal beside the link", link)
 	}
 }

@@ -79,6 +79,10 @@ type SnapshotInfo struct {
 // kanban.IsCorrupt reports.
 func Snapshot(ctx context.Context, path, dir string) (SnapshotInfo, error) {
 	start := time.Now()
+	// Sidecars lie beside the real file (SQLite resolves links too).
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	info := SnapshotInfo{Path: filepath.Join(dir, snapshotFileName), Method: ReadBackupAPI}
 	var err error
 	if before, quiet := quiescent(path); quiet {
