@@ -86,7 +86,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30896", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"run", "issue-30896", "--dispatchers", "0x"}, "invalid value"},
 		{[]string{"run", "issue-30896", "--time-scale", "5"}, "time_scale = 5, want 0 < x <= 1"},
-		{[]string{"run", "issue-30417", "--dispatchers", "-1"}, "dispatchers = -1, want 1..64"},
+		{[]string{"run", "issue-30417", "--dispatchers", "-1"}, "--dispatchers -1: want a positive value"},
+		// Zero never silently means "the scenario's own" once typed.
+		{[]string{"run", "issue-30417", "--dispatchers", "0"}, "--dispatchers 0: want a positive value"},
+		{[]string{"run", "issue-30417", "--duration", "0s"}, "--duration 0s: want a positive value"},
+		{[]string{"run", "issue-30417", "--time-scale", "0"}, "--time-scale 0: want a positive value"},
+		{[]string{"run", "issue-30417", "--time-scale", "NaN"}, "--time-scale NaN: want a positive value"},
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
 		{[]string{"run"}, "want exactly one scenario (valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},

@@ -152,6 +152,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		seedGiven = seedGiven || fl.Name == "seed"
 		sqliteGiven = sqliteGiven || fl.Name == "sqlite"
 	})
+	if err := checkOverrides(fs); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos run:", err)
+		return exitUsage
+	}
 	if !seedGiven {
 		f.seed = randomSeed()
 	}
@@ -420,4 +424,24 @@ func cmdVariants(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Knobs (set any alone with --knob name=value):\n  %s\n", strings.Join(dispatcher.KnobDocs(), "\n  "))
 	return exitPass
+}
+
+// checkOverrides refuses --dispatchers, --duration and --time-scale given
+// as 0 or less: 0 means "the scenario's own" only when the flag is absent,
+// never silently when the user typed it.
+func checkOverrides(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "dispatchers", "duration", "time-scale":
+		default:
+			return
+		}
+		v := fl.Value.String()
+		if d, perr := time.ParseDuration(v); perr == nil && fl.Name == "duration" && d <= 0 ||
+			fl.Name != "duration" && (v == "0" || strings.HasPrefix(v, "-") || v == "NaN") {
+			err = fmt.Errorf("--%s %s: want a positive value (leave the flag out for the scenario's own)", fl.Name, v)
+		}
+	})
+	return err
 }

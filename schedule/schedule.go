@@ -330,6 +330,13 @@ var (
 	profileName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 )
 
+// Bounds on a schedule's times: far beyond any real run, and far below
+// what would overflow a time.Duration in milliseconds (2^63 ns ≈ 292 years).
+const (
+	maxPhaseMs = 24 * 3600 * 1000 // a day
+	maxTickMs  = 3600 * 1000      // an hour
+)
+
 // Validate reports the first thing that makes s impossible to run.
 func (s Schedule) Validate() error {
 	switch {
@@ -337,10 +344,16 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: dispatchers = %d, want 1..64", s.Dispatchers)
 	case len(s.DispatcherOffsetsMs) != 0 && len(s.DispatcherOffsetsMs) != s.Dispatchers:
 		return fmt.Errorf("schedule: %d dispatcher offsets for %d dispatchers", len(s.DispatcherOffsetsMs), s.Dispatchers)
-	case s.TimeScale <= 0 || s.TimeScale > 1:
+	case !(s.TimeScale > 0 && s.TimeScale <= 1): // NaN fails both comparisons
 		return fmt.Errorf("schedule: time_scale = %g, want 0 < x <= 1", s.TimeScale)
-	case s.TickMs < 0:
-		return fmt.Errorf("schedule: tick_ms = %d, want >= 0", s.TickMs)
+	case s.TickMs < 0 || s.TickMs > maxTickMs:
+		return fmt.Errorf("schedule: tick_ms = %d, want 0..%d", s.TickMs, maxTickMs)
+	case s.DurationMs > maxPhaseMs || s.QuietMs > maxPhaseMs:
+		return fmt.Errorf("schedule: duration_ms %d and quiet_ms %d must each be at most %d (a day)", s.DurationMs, s.QuietMs, maxPhaseMs)
+	case slices.ContainsFunc(s.DispatcherOffsetsMs, func(o int) bool { return o < 0 || o > maxTickMs }):
+		return fmt.Errorf("schedule: dispatcher offsets %v must each be 0..%d ms", s.DispatcherOffsetsMs, maxTickMs)
+	case s.CrashGraceMs != nil && *s.CrashGraceMs > maxPhaseMs, s.CooldownMs != nil && *s.CooldownMs > maxPhaseMs:
+		return fmt.Errorf("schedule: crash_grace_ms and rate_limit_cooldown_ms must be at most %d (a day)", maxPhaseMs)
 	case s.CrashGraceMs != nil && *s.CrashGraceMs < 0, s.CooldownMs != nil && *s.CooldownMs < 0:
 		return fmt.Errorf("schedule: crash_grace_ms and rate_limit_cooldown_ms must not be negative")
 	case s.DurationMs <= 0:

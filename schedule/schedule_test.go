@@ -2,6 +2,7 @@ package schedule_test
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -246,6 +247,13 @@ func TestValidate(t *testing.T) {
 		{"duplicate task id", func(s *schedule.Schedule) { s.Tasks[2].ID = s.Tasks[0].ID }, false, "twice"},
 		{"assignee without profile", func(s *schedule.Schedule) { s.Tasks[1].Assignee = "nobody" }, false, "nobody"},
 		{"negative max_retries", func(s *schedule.Schedule) { s.Tasks[0].MaxRetries = -1 }, false, "max_retries"},
+		// Crafted times that overflowed into 0 s phases or busy loops.
+		{"time_scale NaN", func(s *schedule.Schedule) { s.TimeScale = math.NaN() }, false, "time_scale"},
+		{"duration 2^62", func(s *schedule.Schedule) { s.DurationMs = 1 << 62 }, false, "duration_ms"},
+		{"quiet 2^62", func(s *schedule.Schedule) { s.QuietMs = 1 << 62 }, false, "quiet_ms"},
+		{"tick 2^62", func(s *schedule.Schedule) { s.TickMs = 1 << 62 }, false, "tick_ms"},
+		{"offset 1e9 ms", func(s *schedule.Schedule) { s.DispatcherOffsetsMs[1] = 1e9 }, false, "offsets"},
+		{"a day's run", func(s *schedule.Schedule) { s.DurationMs = 24 * 3600 * 1000 }, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validSchedule()
