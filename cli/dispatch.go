@@ -62,6 +62,10 @@ func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "kanbanchaos dispatch:", err)
 		return exitUsage
 	}
+	// Under a harness, a dispatcher process lives only as long as it: a
+	// harness killed by SIGKILL cannot stop it any other way.
+	ctx, stop := watchHarness(ctx, os.Getenv(fakeworker.EnvHarness))
+	defer stop()
 	d, err := dispatcher.New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos dispatch:", err)
@@ -240,4 +244,29 @@ func envFloat(name string, def float64) float64 {
 		return v
 	}
 	return def
+}
+
+// watchHarness cancels ctx once the harness named by token is gone (no-op
+// without one).
+func watchHarness(ctx context.Context, token string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if token == "" {
+		return ctx, cancel
+	}
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if fakeworker.HarnessGone(token) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, cancel
 }

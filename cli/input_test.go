@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 )
 
@@ -161,4 +163,76 @@ func TestCheckThroughASymlink(t *testing.T) {
 	if _, err := os.Lstat(link + "-wal"); err == nil {
 		t.Errorf("check created %s-wal beside the link", link)
 	}
+}
+
+// TestNothingOutlivesAKilledHarness: SIGKILL the harness mid-run — it gets
+// no chance to stop anything — and every process of its sandbox (the exec
+// subject's dispatchers, a real Hermes driver, the workers they spawned)
+// is gone within seconds: they watch the harness and exit without it.
+func TestNothingOutlivesAKilledHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts runs as processes")
+	}
+	subjects := []string{"exec:kanbanchaos dispatch --variant hermes-0.15 --interval 20ms"}
+	if _, err := hermes.Locate(hermes.Newest); err == nil {
+		subjects = append(subjects, "hermes:"+hermes.Newest)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range subjects {
+		t.Run(strings.Fields(subject)[0], func(t *testing.T) {
+			tmp := t.TempDir() // the sandbox lives here: its processes say so in their environment
+			bin := filepath.Join(tmp, "kanbanchaos")
+			if err := os.Symlink(exe, bin); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "run", "issue-30896", "--variant", "hermes-0.15", "--seed", "1", "--duration", "30s", "--subject", subject)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2500 * time.Millisecond)
+			if n := len(sandboxProcesses(tmp)); n == 0 {
+				t.Fatalf("no process of the run found under %s: the test would prove nothing", tmp)
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+			deadline := time.Now().Add(8 * time.Second)
+			for left := sandboxProcesses(tmp); len(left) > 0; left = sandboxProcesses(tmp) {
+				if time.Now().After(deadline) {
+					for _, pid := range left {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+					t.Fatalf("processes %v of the killed harness's sandbox are still running", left)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// sandboxProcesses lists the live processes whose environment points into
+// dir (TMPDIR, the sandbox's paths).
+func sandboxProcesses(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !strings.Contains(string(env), "KANBANCHAOS_LEDGER="+dir) {
+			continue
+		}
+		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+			if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 0 && f[0] == "Z" {
+				continue
+			}
+		}
+		out = append(out, pid)
+	}
+	return out
 }

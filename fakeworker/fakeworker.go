@@ -193,7 +193,13 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 	case schedule.ModeExitNow:
 		return b.Exit
 	case schedule.ModeHang:
-		select {} // until the dispatcher or the harness kills us
+		// Until the dispatcher or the harness kills us — or the harness is
+		// gone (killed itself): then nobody would.
+		for !HarnessGone(w.getenv(EnvHarness)) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		fmt.Fprintln(w.stderr, "kanbanchaos worker: the harness is gone; exiting")
+		return 1
 	}
 	opts := w.cfg.Connect
 	opts.Process = kanban.NewProcess() // this worker is its own OS process

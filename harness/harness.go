@@ -538,6 +538,7 @@ func workerEnv(sb sandbox) []string {
 	return append(env,
 		kanban.OFDEnv+"="+map[bool]string{true: "1", false: "0"}[kanban.OFDFromEnv()],
 		"HERMES_BIN="+sb.hermesBin(),
+		fakeworker.EnvHarness+"="+fakeworker.HarnessToken(os.Getpid()),
 		"HERMES_KANBAN_HOME="+sb.home(),
 		"HERMES_HOME="+sb.home(),
 		fakeworker.EnvLedger+"="+sb.ledger(),

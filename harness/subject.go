@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +92,11 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Pdeathsig fires when the thread that started the child ends,
+			// not the process: start every instance from a thread of its own
+			// that lives as long as the instance.
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			err := runSubject(runCtx, in.command, in.oneShot, in.env, sb.root, offset, timing.Tick, opt.StopGrace)
 			mu.Lock()
 			defer mu.Unlock()
