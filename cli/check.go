@@ -285,12 +285,24 @@ func printFindings(w io.Writer, v oracle.Verdict, shown int, rest string) {
 		}
 		task := ""
 		if x.Task != "" {
-			task = x.Task + ": "
+			task = printable(x.Task) + ": "
 		}
 		// One line per violation: integrity_check puts newlines in its rows.
-		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, strings.ReplaceAll(x.Message, "\n", " / "))
+		fmt.Fprintf(w, "FAIL %-16s %s%s\n", x.Invariant, task, printable(strings.ReplaceAll(x.Message, "\n", " / ")))
 	}
 	for _, u := range v.Unknowns {
-		fmt.Fprintf(w, "UNKNOWN %s\n", u)
+		fmt.Fprintf(w, "UNKNOWN %s\n", printable(u))
 	}
+}
+
+// printable escapes control characters: a board's text (task ids, event
+// payloads) reaches the terminal through messages, and an escape sequence
+// in it must not drive the terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '�'
+		}
+		return r
+	}, s)
 }

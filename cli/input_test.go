@@ -236,3 +236,29 @@ func sandboxProcesses(dir string) []int {
 	}
 	return out
 }
+
+// TestCheckEscapesBoardText: a board's own text (here an event payload
+// holding a terminal escape sequence, and one without the failure count)
+// is printed inert: no control byte reaches the terminal, no "<nil>".
+func TestCheckEscapesBoardText(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kanban.db")
+	seedBoard(t, db, 1, "ghost")
+	b, err := kanban.Connect(ctx, db, kanban.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range [][2]string{{"gave_up", `{"effective_limit": "\u001b[2J\u001b[31mpwned"}`}, {"promoted", "{}"}} {
+		if _, err := b.DB().ExecContext(ctx, `INSERT INTO task_events (task_id, kind, payload, created_at) SELECT id, ?, ?, 1000 FROM tasks`, e[0], e[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	code, stdout, _ := kc(t, "check", db)
+	if code != exitFail || !strings.Contains(stdout, "breaker-holds") {
+		t.Fatalf("exit %d\n%s", code, stdout)
+	}
+	if strings.ContainsRune(stdout, 0x1b) || strings.Contains(stdout, "<nil>") {
+		t.Errorf("check printed a raw escape or <nil>:\n%q", stdout)
+	}
+}

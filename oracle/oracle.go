@@ -683,7 +683,7 @@ tasks:
 				v.Violations = append(v.Violations, Violation{
 					Invariant: BreakerHolds, Task: task, AtMs: round(in.relMs(e.at)),
 					Message: fmt.Sprintf("%s at %s after gave_up at %s (failures=%v, limit=%v)%s",
-						e.kind, in.when(e.at), in.when(trip.at), payload["failures"], payload["effective_limit"], quietNote(quiet)),
+						e.kind, in.when(e.at), in.when(trip.at), orUnknown(payload["failures"]), orUnknown(payload["effective_limit"]), quietNote(quiet)),
 					Evidence: map[string]any{"gave_up_event": trip.id, "gave_up": payload, "reopened_by": e.kind,
 						"reopened_event": e.id, "in_quiet_phase": quiet},
 				})
@@ -801,4 +801,13 @@ func checkLedgerCoverage(v *Verdict, in Input, s snapshot) {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("%d of %d spawned workers never wrote their ledger start line: "+
 			"is HERMES_BIN a kanbanchaos worker, with %s set? spawn counts cannot be trusted", missing, spawned, "KANBANCHAOS_LEDGER"))
 	}
+}
+
+// orUnknown is a payload field for a message: "?" when the board's event
+// did not say, never "<nil>".
+func orUnknown(v any) any {
+	if v == nil {
+		return "?"
+	}
+	return v
 }
