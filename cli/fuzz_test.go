@@ -241,7 +241,7 @@ func TestMergeExitCodes(t *testing.T) {
 		{[]string{"merge", pass0, fail1}, exitFail, "verdict: FAIL — spawns in 1 of 4 runs"},
 		{[]string{"merge", pass0}, exitUnknown, "shard is missing"},
 		{[]string{"merge", pass0, pass0}, exitUsage, "run 0 is in shard 0/2 and in shard 0/2"},
-		{[]string{"merge", pass0, notes}, exitUsage, "has no summary line"},
+		{[]string{"merge", pass0, notes}, exitUsage, "line 1 is not a line of 'kanbanchaos fuzz --json' output"},
 		{[]string{"merge"}, exitUsage, "want one or more shard outputs"},
 	} {
 		code, stdout, stderr := kc(t, c.args...)

@@ -262,3 +262,14 @@ func TestCheckEscapesBoardText(t *testing.T) {
 		t.Errorf("check printed a raw escape or <nil>:\n%q", stdout)
 	}
 }
+
+// TestMergeRefusesGarbage: a shard file with lines that are not fuzz
+// --json output is refused, naming the line, instead of skipped silently.
+func TestMergeRefusesGarbage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shard.jsonl")
+	os.WriteFile(path, []byte(`{"type":"run","index":0}`+"\nwarning: something\n"+`{"type":"summary","runs":1}`+"\n"), 0o644)
+	code, _, stderr := kc(t, "merge", path)
+	if code != exitUsage || !strings.Contains(stderr, "line 2 is not a line of 'kanbanchaos fuzz --json' output") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}

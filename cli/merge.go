@@ -88,11 +88,19 @@ func readSummary(path string) (harness.Summary, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 64<<20)
 	ok := false
-	for sc.Scan() {
+	for line := 1; sc.Scan(); line++ {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
 		var probe struct {
 			Type string `json:"type"`
 		}
-		if json.Unmarshal(sc.Bytes(), &probe) != nil || probe.Type != "summary" {
+		// Every line of fuzz --json is a run or the summary: anything else
+		// means the file is not what it should be, and is said, not skipped.
+		if err := json.Unmarshal(sc.Bytes(), &probe); err != nil || (probe.Type != "run" && probe.Type != "summary") {
+			return found, fmt.Errorf("%w: %s line %d is not a line of 'kanbanchaos fuzz --json' output: %.80q", errInput, path, line, sc.Text())
+		}
+		if probe.Type != "summary" {
 			continue
 		}
 		var s harness.Summary
