@@ -2,9 +2,7 @@ package gate
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
-	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -149,9 +146,7 @@ func Conform(ctx context.Context, subject harness.Subject, variant string, paral
 }
 
 func readBoard(ctx context.Context, home, task string, o *Observed) error {
-	q := url.Values{}
-	q.Set("mode", "ro")
-	db, err := sql.Open("sqlite", kanban.FileURI(kanban.BoardPath(home, "default"))+"?"+q.Encode())
+	db, err := openBoard(home)
 	if err != nil {
 		return err
 	}

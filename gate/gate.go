@@ -5,12 +5,17 @@
 // the replay command) or not checked (with why). It decides entries from
 // the oracle's verdicts; it holds no invariant logic of its own beyond the
 // "no fewer starts than the budget" count the oracle's spawns invariant
-// (an upper bound) does not make.
+// (an upper bound) does not make, which it applies only to a task whose
+// breaker tripped on the board the run left.
 package gate
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -220,7 +226,9 @@ func runSeed(ctx context.Context, spec Spec, e Entry, seed uint64) (Seed, error)
 	if spec.Replay != nil {
 		sd.Replay = spec.Replay(e, seed)
 	}
-	opt := harness.Options{Subject: spec.Subject, Replay: sd.Replay}
+	// An Exact entry reads the board the run left (which tasks tripped), so
+	// its run is kept until judged.
+	opt := harness.Options{Subject: spec.Subject, Replay: sd.Replay, Keep: e.Exact}
 	if spec.ArtifactsDir != "" {
 		opt.ArtifactsDir = spec.ArtifactsDir + "/" + e.Name
 	}
@@ -233,15 +241,49 @@ func runSeed(ctx context.Context, spec Spec, e Entry, seed uint64) (Seed, error)
 	for _, n := range res.Verdict.Spawns {
 		sd.Starts = max(sd.Starts, n)
 	}
-	sd.Status, sd.Why = Judge(e, s, res.Verdict)
-	if sd.Status != Held {
+	var tripped map[string]bool
+	if e.Exact {
+		if tripped, err = trippedTasks(ctx, res.Artifacts); err != nil {
+			return sd, fmt.Errorf("gate %s seed %d: %w", e.Name, seed, err)
+		}
+	}
+	sd.Status, sd.Why = Judge(e, s, res.Verdict, tripped)
+	switch {
+	case sd.Status != Held:
 		sd.Artifacts = res.Artifacts
+	case e.Exact && res.Verdict.Status == oracle.Pass:
+		os.RemoveAll(res.Artifacts) // kept only to be read
 	}
 	return sd, nil
 }
 
-// Judge decides one seed of e from the run's verdict.
-func Judge(e Entry, s schedule.Schedule, v oracle.Verdict) (Status, string) {
+// trippedTasks lists the tasks whose breaker tripped (a gave_up event) on
+// the board a run left in dir.
+func trippedTasks(ctx context.Context, dir string) (map[string]bool, error) {
+	db, err := openBoard(filepath.Join(dir, "home"))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT DISTINCT task_id FROM task_events WHERE kind = 'gave_up'`)
+	if err != nil {
+		return nil, fmt.Errorf("read the board's gave_up events: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// Judge decides one seed of e from the run's verdict and, for an Exact
+// entry, the tasks whose breaker tripped on the board.
+func Judge(e Entry, s schedule.Schedule, v oracle.Verdict, tripped map[string]bool) (Status, string) {
 	var violated []string
 	for _, x := range v.Violations {
 		if slices.Contains(e.Decide, x.Invariant) {
@@ -252,10 +294,10 @@ func Judge(e Entry, s schedule.Schedule, v oracle.Verdict) (Status, string) {
 			violated = append(violated, fmt.Sprintf("%s: %s%s", x.Invariant, task, x.Message))
 		}
 	}
-	// Too few starts count only in a run that reached its breaker
-	// decision (an undecided run may just have ended early).
+	// Too few starts count only for a task whose breaker tripped: a run
+	// that ended before its decision is no early trip.
 	if e.Exact && v.Status != oracle.Unknown {
-		violated = append(violated, tooFew(s, v)...)
+		violated = append(violated, tooFew(s, v, tripped)...)
 	}
 	if len(violated) > 0 {
 		return Violated, strings.Join(violated[:min(len(violated), 3)], "; ")
@@ -278,10 +320,10 @@ func Judge(e Entry, s schedule.Schedule, v oracle.Verdict) (Status, string) {
 }
 
 // tooFew: a task whose worker fails at once got fewer starts than its
-// effective limit although the breaker tripped — the budget the user
+// effective limit although its breaker tripped — the budget the user
 // configured was not honoured (a trip at the default 2 under a configured
 // 4 is #63070).
-func tooFew(s schedule.Schedule, v oracle.Verdict) []string {
+func tooFew(s schedule.Schedule, v oracle.Verdict, tripped map[string]bool) []string {
 	var out []string
 	for _, t := range s.Tasks {
 		p, _ := s.Profile(t.Assignee)
@@ -289,9 +331,17 @@ func tooFew(s schedule.Schedule, v oracle.Verdict) []string {
 			continue
 		}
 		limit, source := s.EffectiveLimit(t)
-		if n := v.Spawns[t.ID]; n > 0 && n < limit {
+		if n := v.Spawns[t.ID]; tripped[t.ID] && n < limit {
 			out = append(out, fmt.Sprintf("spawns: %s: %d worker starts < limit %d (%s): the budget was not honoured", t.ID, n, limit, source))
 		}
 	}
 	return out
+}
+
+// openBoard opens the default board of a run's home read-only (the run is
+// over: nobody else has it open).
+func openBoard(home string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	return sql.Open("sqlite", kanban.FileURI(kanban.BoardPath(home, "default"))+"?"+q.Encode())
 }
