@@ -3,7 +3,7 @@ package harness
 import (
 	"fmt"
 	"math"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
@@ -115,7 +115,7 @@ func verifyHermes(st *Settings, h ledger.History, dispatchers int) (unknowns []s
 			st.Notes = append(st.Notes, fmt.Sprintf("hermes %s reads no HERMES_KANBAN_CLAIM_TTL_SECONDS: the claim TTL was passed as %s", r.Release, r.ClaimTTLVia))
 		}
 		for _, k := range hermesSettingKeys {
-			if _, ok := r.Resolved[k.key]; !ok && !contains(r.ReadsEnv, k.env) {
+			if _, ok := r.Resolved[k.key]; !ok && !slices.Contains(r.ReadsEnv, k.env) {
 				st.Notes = append(st.Notes, fmt.Sprintf("hermes %s reads no %s: it has no %s setting", r.Release, k.env, k.what))
 			}
 		}
@@ -126,13 +126,4 @@ func verifyHermes(st *Settings, h ledger.History, dispatchers int) (unknowns []s
 		}
 	}
 	return unknowns
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
 }
