@@ -3,6 +3,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -34,8 +37,8 @@ var engineModules = map[string]string{
 }
 
 // engineBuilds is the process-wide build-once cache: the binary path of each
-// engine already checked or built by this process, so a process runs `go
-// build` for an engine at most once however many runs ask for it. lock (a
+// engine already checked or built by this process, so a process hashes
+// the sources and runs `go build` for an engine at most once however many runs ask for it. lock (a
 // one-slot semaphore, so a waiting caller can still give up on its context)
 // serialises the checks and builds. It is the package's only global mutable
 // state; it only ever gains entries.
@@ -48,8 +51,8 @@ var engineBuilds = struct {
 // ("3.54", "3.50"; see schedule.Engines). For this binary's own engine that
 // is os.Executable(). Another engine is built from its nested module in the
 // repository checkout this package was compiled from (or the one around the
-// working directory) into the user's cache directory, and rebuilt there when
-// any source file is newer than the binary. Progress ("building …") goes to
+// working directory) into the cache (hermes.CacheRoot), keyed by the hash of
+// the sources. Progress ("building …") goes to
 // log, which may be nil.
 func EngineBinary(ctx context.Context, engine string, log io.Writer) (string, error) {
 	version, ok := schedule.Engines[engine]
@@ -103,9 +106,14 @@ func engineNames() string {
 	return strings.Join(names, ", ")
 }
 
-// buildEngine makes sure the cached binary of engine is newer than every
-// source it is built from, running `go build` if not. go build is
-// incremental, so a rebuild after a small edit recompiles only what changed.
+// buildEngine returns the cached binary of engine built from exactly the
+// sources of this checkout, running `go build` if there is none. The cache
+// is keyed by a hash of the sources' paths and contents, not by dates or by
+// checkout: two checkouts with the same sources share one binary, two with
+// different sources each get their own, and a binary once in place is never
+// replaced, so no run can launch a binary another checkout is rebuilding.
+// go build is incremental, so a build after a small edit recompiles only
+// what changed.
 func buildEngine(ctx context.Context, engine, version string, log io.Writer) (string, error) {
 	rel, ok := engineModules[engine]
 	if !ok {
@@ -115,30 +123,21 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	if err != nil {
 		return "", err
 	}
-	cache, err := os.UserCacheDir()
+	cache, err := hermes.CacheRoot()
 	if err != nil {
 		return "", fmt.Errorf("harness: no cache directory for the SQLite %s engine: %w", version, err)
 	}
-	dir := filepath.Join(cache, "kanbanchaos", "engines", "sqlite-"+version)
-	bin := filepath.Join(dir, "kanbanchaos")
-	// The cache is shared by every checkout of the user; the stamp says
-	// which one the binary was built from.
-	stamp := bin + ".src"
-
-	// Sources are dated before go build reads them; the binary gets that
-	// date, so a file edited while the build runs still counts as newer.
-	checked := time.Now()
-	newest, err := newestSource(root)
+	sum, err := sourceHash(root)
 	if err != nil {
 		return "", err
 	}
-	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() && fi.ModTime().After(newest) {
-		if src, err := os.ReadFile(stamp); err == nil && string(src) == root {
-			return bin, nil
-		}
+	dir := filepath.Join(cache, "engines", "sqlite-"+version, sum)
+	bin := filepath.Join(dir, "kanbanchaos")
+	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		return bin, nil
 	}
 	if log != nil {
-		fmt.Fprintf(log, "building the SQLite %s engine (first time only)…\n", version)
+		fmt.Fprintf(log, "building the SQLite %s engine for these sources (once per source change)…\n", version)
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -148,8 +147,9 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 		return "", fmt.Errorf("harness: engine cache: %w", err)
 	}
 	// Build into a directory of our own next to the binary, then rename: a
-	// concurrent process sees the old binary or the new one, never half of
-	// one, and go build never refuses to overwrite a placeholder file.
+	// concurrent process sees no binary or the whole one, never half of one.
+	// Two processes building the same sources at once both produce the same
+	// program; the second rename replaces it with an equal one.
 	tmp, err := os.MkdirTemp(dir, "build-")
 	if err != nil {
 		return "", fmt.Errorf("harness: engine cache: %w", err)
@@ -165,16 +165,10 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	if err != nil {
 		return "", fmt.Errorf("harness: go build of the SQLite %s engine in %s: %w\n%s", version, cmd.Dir, err, tail(output, 4000))
 	}
-	if err := os.Chtimes(out, checked, checked); err != nil {
-		return "", fmt.Errorf("harness: engine cache: %w", err)
-	}
-	if err := os.WriteFile(out+".src", []byte(root), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "source"), []byte(root+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("harness: engine cache: %w", err)
 	}
 	if err := os.Rename(out, bin); err != nil {
-		return "", fmt.Errorf("harness: engine cache: %w", err)
-	}
-	if err := os.Rename(out+".src", stamp); err != nil {
 		return "", fmt.Errorf("harness: engine cache: %w", err)
 	}
 	return bin, nil
@@ -209,11 +203,12 @@ func repoRoot(rel string) (string, error) {
 		"run kanbanchaos from inside a checkout (git clone, then cd into it)", filepath.ToSlash(rel))
 }
 
-// newestSource is the latest modification time of any file under root that
-// goes into a build: non-test .go files, go.mod and go.sum. Hidden
-// directories and testdata are skipped.
-func newestSource(root string) (time.Time, error) {
-	var newest time.Time
+// sourceHash identifies the sources an engine build reads: the relative
+// path and contents of every non-test .go file, go.mod and go.sum under
+// root (hidden directories, _-prefixed ones and testdata skipped), as the
+// first 16 hex digits of their SHA-256.
+func sourceHash(root string) (string, error) {
+	h := sha256.New()
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -228,19 +223,22 @@ func newestSource(root string) (time.Time, error) {
 		if !(name == "go.mod" || name == "go.sum" || strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) {
 			return nil
 		}
-		fi, err := d.Info()
+		rel, err := filepath.Rel(root, path)
 		if err != nil {
 			return err
 		}
-		if fi.ModTime().After(newest) {
-			newest = fi.ModTime()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
 		}
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(rel), len(data))
+		h.Write(data)
 		return nil
 	})
 	if err != nil {
-		return newest, fmt.Errorf("harness: scan the sources in %s: %w", root, err)
+		return "", fmt.Errorf("harness: hash the sources in %s: %w", root, err)
 	}
-	return newest, nil
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // runInEngine runs s in bin, a kanbanchaos binary linked against s's engine,

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,72 +12,51 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
 // TestEngine350 builds the SQLite 3.50.4 engine once for this test binary
-// (the expensive part: everything else reuses it), checks the process-wide
-// cache keeps a later call from building again, and runs issue-30417 on it:
-// hermes-0.14 fails "breaker holds", fixed passes, both on SQLite 3.50.4.
+// (the expensive part: everything else reuses it), checks it lands in the
+// cache under the hash of this checkout's sources and that a later call does
+// not build again, and runs issue-30417 on it: hermes-0.15 fails "breaker
+// holds", fixed passes, both on SQLite 3.50.4.
 func TestEngine350(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the SQLite 3.50 engine is built with the go command, which is not on PATH")
 	}
 	ctx := context.Background()
-	cache, err := os.UserCacheDir()
+	cache, err := hermes.CacheRoot()
 	if err != nil {
-		t.Skip("no user cache directory:", err)
+		t.Skip("no cache directory:", err)
 	}
-	cached := filepath.Join(cache, "kanbanchaos", "engines", "sqlite-3.50.4", "kanbanchaos")
-	// An old binary is a stale one: it must be rebuilt, and that said. Other
-	// tests of this package may have asked EngineBinary already, so the
-	// uncached step is called directly. go build's own cache keeps the
-	// rebuild to a relink when nothing changed.
-	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
-	os.Chtimes(cached, old, old)
-	var log bytes.Buffer
+	root, err := repoRoot(engineModules["3.50"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := sourceHash(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := filepath.Join(cache, "engines", "sqlite-3.50.4", sum, "kanbanchaos")
 	start := time.Now()
-	bin, err := buildEngine(ctx, "3.50", "3.50.4", &log)
+	bin, err := buildEngine(ctx, "3.50", "3.50.4", io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("engine build: %v", time.Since(start))
 	if bin != cached {
-		t.Fatalf("engine binary %s, want %s", bin, cached)
+		t.Fatalf("engine binary %s, want %s (keyed by the sources' hash)", bin, cached)
 	}
-	if !strings.Contains(log.String(), "building the SQLite 3.50.4 engine") {
-		t.Fatalf("a build must say so, log: %q", log.String())
+	var log bytes.Buffer
+	if again, err := buildEngine(ctx, "3.50", "3.50.4", &log); err != nil || again != bin || log.Len() != 0 {
+		t.Fatalf("a second build of the same sources: %q, %v, log %q; want %q, no build", again, err, log.String(), bin)
 	}
-	// Fresh now: this process's first EngineBinary, if it is the first,
-	// finds nothing to build.
-	log.Reset()
 	if got, err := EngineBinary(ctx, "3.50", &log); err != nil || got != bin || log.Len() != 0 {
 		t.Fatalf("EngineBinary: %q, %v, log %q; want %q, no error, no build", got, err, log.String(), bin)
 	}
-	built, err := os.Stat(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Run("second call does not rebuild", func(t *testing.T) {
-		// Stale again on disk: only the process-wide cache keeps this call
-		// from building.
-		if err := os.Chtimes(bin, old, old); err != nil {
-			t.Fatal(err)
-		}
-		defer os.Chtimes(bin, built.ModTime(), built.ModTime())
-		log.Reset()
-		again, err := EngineBinary(ctx, "3.50", &log)
-		if err != nil || again != bin || log.Len() != 0 {
-			t.Fatalf("second call: %q, %v, log %q; want %q, no error, no log", again, err, log.String(), bin)
-		}
-		fi, err := os.Stat(bin)
-		if err != nil || !fi.ModTime().Equal(old) || !os.SameFile(fi, built) {
-			t.Fatalf("the binary was rebuilt or replaced: %v %v", fi.ModTime(), err)
-		}
-	})
 
 	t.Run("own engine is this executable", func(t *testing.T) {
 		exe, _ := os.Executable()
@@ -161,5 +141,51 @@ func TestEngineFailureIsAnError(t *testing.T) {
 			t.Errorf("%s: error %v, want %q and the engine's stderr %q at the end", c.script, err, c.want, c.stderr)
 		}
 		os.Remove(bin)
+	}
+}
+
+// TestSourceHash: the engine cache key changes with any source's content or
+// name, and not with dates, tests or testdata — two checkouts of the same
+// sources share one binary, different sources never do.
+func TestSourceHash(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash := func() string {
+		t.Helper()
+		sum, err := sourceHash(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	write("go.mod", "module x\n")
+	write("a/a.go", "package a\n")
+	base := hash()
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	os.Chtimes(filepath.Join(root, "a/a.go"), old, old)
+	write("a/a_test.go", "package a\n")
+	write("a/testdata/x.go", "package x\n")
+	write(".git/y.go", "package y\n")
+	if got := hash(); got != base {
+		t.Fatalf("dates, tests, testdata or hidden dirs changed the key: %s → %s", base, got)
+	}
+	write("a/a.go", "package a // edited\n")
+	edited := hash()
+	if edited == base {
+		t.Fatal("an edited source kept the key")
+	}
+	write("a/a.go", "package a\n")
+	os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b"))
+	if got := hash(); got == base || got == edited {
+		t.Fatalf("a renamed package kept a key: %s", got)
 	}
 }
