@@ -77,6 +77,9 @@ func Entries() []Entry {
 			"issue-30678", []string{oracle.BoardRouting}, false, "hermes-0.14"},
 		{"unknown-assignee", "spec §8", "a task with an unknown assignee does not sit silently in ready forever",
 			"unknown-assignee", []string{oracle.AssigneeSurfaced}, false, "hermes-0.19"},
+		{"systemic-trip", "PRs #83067, #104077 (docs/findings/systemic-trip-undone.md)", "a breaker that trips because " +
+			"several cards crashed with one error in a sweep (the systemic limit 1) holds: no promoted/claimed before a reset",
+			"systemic-crash", []string{oracle.BreakerHolds, oracle.Spawns}, false, "hermes-0.19"},
 	}
 }
 
