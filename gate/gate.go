@@ -80,6 +80,12 @@ func Entries() []Entry {
 		{"systemic-trip", "PRs #83067, #104077 (docs/findings/systemic-trip-undone.md)", "a breaker that trips because " +
 			"several cards crashed with one error in a sweep (the systemic limit 1) holds: no promoted/claimed before a reset",
 			"systemic-crash", []string{oracle.BreakerHolds, oracle.Spawns}, false, "hermes-0.19"},
+		{"exit-status", "PR #61836 (docs/findings/stolen-exit-status.md)", "a worker's exit status reaches the dispatcher " +
+			"that spawned it: exit 75 is booked rate limited (never a counted crash 'pid N not alive') and waits the cooldown",
+			"stolen-exit-status", []string{oracle.RateLimit}, false, ""},
+		{"shared-board-writes", "#33334, #71724 (docs/findings/post-commit-lock-drop.md)", "several gateways on one board " +
+			"lose no acknowledged commit and leave integrity_check ok, with no SQLITE_CORRUPT/IOERR",
+			"gateways-share-board", []string{oracle.NoLostWrites, oracle.Integrity, oracle.SQLiteErrors}, false, ""},
 	}
 }
 

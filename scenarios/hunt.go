@@ -35,5 +35,54 @@ func huntScenarios() []Scenario {
 				}
 			},
 		},
+		{
+			Name: "stolen-exit-status",
+			Issue: "Hermes 0.16–0.19: a worker's exit status is reaped by Python's subprocess module before the dispatcher's " +
+				"reap_worker_zombies sees it; exit 75 (rate limited) and exit 0 are booked crashed 'pid N not alive' (open PR #61836)",
+			Summary: "One dispatcher (no other process can reap its workers), twelve cards whose workers heartbeat, then exit 75 " +
+				"(rate limited) within ms. _default_spawn drops its Popen handle; CPython's Popen.__del__ keeps a running child in " +
+				"subprocess._active, and every later Popen (the next spawn) runs subprocess._cleanup(), which waitpid()s the " +
+				"children that exited meanwhile and keeps their status to itself. The tick's waitpid(-1, WNOHANG) never sees " +
+				"them, _classify_worker_exit answers 'unknown' and detect_crashed_workers books a crash 'pid N not alive' that " +
+				"counts toward the breaker (three in one sweep trip it at limit 1) and skips the rate-limit cooldown. Must hold: " +
+				"exit 75 is never booked as a failure, and the task waits the cooldown (rate-limit).",
+			Variant: "hermes-0.19",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				s.Dispatchers = 1
+				s.TimeScale = 0.001 // 60 ms ticks, 900 ms claim TTL, 300 ms cooldown (2 s on a real release)
+				s.TickMs = 20
+				s.DurationMs, s.QuietMs = 3000, 500
+				s.Profiles = []schedule.Profile{{Name: "quota", Worker: schedule.Behaviour{Mode: schedule.ModeHeartbeatCrash,
+					Exit: schedule.RateLimitedExitCode, DelayMs: rng.IntN(5)}}}
+				for i := 0; i < 12; i++ {
+					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("card %d behind a quota wall", i+1), Assignee: "quota"})
+				}
+			},
+		},
+		{
+			Name: "gateways-share-board",
+			Issue: "Hermes 0.15–0.19: the post-commit file-length check (_check_file_length_invariant) opens and closes kanban.db " +
+				"after every COMMIT, dropping the gateway's POSIX locks; another gateway's close then resets the WAL under it " +
+				"(spec M1b; fixed on main by #71724, after 0.19.0)",
+			Summary: "Four gateways (one per profile, each with its embedded dispatcher, as Hermes runs them by default) on one " +
+				"board, 20 ms ticks, forty cards whose workers complete. From 0.18 the dispatch lock lets one gateway tick at a " +
+				"time; the others connect, get skipped_locked and close. After each COMMIT the ticking gateway opens, reads and " +
+				"closes the board file, which drops every POSIX lock its process holds on it; a skipped gateway's close (Python's " +
+				"SQLite < 3.51) then believes it is the last connection, checkpoints and deletes the -wal, and the ticking gateway " +
+				"goes on committing into the deleted file. Must hold: every acknowledged commit is in the board (no-lost-writes), " +
+				"integrity_check ok, no SQLITE_CORRUPT/IOERR.",
+			Variant: "hermes-0.19",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				s.Dispatchers = 4
+				s.TimeScale = 0.001
+				s.TickMs = 20
+				s.DurationMs, s.QuietMs = 6000, 500 // a real release's four Pythons take 1–2 s to start
+				s.MaxSpawn = 4
+				s.Profiles = []schedule.Profile{{Name: "finisher", Worker: schedule.Behaviour{Mode: schedule.ModeComplete, DelayMs: rng.IntN(5)}}}
+				for i := 0; i < 40; i++ {
+					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("card %d", i+1), Assignee: "finisher"})
+				}
+			},
+		},
 	}
 }
