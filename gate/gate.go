@@ -85,7 +85,7 @@ func Entries() []Entry {
 			"stolen-exit-status", []string{oracle.RateLimit}, false, ""},
 		{"shared-board-writes", "#33334, #71724 (docs/findings/post-commit-lock-drop.md)", "several gateways on one board " +
 			"lose no acknowledged commit and leave integrity_check ok, with no SQLITE_CORRUPT/IOERR",
-			"gateways-share-board", []string{oracle.NoLostWrites, oracle.Integrity, oracle.SQLiteErrors}, false, ""},
+			"shared-board-gateways", []string{oracle.NoLostWrites, oracle.Integrity, oracle.SQLiteErrors}, false, ""},
 	}
 }
 

@@ -60,7 +60,7 @@ func huntScenarios() []Scenario {
 			},
 		},
 		{
-			Name: "gateways-share-board",
+			Name: "shared-board-gateways",
 			Issue: "Hermes 0.15–0.19: the post-commit file-length check (_check_file_length_invariant) opens and closes kanban.db " +
 				"after every COMMIT, dropping the gateway's POSIX locks; another gateway's close then resets the WAL under it " +
 				"(spec M1b; fixed on main by #71724, after 0.19.0)",
