@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -361,11 +362,22 @@ func prepare(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatc
 	defer board.Close()
 	for _, t := range s.Tasks {
 		if _, err := board.CreateTask(ctx, kanban.NewTask{ID: t.ID, Title: t.Title, Assignee: t.Assignee,
-			Priority: t.Priority, MaxRetries: t.MaxRetries, CreatedBy: "kanbanchaos"}); err != nil {
+			Priority: t.Priority, MaxRetries: t.MaxRetries, MaxRuntime: storedMaxRuntime(s, t), CreatedBy: "kanbanchaos"}); err != nil {
 			return fmt.Errorf("harness: seed board: %w", err)
 		}
 	}
 	return nil
+}
+
+// storedMaxRuntime is the max_runtime_seconds a task is seeded with. The
+// reference dispatcher scales the column by the run's time scale itself; a
+// real release reads it as wall-clock seconds, whole ones (int()), so it
+// gets the scaled value rounded up to a whole second, at least 1.
+func storedMaxRuntime(s schedule.Schedule, t schedule.Task) float64 {
+	if t.MaxRuntimeS <= 0 || s.Subject.Hermes == "" {
+		return float64(t.MaxRuntimeS)
+	}
+	return max(1, math.Ceil(float64(t.MaxRuntimeS)*s.TimeScale))
 }
 
 // phases is what the dispatch phase observed.

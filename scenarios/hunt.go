@@ -51,11 +51,37 @@ func huntScenarios() []Scenario {
 				s.Dispatchers = 1
 				s.TimeScale = 0.001 // 60 ms ticks, 900 ms claim TTL, 300 ms cooldown (2 s on a real release)
 				s.TickMs = 20
-				s.DurationMs, s.QuietMs = 3000, 500
+				// A real release's first tick spawns all twelve one after the
+				// other: seconds on a loaded machine.
+				s.DurationMs, s.QuietMs = 6000, 1000
 				s.Profiles = []schedule.Profile{{Name: "quota", Worker: schedule.Behaviour{Mode: schedule.ModeHeartbeatCrash,
 					Exit: schedule.RateLimitedExitCode, DelayMs: rng.IntN(5)}}}
 				for i := 0; i < 12; i++ {
 					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("card %d behind a quota wall", i+1), Assignee: "quota"})
+				}
+			},
+		},
+		{
+			Name: "max-runtime",
+			Issue: "Hermes 0.16–0.19: a max_runtime_seconds timeout is counted at the default limit 2 whatever " +
+				"kanban.failure_limit says, and recompute_ready promotes the card back (PR #63070 names the timeout path)",
+			Summary: "Two cards with max_runtime_seconds (1 s on a real release) whose workers hang until killed, failure_limit 4, " +
+				"one dispatcher. enforce_max_runtime SIGTERMs each worker once its run is older than the limit, books " +
+				"timed_out and calls _record_task_failure without the configured limit: the breaker trips at the default 2 " +
+				"(gave_up), and recompute_ready, which does get 4, promotes the card again in the same tick. Must hold: the " +
+				"configured 4 starts at most, and no promoted/claimed after a gave_up without a reset (breaker-holds).",
+			Variant: "hermes-0.19",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				s.Dispatchers = 1
+				s.TimeScale = 0.001 // a 1000 s runtime limit is 1 s
+				s.TickMs = 100
+				s.CrashGraceMs = new(int)
+				s.DurationMs, s.QuietMs = 9000, 1500 // four timeouts of ≥ 1 s each, in whole seconds
+				s.FailureLimit = 4
+				s.Profiles = []schedule.Profile{{Name: "slowpoke", Worker: schedule.Behaviour{Mode: schedule.ModeHang, DelayMs: rng.IntN(5)}}}
+				for i := 0; i < 2; i++ {
+					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("a run that never ends %d", i+1),
+						Assignee: "slowpoke", MaxRuntimeS: 1000})
 				}
 			},
 		},
