@@ -123,7 +123,11 @@ var Resolvers = map[string][]string{
 // returns the two paths.
 func WriteDriver(dir string, d Driver) (script, settings string, err error) {
 	script = filepath.Join(dir, "hermes_driver.py")
-	if err := os.WriteFile(script, driverSource, 0o644); err != nil {
+	// Each dispatcher of a run writes the one script while the drivers
+	// started before it are reading it: replaced whole, by rename, never
+	// truncated in place (a Python that reads a truncated script runs
+	// nothing and exits 0, a driver that "never started the release").
+	if err := replaceFile(script, driverSource); err != nil {
 		return "", "", fmt.Errorf("hermes: driver: %w", err)
 	}
 	if d.Resolvers == nil {
@@ -138,6 +142,29 @@ func WriteDriver(dir string, d Driver) (script, settings string, err error) {
 		return "", "", fmt.Errorf("hermes: driver settings: %w", err)
 	}
 	return script, settings, nil
+}
+
+// replaceFile puts data at path atomically: a reader sees the old file or
+// the new one, whole.
+func replaceFile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // Reported is what a driver wrote in its settings ledger entry: what the
