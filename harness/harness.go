@@ -94,6 +94,7 @@ func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
 func (s sandbox) db() string           { return kanban.BoardPath(s.home(), "default") }
 func (s sandbox) ledger() string       { return filepath.Join(s.root, "ledger.jsonl") }
 func (s sandbox) trace() string        { return filepath.Join(s.root, "trace.jsonl") }
+func (s sandbox) goFile() string       { return filepath.Join(s.root, "go") }
 func (s sandbox) workerConfig() string { return filepath.Join(s.root, "worker.json") }
 func (s sandbox) hermesBin() string    { return filepath.Join(s.root, "bin", fakeworker.InvokedAs) }
 
