@@ -153,7 +153,8 @@ func plan(ctx context.Context, scenarioList, releases, sqlites, workers string) 
 func runOne(ctx context.Context, c cell, seed uint64) (outcome, error) {
 	sc, _ := scenarios.Lookup(c.scenario)
 	s := sc.Build(seed, "")
-	res, err := harness.Run(ctx, s, harness.Options{Subject: c.subject()})
+	// The whole schedule: lost commits are counted over the full run.
+	res, err := harness.Run(ctx, s, harness.Options{Subject: c.subject(), FullDuration: true})
 	if err != nil {
 		return outcome{}, err
 	}
