@@ -137,6 +137,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	start := time.Now()
 	deadline := time.AfterFunc(total, cancel)
 	defer deadline.Stop()
+	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
 	injected := make(chan struct{})
 	go func() {
 		defer close(injected)
@@ -149,6 +150,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	}()
 	wg.Wait()
 	cancel()
+	ph.decided = decision()
 	<-injected
 	ph.elapsed = time.Since(start)
 	if ctx.Err() != nil {

@@ -15,6 +15,14 @@ import (
 //go:embed driver.py
 var driverSource []byte
 
+// recordSource is the recording module driver.py and worker.py share; it
+// is written beside them as kanbanchaos_record.py.
+//
+//go:embed record.py
+var recordSource []byte
+
+const recordModule = "kanbanchaos_record.py"
+
 // Seconds are Hermes' time settings as the release can take them: its
 // HERMES_KANBAN_*_SECONDS variables are read with int(), and a value int()
 // refuses ("0.03") silently becomes the default (30 s, 900 s, 300 s). So a
@@ -132,11 +140,14 @@ var Resolvers = map[string][]string{
 // returns the two paths.
 func WriteDriver(dir string, d Driver) (script, settings string, err error) {
 	script = filepath.Join(dir, "hermes_driver.py")
-	// Each dispatcher of a run writes the one script while the drivers
+	// Each dispatcher of a run writes the one script (and its module) while the drivers
 	// started before it are reading it: replaced whole, by rename, never
 	// truncated in place (a Python that reads a truncated script runs
 	// nothing and exits 0, a driver that "never started the release").
 	if err := replaceFile(script, driverSource); err != nil {
+		return "", "", fmt.Errorf("hermes: driver: %w", err)
+	}
+	if err := replaceFile(filepath.Join(dir, recordModule), recordSource); err != nil {
 		return "", "", fmt.Errorf("hermes: driver: %w", err)
 	}
 	if d.Resolvers == nil {
