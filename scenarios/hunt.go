@@ -17,9 +17,9 @@ func huntScenarios() []Scenario {
 			Name: "systemic-crash",
 			Issue: "Hermes 0.16–0.19: the systemic-failure breaker (≥ 3 crashes with one error in a sweep trip at limit 1) " +
 				"is undone in the same tick (open PRs #83067, #104077)",
-			Summary: "Four cards whose workers all exit 1 at once, one dispatcher, crash grace 0: detect_crashed_workers finds " +
-				"the four dead in one sweep, sees one error fingerprint ('pid N exited with code 1') four times and trips " +
-				"every card at limit 1 (gave_up, consecutive_failures 1). recompute_ready runs next in the same tick with " +
+			Summary: "Six cards whose workers all exit 1 at once, one dispatcher, crash grace 0: detect_crashed_workers finds " +
+				"them dead in one sweep, sees one error fingerprint ('pid N exited with code 1' or 'pid N not alive') at least " +
+				"three times and trips those cards at limit 1 (gave_up, consecutive_failures 1). recompute_ready runs next in the same tick with " +
 				"the dispatcher's failure_limit (default 2), sees 1 < 2 and promotes every card again: a gave_up → promoted " +
 				"pair per card, and a second start the fast trip was meant to save. Must hold: after gave_up no promoted or " +
 				"claimed without a reset (breaker-holds), and starts ≤ the limit.",
@@ -30,7 +30,10 @@ func huntScenarios() []Scenario {
 				s.CrashGraceMs = new(int)
 				s.DurationMs, s.QuietMs = 2500, 1000
 				s.Profiles = []schedule.Profile{{Name: "fleet", Worker: schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: 1, DelayMs: rng.IntN(5)}}}
-				for i := 0; i < 4; i++ {
+				// Six, not three: a real release books some of the deaths "pid
+				// N not alive" and the others "exited with code 1" (see
+				// stolen-exit-status), two fingerprints; six put three in one.
+				for i := 0; i < 6; i++ {
 					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("card %d of a provider outage", i+1), Assignee: "fleet"})
 				}
 			},
