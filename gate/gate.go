@@ -81,8 +81,8 @@ func Entries() []Entry {
 			"several cards crashed with one error in a sweep (the systemic limit 1) holds: no promoted/claimed before a reset",
 			"systemic-crash", []string{oracle.BreakerHolds, oracle.Spawns}, false, "hermes-0.19"},
 		{"runtime-limit", "PR #63070 (timeout path; docs/findings/timeout-ignores-failure-limit.md)", "a worker timed out by " +
-			"max_runtime_seconds counts against the configured failure_limit: at most that many starts, and no gave_up/promoted pairs",
-			"max-runtime", []string{oracle.BreakerHolds, oracle.Spawns}, false, "hermes-0.19"},
+			"max_runtime_seconds counts against the configured failure_limit: exactly that many starts, and no gave_up/promoted pairs",
+			"max-runtime", []string{oracle.BreakerHolds, oracle.Spawns}, true, "hermes-0.19"},
 		{"exit-status", "PR #61836 (docs/findings/stolen-exit-status.md)", "a worker's exit status reaches the dispatcher " +
 			"that spawned it: exit 75 is booked rate limited (never a counted crash 'pid N not alive') and waits the cooldown",
 			"stolen-exit-status", []string{oracle.RateLimit}, false, ""},
