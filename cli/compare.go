@@ -116,6 +116,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	sqliteGiven := false
 	fs.Visit(func(fl *flag.Flag) { sqliteGiven = sqliteGiven || fl.Name == "sqlite" })
+	if err := checkOutputs(map[string]string{"artifacts": artifacts}, nil); err != nil {
+		return usageErr("%v", err)
+	}
 
 	var scheds []schedule.Schedule
 	for _, sc := range picked {
@@ -179,14 +182,11 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Replay:  replay, Progress: progress, Log: stderr,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "compare", err, stderr)
 	}
+	var writeErr error
 	if artifacts != "" {
-		if err := writeCompare(artifacts, cmp, withReport); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-			return exitInternal
-		}
+		writeErr = writeCompare(artifacts, cmp, withReport)
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -201,9 +201,13 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if artifacts != "" {
 			fmt.Fprintf(stdout, "artifacts: %s (kept runs under a/ and b/)\n", artifacts)
 		}
-		if withReport {
+		if withReport && writeErr == nil {
 			fmt.Fprintf(stdout, "report: %s\n", filepath.Join(artifacts, report.FileName))
 		}
+	}
+	// The comparison is printed even when its files could not be written.
+	if writeErr != nil {
+		return outputFailed("compare", "the comparison's files", writeErr, exitFor(cmp.Status()), stderr)
 	}
 	return exitFor(cmp.Status())
 }

@@ -108,6 +108,9 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return bad("takes no arguments (the scenario goes in --scenario), got %q", pos)
 	}
+	if err := checkOutputs(map[string]string{"artifacts": f.artifacts}, map[string]string{"junit": f.junit}); err != nil {
+		return bad("%v", err)
+	}
 	given := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
 	c, code := f.campaign(given, bad)
@@ -286,37 +289,37 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	sum, err := c.Run(ctx)
 	st.close()
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "fuzz", err, stderr)
 	}
+	// The summary names the shrunk failure's regression.txtar: written
+	// first. A finished campaign always prints its verdict and summary: an
+	// output file that cannot be written never hides them.
+	var regErr error
 	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
-		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
-		}
-	}
-	reportPath := ""
-	if f.report {
-		if reportPath, err = writeCampaignReport(&sum); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error: report:", err)
-			return exitInternal
-		}
-	}
-	if f.junit != "" {
-		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
-		}
+		regErr = writeRegression(*sum.Shrunk, c, f)
 	}
 	if f.json {
 		enc.Encode(sum)
 	} else {
 		printSummary(stdout, sum)
 	}
-	if reportPath != "" {
+	code := exitFor(sum.Verdict)
+	if regErr != nil {
+		return outputFailed("fuzz", "regression.txtar", regErr, code, stderr)
+	}
+	if f.report {
+		reportPath, err := writeCampaignReport(&sum)
+		if err != nil {
+			return outputFailed("fuzz", "report.html", err, code, stderr)
+		}
 		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
 	}
-	return exitFor(sum.Verdict)
+	if f.junit != "" {
+		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
+			return outputFailed("fuzz", "the JUnit file", err, code, stderr)
+		}
+	}
+	return code
 }
 
 // runLine is one run in text: its verdict, seed and replay command.

@@ -38,19 +38,20 @@ func (k knobFlags) Set(v string) error {
 	return nil
 }
 
-// runSchedule runs s through the harness. A failure of the harness itself
-// is reported with the sandbox (if any) and the replay command; ok is false.
-func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, bool) {
+// runSchedule runs s through the harness. A run that ended in an error is
+// reported in its exit class (errorExit) with the sandbox (if any) and the
+// replay command; code is then that exit code, else -1.
+func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, int) {
 	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		fmt.Fprintf(stderr, "kanbanchaos %s: internal error: %v\n", cmd, err)
+		code := errorExit(ctx, cmd, err, stderr)
 		if res.Artifacts != "" {
 			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
 		}
 		fmt.Fprintln(stderr, "replay:", opt.Replay)
-		return res, false
+		return res, code
 	}
-	return res, true
+	return res, -1
 }
 
 // parseFlags parses a command's flags (interleaved with its arguments) and
@@ -200,6 +201,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			_, err = hermes.Locate(subject.Hermes)
 		}
 	}
+	if err == nil {
+		err = checkOutputs(map[string]string{"artifacts": f.artifacts}, nil)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
@@ -212,9 +216,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !f.json {
 		progress = stderr
 	}
-	res, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
-	if !ok {
-		return exitInternal
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
+	if code >= 0 {
+		return code
 	}
 	if f.json {
 		printJSON(stdout, res, replay)
@@ -224,8 +228,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.report {
 		path, err := report.Write(res.Artifacts, "")
 		if err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos run: internal error: report:", err)
-			return exitInternal
+			return outputFailed("run", "report.html", err, exitFor(res.Verdict.Status), stderr)
 		}
 		out := stdout
 		if f.json {

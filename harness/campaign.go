@@ -284,6 +284,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			opt.ArtifactsDir, opt.Keep = "", false
 			res, err := c.exec(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
+			undecidedIfInterrupted(ctx, &rec)
 			if c.doublechecked(p) && ctx.Err() == nil {
 				again, err2 := c.exec(ctx, s, opt)
 				discard(again)
