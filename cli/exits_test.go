@@ -120,7 +120,7 @@ func TestFinishedCampaignPrintsItsVerdict(t *testing.T) {
 	f := fuzzFlags{scenario: "issue-30417", variant: "fixed", runs: 1, seed: 3, votes: 1, concurrency: 1, shard: "0/1",
 		junit: filepath.Join(t.TempDir(), "gone", "fuzz.xml")}
 	var stderr bytes.Buffer
-	c, code := f.campaign(map[string]bool{"seed": true}, func(format string, a ...any) int { t.Fatalf(format, a...); return 0 })
+	c, code := f.campaign(context.Background(), map[string]bool{"seed": true}, func(format string, a ...any) int { t.Fatalf(format, a...); return 0 })
 	if code >= 0 {
 		t.Fatalf("campaign: exit %d", code)
 	}

@@ -22,14 +22,17 @@ import (
 // binary that links it (harness.runInEngine).
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
-		asJSON, keep        bool
-		artifacts, recorded string
+		asJSON, keep, full          bool
+		artifacts, recorded, stopOn string
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.StringVar(&artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
+	fs.StringVar(&stopOn, "stop-on", "", "stop early only for these invariants, comma-separated (default: any the ledger decides);\n"+
+		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
 	fs.Usage = func() {
@@ -70,13 +73,21 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
+		if err := harness.CheckWorkers(ctx, s); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
+			return exitUsage
+		}
 	}
 	if !asJSON {
 		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)
 	}
 	// Unlike run, progress is not silenced by --json: stdout still holds
 	// only the JSON, and a delegating harness forwards these lines.
-	res, code := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
+	opt := harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr, FullDuration: full}
+	if stopOn != "" {
+		opt.StopOn = strings.Split(stopOn, ",")
+	}
+	res, code := runSchedule(ctx, "replay", s, opt, stderr)
 	if code >= 0 {
 		return code
 	}

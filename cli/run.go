@@ -99,6 +99,8 @@ type runFlags struct {
 	subject     string // "exec:CMD", or "" for the reference dispatcher
 	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
+	workers     workerFlags
+	full        bool // run the whole schedule even once the verdict is decided
 }
 
 // defaultEngine is the engine this module links; --sqlite names the others.
@@ -117,10 +119,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&f.full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
 	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
+	f.workers.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
@@ -195,10 +199,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	subject, err := parseSubject(f.subject, f.oneShot)
+	if err == nil {
+		subject, err = f.workers.apply(subject)
+	}
 	if err == nil && subject.Hermes != "" {
 		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
 		if err == nil {
 			_, err = hermes.Locate(subject.Hermes)
+		}
+		if err == nil {
+			s.Subject = subject
+			err = harness.CheckWorkers(ctx, s)
 		}
 	}
 	if err == nil {
@@ -216,7 +227,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !f.json {
 		progress = stderr
 	}
-	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject,
+		FullDuration: f.full}, stderr)
 	if code >= 0 {
 		return code
 	}
@@ -300,6 +312,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 			parts = append(parts, "--one-shot")
 		}
 	}
+	parts = append(parts, f.workers.args()...)
 	return strings.Join(parts, " ")
 }
 
@@ -344,7 +357,7 @@ func shellQuote(s string) string {
 func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
 	if subject.External() {
 		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
-		fmt.Fprintf(w, "  fake workers connect as variant %s does\n", s.Variant)
+		printWorkers(w, s, subject)
 	} else {
 		fmt.Fprintf(w, "kanbanchaos %s  variant=%s  seed=%d\n", what, s.Variant, s.Seed)
 	}
@@ -359,6 +372,11 @@ func printText(w io.Writer, res harness.Result, replay string) {
 		for _, r := range st.Reported {
 			fmt.Fprintf(w, "  hermes-agent %s on Python %s, SQLite %s\n", r.Release, r.Python, r.SQLite)
 			break
+		}
+		if st.Workers == hermes.WorkersHermes {
+			fmt.Fprintf(w, "  workers: the release's own kanban tools (worker.py), their Python's SQLite %s\n", orNone(strings.Join(st.WorkerSQLite, ", ")))
+		} else if len(st.Reported) > 0 {
+			fmt.Fprintf(w, "  workers: Go fake workers, SQLite %s\n", res.SQLite)
 		}
 		for _, n := range st.Notes {
 			fmt.Fprintf(w, "  %s\n", n)

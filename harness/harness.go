@@ -24,7 +24,6 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
-	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -55,6 +54,13 @@ type Options struct {
 	// Subject is the dispatcher under test; the zero value is the reference
 	// dispatcher in this process, with the schedule's variant and knobs.
 	Subject Subject
+	// FullDuration runs the whole schedule even once the verdict is
+	// decided. Zero: a run stops once the ledger establishes a violation
+	// (decide.go says who needs the whole schedule, and why).
+	FullDuration bool
+	// StopOn narrows what ends a run early to violations of these
+	// invariants (nil: any that oracle.Decidable lists).
+	StopOn []string
 }
 
 // Subject names the dispatcher a run tests (see schedule.Subject).
@@ -76,6 +82,9 @@ type Result struct {
 	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
 	// Settings are what the dispatcher under test ran with (settings.go).
 	Settings *Settings `json:"settings,omitempty"`
+	// Decided is the violation that ended the run before its schedule did
+	// (nil: the whole schedule ran).
+	Decided *Decision `json:"decided,omitempty"`
 	// The run's start on both clocks: what the evidence's "ms after the
 	// start" counts from, and what lines up the ledger's CLOCK_MONOTONIC with
 	// the trace's and the board's wall times (the HTML report's time axis).
@@ -85,8 +94,9 @@ type Result struct {
 
 // sandbox is the directory layout of one run.
 type sandbox struct {
-	root  string
-	power *powerLoss // the disk under home, for a power-loss run (else nil)
+	root    string
+	power   *powerLoss // the disk under home, for a power-loss run (else nil)
+	workers string     // schedule.Subject.Workers: what HERMES_BIN (bin/hermes) is
 }
 
 func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
@@ -116,7 +126,10 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
 			return res, err
 		}
-		if _, err := hermes.Locate(opt.Subject.Hermes); err != nil {
+		if _, err := hermesInstall(opt.Subject); err != nil {
+			return res, err
+		}
+		if err := CheckWorkers(ctx, s); err != nil {
 			return res, err
 		}
 	}
@@ -154,7 +167,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, fmt.Errorf("harness: sandbox: %w: %w", ErrEnvironment, err)
 	}
-	sb := sandbox{root: root}
+	sb := sandbox{root: root, workers: s.Subject.Workers}
 	res.Artifacts = root
 
 	children := dispatcher.NewChildren()
@@ -228,6 +241,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	if opt.Subject.Hermes != "" {
 		ph.unknowns = append(ph.unknowns, verifyHermes(&settings, hist, s.Dispatchers)...)
+		ph.unknowns = append(ph.unknowns, verifyPythonSQLite(&settings, hist, opt.Subject)...)
 	}
 	// An external subject's ticks are what it recorded in the ledger.
 	for _, ticks := range hist.Ticks() {
@@ -273,6 +287,11 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	for _, reason := range ph.unknowns {
 		verdict.AddUnknown(reason)
+	}
+	if res.Decided = ph.decided; ph.decided != nil {
+		markCut(&verdict, *ph.decided, s)
+		logf("stopped at +%.0fms: %s established at +%.0fms (--full-duration runs the whole schedule)",
+			ph.decided.StoppedMs, ph.decided.Invariant, ph.decided.AtMs)
 	}
 	if len(res.LeftRunning) > 0 {
 		verdict.AddUnknown(fmt.Sprintf("processes %v did not die after SIGKILL", res.LeftRunning))
@@ -380,7 +399,8 @@ type phases struct {
 	observations         []oracle.Observation
 	injections           []Injection
 	wal                  []walSample
-	aliveAtStop          int // sandbox processes alive when the run's time was up (-1: not known)
+	decided              *Decision // what stopped the run early (nil: it ran its schedule)
+	aliveAtStop          int       // sandbox processes alive when the run's time was up (-1: not known)
 }
 
 // dispatch runs the dispatchers for the dispatch and quiet phases and waits
@@ -419,6 +439,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
 	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
 	start := time.Now()
+	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
 	logf("dispatching: %d dispatcher(s), %v + %v quiet", s.Dispatchers, time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond)
 
 	// The dispatchers are goroutines of this one OS process: they share its
@@ -492,6 +513,9 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	// A fault being carried out (a power cut copies a disk image) finishes
 	// and is recorded before the phase ends: the oracle needs to know it.
 	cancel()
+	if ph.decided = decision(); ph.decided != nil {
+		letWorkersFinish(children, workerFinish)
+	}
 	<-injected
 	ph.observations = obs.observations()
 	ph.wal = obs.walSizes()
