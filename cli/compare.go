@@ -36,7 +36,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&scenario, "scenario", "", "scenario to run, or 'all' for every scenario")
 	fs.IntVar(&runs, "runs", 10, "seeds per scenario; each runs once on A and once on B")
 	fs.Uint64Var(&seed, "seed", 1, "first seed: run i (from 0) uses seed S+i on both sides")
-	fs.StringVar(&sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+" (default: each scenario's own)")
+	fs.StringVar(&sqlite, "sqlite", "", engineFlagDoc())
 	fs.IntVar(&dispatchers, "dispatchers", 0, "number of dispatchers ticking the board (default: the scenario's)")
 	fs.DurationVar(&duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
 	fs.Float64Var(&timeScale, "time-scale", 0, "factor on Hermes' intervals (default: the scenario's)")
@@ -111,7 +111,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if parallel < 1 || parallel > 64 {
 		return usageErr("--parallel %d: want 1..64", parallel)
 	}
-	if _, ok := schedule.Engines[sqlite]; !ok {
+	if _, ok := schedule.Engines[sqlite]; !ok && flagGiven(fs, "sqlite") {
 		return usageErr("--sqlite %q is not an engine (valid: %s)", sqlite, strings.Join(engineNames(), ", "))
 	}
 	sqliteGiven := false
@@ -179,8 +179,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Replay:  replay, Progress: progress, Log: stderr,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-		return exitInternal
+		return harnessFailed("compare", err, stderr)
 	}
 	if artifacts != "" {
 		if err := writeCompare(artifacts, cmp, withReport); err != nil {

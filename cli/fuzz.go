@@ -286,8 +286,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	sum, err := c.Run(ctx)
 	st.close()
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
-		return exitInternal
+		return harnessFailed("fuzz", err, stderr)
 	}
 	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
 		if err := writeRegression(*sum.Shrunk, c, f); err != nil {

@@ -135,8 +135,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	started := time.Now()
 	results, err := gate.Run(ctx, spec)
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-		return exitInternal
+		return harnessFailed("gate", err, stderr)
 	}
 	out := gateRun{Type: "gate", Subject: subject, Seeds: seeds, Shard: sh.String(), Entries: results}
 	return reportGate(out, allow, asJSON, junit, time.Since(started), stdout, stderr)
@@ -267,8 +266,7 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 	}
 	obs, err := gate.Conform(ctx, spec.Subject, spec.Variant, spec.Parallel, replay)
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-		return exitInternal
+		return harnessFailed("gate", err, stderr)
 	}
 	if asJSON {
 		json.NewEncoder(stdout).Encode(struct {

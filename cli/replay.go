@@ -72,9 +72,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Unlike run, progress is not silenced by --json: stdout still holds
 	// only the JSON, and a delegating harness forwards these lines.
-	res, ok := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
+	res, code, ok := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
 	if !ok {
-		return exitInternal
+		return code
 	}
 	if asJSON {
 		printJSON(stdout, res, replay)

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -39,18 +41,19 @@ func (k knobFlags) Set(v string) error {
 }
 
 // runSchedule runs s through the harness. A failure of the harness itself
-// is reported with the sandbox (if any) and the replay command; ok is false.
-func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, bool) {
+// is reported with the sandbox (if any) and the replay command; ok is false
+// and code is the exit code (harnessFailed).
+func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (res harness.Result, code int, ok bool) {
 	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		fmt.Fprintf(stderr, "kanbanchaos %s: internal error: %v\n", cmd, err)
+		code = harnessFailed(cmd, err, stderr)
 		if res.Artifacts != "" {
 			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
 		}
 		fmt.Fprintln(stderr, "replay:", opt.Replay)
-		return res, false
+		return res, code, false
 	}
-	return res, true
+	return res, exitPass, true
 }
 
 // parseFlags parses a command's flags (interleaved with its arguments) and
@@ -119,7 +122,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
-	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
+	fs.StringVar(&f.sqlite, "sqlite", "", engineFlagDoc())
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
@@ -143,7 +146,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	if _, ok := schedule.Engines[f.sqlite]; !ok {
+	if _, ok := schedule.Engines[f.sqlite]; !ok && flagGiven(fs, "sqlite") {
 		fmt.Fprintf(stderr, "kanbanchaos run: --sqlite %q is not an engine (valid: %s)\n", f.sqlite, strings.Join(engineNames(), ", "))
 		return exitUsage
 	}
@@ -208,13 +211,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !f.json {
 		printHeader(stdout, "run "+sc.Name, s, subject)
 	}
-	var progress io.Writer
-	if !f.json {
-		progress = stderr
-	}
-	res, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject}, stderr)
+	// Progress goes to stderr with --json too: stdout holds only the JSON.
+	res, code, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject}, stderr)
 	if !ok {
-		return exitInternal
+		return code
 	}
 	if f.json {
 		printJSON(stdout, res, replay)
@@ -242,12 +242,22 @@ func randomSeed() uint64 {
 	return uint64(binary.LittleEndian.Uint32(b[:]))
 }
 
-// progName is how a replay command names this program.
+// progName is how a replay command names this program: the way the user
+// invoked it. A binary go run (or go test) built into the build cache is
+// named as go run names it — from inside the checkout, ./cmd/kanbanchaos —
+// since the cached binary is gone when it exits; otherwise argv[0] as typed
+// (kanbanchaos found on PATH, ./kanbanchaos, /opt/bin/kanbanchaos), which
+// works from the directory the user is in.
 func progName() string {
-	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
-		return "go run ./cmd/kanbanchaos" // started with go run: there is no installed binary to name
+	exe, err := os.Executable()
+	if err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/kanbanchaos"
 	}
-	return "kanbanchaos"
+	argv0 := os.Args[0]
+	if argv0 == "" || filepath.Base(argv0) == fakeworker.InvokedAs {
+		return "kanbanchaos"
+	}
+	return shellQuote(argv0)
 }
 
 // engineNames lists the engines, the default first.
@@ -258,6 +268,26 @@ func engineNames() []string {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(names)))
 	return names
+}
+
+// engineFlagDoc documents --sqlite: the engines, and each scenario's own
+// default, which is not the same for all.
+func engineFlagDoc() string {
+	byEngine := map[string][]string{}
+	for _, sc := range scenarios.All() {
+		e := sc.Build(1, "").EngineOrDefault()
+		byEngine[e] = append(byEngine[e], sc.Name)
+	}
+	var defaults []string
+	for _, e := range engineNames() {
+		if e != defaultEngine && len(byEngine[e]) > 0 {
+			defaults = append(defaults, fmt.Sprintf("%s for %s", e, strings.Join(byEngine[e], ", ")))
+		}
+	}
+	defaults = append(defaults, defaultEngine+" for every other")
+	return fmt.Sprintf("SQLite engine: %s (default: the scenario's own — %s);\n"+
+		"a run on 3.50 uses kanbanchaos-sqlite350 (installed next to kanbanchaos or on PATH) or builds it from the checkout; see 'kanbanchaos version'",
+		engineDocs(), strings.Join(defaults, "; "))
 }
 
 func engineDocs() string {
@@ -424,6 +454,13 @@ func cmdVariants(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Knobs (set any alone with --knob name=value):\n  %s\n", strings.Join(dispatcher.KnobDocs(), "\n  "))
 	return exitPass
+}
+
+// flagGiven reports whether the command line set flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
 }
 
 // checkOverrides refuses --dispatchers, --duration and --time-scale given
