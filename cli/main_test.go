@@ -78,7 +78,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"run", "issue-99999"}, "valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
+		{[]string{"run", "issue-99999"}, "valid: cleanup-hang, exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "--variant", "hermes-9"}, "valid: hermes-0.14, pr30973, hermes-0.15, hermes-0.19, fixed"},
 		{[]string{"run", "issue-30896", "--knob", "nope=1"}, "valid: journal_mode, synchronous"},
 		{[]string{"run", "issue-30896", "--knob", "backoff=maybe"}, `"maybe" is not true/false`},
@@ -93,7 +93,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30417", "--time-scale", "0"}, "--time-scale 0: want a positive value"},
 		{[]string{"run", "issue-30417", "--time-scale", "NaN"}, "--time-scale NaN: want a positive value"},
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
-		{[]string{"run"}, "want exactly one scenario (valid: exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
+		{[]string{"run"}, "want exactly one scenario (valid: cleanup-hang, exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
 		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, replay, fuzz, gate, merge, compare, report, check, scenarios, variants, dispatch, hermes, version, worker, help)"},
 		{nil, "Usage:"},

@@ -215,9 +215,13 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	res.Faults = ph.injections
 	// Workers are killed before the oracle looks: a live worker could still
 	// write, and the board files are copied only once nobody has them open.
+	if !opt.Subject.External() {
+		ph.aliveAtStop = aliveAtStop(sb) // an external subject's were counted before its own cleanup
+	}
 	if left := children.KillAll(opt.StopGrace); len(left) > 0 {
 		res.LeftRunning = left
 	}
+	cleanup := cleanupScan(sb, ph.aliveAtStop, opt)
 
 	hist, err := ledger.Read(sb.ledger())
 	if err != nil {
@@ -258,7 +262,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		ClockResolution: clockResolution(opt.Subject),
 		RunStartMono:    ph.startMono, RunStartWall: ph.startWall, QuietStartWall: ph.quietWall,
 		Observations: ph.observations, SwapMono: swapMono(ph.injections),
-		PowerCutMono: board.cutMono, DurableCommits: durableCommits(knobs.Connect),
+		PowerCutMono: board.cutMono, DurableCommits: durableCommits(knobs.Connect), Cleanup: cleanup,
 		// Every connection of this process is closed by now: a copy is safe.
 		CheckCopy: true,
 	})
@@ -374,6 +378,7 @@ type phases struct {
 	observations         []oracle.Observation
 	injections           []Injection
 	wal                  []walSample
+	aliveAtStop          int // sandbox processes alive when the run's time was up (-1: not known)
 }
 
 // dispatch runs the dispatchers for the dispatch and quiet phases and waits

@@ -116,6 +116,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	if ctx.Err() != nil {
 		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
 	}
+	ph.aliveAtStop = aliveAtStop(sb)
 	if left := killSandboxProcesses(sb, opt.StopGrace); len(left) > 0 {
 		ph.unknowns = append(ph.unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
 	}

@@ -13,7 +13,8 @@
 // sidecars), history.go (rate-limit, protocol-budget and the audit's own),
 // exits.go (the same two from the workers' exit codes), ticks.go
 // (dispatcher-progress, one-writer-per-tick from tick entries),
-// regressions.go (board-routing, one-writer-per-tick), targets.go.
+// regressions.go (board-routing, one-writer-per-tick), survivors.go
+// (no-survivors), targets.go.
 //
 // Audit is the same judgement on any Hermes kanban.db without a run behind
 // it (`kanbanchaos check`): the invariants its own history decides. It works
@@ -263,6 +264,9 @@ type Input struct {
 	// TRUNCATE or PERSIST journal) make every commit acknowledged before
 	// the power cut survive it.
 	DurableCommits bool
+	// Cleanup is what the harness found of the sandbox's processes at the
+	// run's stop and after its cleanup (nil: it did not look).
+	Cleanup *Cleanup
 }
 
 // survivesCut reports whether what was acknowledged at mono must have
@@ -276,7 +280,7 @@ func (in Input) survivesCut(mono int64) bool {
 // a verdict lists them; each ends up held, violated or not checked.
 func RunInvariants() []string {
 	return []string{Spawns, SQLiteErrors, Sidecars, DispatcherProgress, Integrity, NoSilentRecreation,
-		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick, AssigneeSurfaced}
+		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick, AssigneeSurfaced, NoSurvivors}
 }
 
 // rank orders invariants as verdicts list them: a run's, then the audit's
@@ -316,6 +320,7 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	}
 	checkProgress(&v, in, obs)
 	checkExpected(&v, in, obs)
+	checkSurvivors(&v, in.Cleanup)
 	if in.SwapMono == 0 {
 		v.skip(NoSilentRecreation, "the board file was never swapped (no swap fault in this run)")
 	}

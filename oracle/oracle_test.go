@@ -238,7 +238,7 @@ func TestHealthyBoardPasses(t *testing.T) {
 		t.Errorf("Held = %q, want all of Checked %q on a pass", held, v.Checked)
 	}
 	// What does not apply to this schedule is listed, with why.
-	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced)
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoSurvivors)
 	if v.Subject != reference {
 		t.Errorf("Subject = %+v, want the input's", v.Subject)
 	}
@@ -254,7 +254,7 @@ func TestHealthyBoardPasses(t *testing.T) {
 	v = check(t, Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000, Subject: Observability{Name: "exec:sleep 1000"},
 		Ledger: ledger.History{Entries: []ledger.Entry{start(done, r1, 4001, 1e9+1e6), start(crashed, r2, 4002, 1e9+2e6)}}})
 	wantStatus(t, v, Pass)
-	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced,
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoSurvivors,
 		NoLostWrites, SQLiteErrors, Sidecars, DispatcherProgress)
 	for _, x := range v.NotChecked {
 		if x.Invariant == NoLostWrites && x.Why != "the subject (exec:sleep 1000) records none of its own commits: only the workers' 0 acknowledged commits were checked" {

@@ -207,13 +207,19 @@ func completedTasks(h ledger.History, s *snapshot) map[string]bool {
 // fit in the dispatch and quiet phases, no decision is awaited (the
 // r5-crash-loop scenario: 40 crash-looping cards with max_retries 50 and 40
 // completing ones under max_spawn 2 need at least 10.2 s; the run lasts
-// 5.5 s).
+// 5.5 s). A worker that hangs ends only when the dispatcher gives up on
+// it (hangRunMs).
 func breakerRoom(s schedule.Schedule) string {
 	if s.DurationMs <= 0 {
 		return "" // how long the run is, is not known: assume room
 	}
 	tickMs := float64(tickOf(s).Microseconds()) / 1000 / float64(max(s.Dispatchers, 1))
-	cost := func(b schedule.Behaviour) float64 { return max(tickMs, float64(b.DelayMs)) }
+	cost := func(b schedule.Behaviour) float64 {
+		if b.Mode == schedule.ModeHang {
+			return hangRunMs(s)
+		}
+		return max(tickMs, float64(b.DelayMs))
+	}
 	type task struct {
 		limit int // failing runs to a decision; 0: a completing task
 		cost  float64
@@ -257,4 +263,17 @@ func breakerRoom(s schedule.Schedule) string {
 	return fmt.Sprintf("the schedule leaves no room for a breaker decision: with %s the first needs at least %v of worker runs "+
 		"(%d runs), the run lasts %v", how, time.Duration(need*float64(time.Millisecond)).Round(time.Millisecond), runs,
 		time.Duration(have)*time.Millisecond)
+}
+
+// hangRunMs is the least a hanging worker's run lasts: it never exits and
+// never heartbeats, so its claim is extended while its start is fresh —
+// Hermes' 3600 s heartbeat staleness — then it expires (900 s claim TTL)
+// and the worker is stopped (5 s kill grace) before the run is reclaimed;
+// all scaled like every Hermes interval.
+func hangRunMs(s schedule.Schedule) float64 {
+	scale := s.TimeScale
+	if scale <= 0 {
+		scale = 1
+	}
+	return (3600 + 900 + 5) * 1000 * scale
 }

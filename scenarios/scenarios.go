@@ -67,7 +67,7 @@ func Respread(s *schedule.Schedule) {
 
 // All returns every scenario in name order.
 func All() []Scenario {
-	all := append(append(breakerScenarios(), corruptionScenarios()...), pinScenarios()...)
+	all := slices.Concat(breakerScenarios(), corruptionScenarios(), pinScenarios(), cleanupScenarios())
 	slices.SortFunc(all, func(a, b Scenario) int { return strings.Compare(a.Name, b.Name) })
 	return all
 }
