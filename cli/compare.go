@@ -43,7 +43,8 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.IntVar(&parallel, "parallel", 2, "runs at a time (A and B of a seed usually run side by side)")
 	fs.BoolVar(&oneShot, "one-shot", false, "exec subjects dispatch once and exit, so they are re-run every tick")
 	fs.BoolVar(&asJSON, "json", false, "print the comparison (table figures, verdict, every pair) as one JSON object")
-	fs.StringVar(&artifacts, "artifacts", "", "keep failing runs under DIR/a/ and DIR/b/, and write DIR/"+report.CompareFile)
+	fs.StringVar(&artifacts, "artifacts", "", "keep failing runs under DIR/a/ and DIR/b/, and write DIR/"+report.CompareFile+
+		"\n(default: a new DIR <time>-compare-<scenario> in the artifact store "+defaultStore()+", made only when a run is kept or with --report)")
 	fs.BoolVar(&keep, "keep", false, "keep passing runs too")
 	fs.BoolVar(&withReport, "report", false, "write DIR/report.html (the side-by-side table, linking each kept run's own report);\n"+
 		"without --artifacts, DIR is a new temp directory")
@@ -145,10 +146,10 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			scheds = append(scheds, s)
 		}
 	}
-	if withReport && artifacts == "" {
-		if artifacts, err = os.MkdirTemp("", "kanbanchaos-compare-"); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-			return exitInternal
+	inStore := artifacts == ""
+	if inStore {
+		if artifacts, err = harness.NewStoreDir(defaultStore(), "compare-"+scenario); err != nil {
+			return usageErr("artifact store: %v", err)
 		}
 	}
 
@@ -181,10 +182,20 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return harnessFailed("compare", err, stderr)
 	}
+	if inStore && !withReport && !exists(artifacts) {
+		artifacts = "" // nothing kept: no directory in the store
+	}
 	if artifacts != "" {
 		if err := writeCompare(artifacts, cmp, withReport); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
 			return exitInternal
+		}
+		if inStore {
+			e := harness.StoreEntry{Kind: "compare", Scenario: scenario, Subject: sideA.Name + " vs " + sideB.Name, Status: string(cmp.Status())}
+			if err := harness.RecordInStore(defaultStore(), artifacts, e); err != nil {
+				fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
+				return exitInternal
+			}
 		}
 	}
 	if asJSON {

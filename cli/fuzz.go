@@ -60,6 +60,7 @@ type fuzzFlags struct {
 	doublecheck                                float64
 	keepGoing, json, verbose, report           bool
 	subject                                    string
+	inStore                                    bool // artifacts is a new directory of the default store
 }
 
 func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -81,7 +82,8 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.shard, "shard", "0/1", "run only part i of n of the run indices, e.g. 0/4 (merge the --json outputs with 'kanbanchaos merge')")
 	fs.BoolVar(&f.json, "json", false, "print one JSON line per run and a summary line")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML file: each run a test case, failures with their seed, invariant and evidence")
-	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/) (default: a new temp dir)")
+	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/)\n"+
+		"(default: a new <time>-fuzz-<scenario>-<seed> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
 	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
@@ -203,6 +205,18 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	if !given["seed"] {
 		f.seed = randomSeed()
 	}
+	f.inStore = f.artifacts == ""
+	if f.inStore {
+		name := f.scenario
+		if name == "" {
+			name = "all"
+		}
+		dir, err := harness.NewStoreDir(defaultStore(), fmt.Sprintf("fuzz-%s-%d", name, f.seed))
+		if err != nil {
+			return nil, bad("artifact store: %v", err)
+		}
+		f.artifacts = dir
+	}
 	c := &harness.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
 		Budget: f.budget, KeepGoing: f.keepGoing, Doublecheck: f.doublecheck, ShrinkTime: f.shrinkTime, Votes: f.votes,
 		ArtifactsDir: f.artifacts, Command: progName()}
@@ -288,6 +302,9 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	if err != nil {
 		return harnessFailed("fuzz", err, stderr)
 	}
+	if f.inStore && !f.report && !exists(f.artifacts) {
+		sum.Artifacts = "" // nothing kept: no directory in the store
+	}
 	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
 		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
@@ -298,6 +315,20 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	if f.report {
 		if reportPath, err = writeCampaignReport(&sum); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error: report:", err)
+			return exitInternal
+		}
+	}
+	if f.inStore && sum.Artifacts != "" {
+		e := harness.StoreEntry{Kind: "fuzz", Scenario: f.scenario, Seed: f.seed, Subject: c.Host.Subject.String(), Status: string(sum.Verdict)}
+		if c.Host.Subject.String() == "" || !c.Host.Subject.External() {
+			e.Subject = f.variant
+		}
+		for inv := range sum.FailuresByInvariant {
+			e.Failed = append(e.Failed, inv)
+		}
+		sort.Strings(e.Failed)
+		if err := harness.RecordInStore(defaultStore(), sum.Artifacts, e); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
 			return exitInternal
 		}
 	}

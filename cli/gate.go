@@ -62,7 +62,8 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&parallel, "parallel", 2, "runs at once")
 	fs.StringVar(&junit, "junit", "", "write JUnit XML: one test case gate/<entry> per entry")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON line (what 'kanbanchaos merge' combines)")
-	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/")
+	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/\n"+
+		"(default: a new <time>-gate-<subject> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.StringVar(&shard, "shard", "0/1", "run only part i of n of the (entry, seed) pairs")
 	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
 	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subject up to spec §8's observed table (the June 2026\n"+
@@ -132,10 +133,29 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%-20s seed %d: %s %s\n", s.Entry, s.Seed, s.Status, firstLine(s.Why))
 		}
 	}
+	inStore := spec.ArtifactsDir == ""
+	if inStore {
+		if spec.ArtifactsDir, err = harness.NewStoreDir(defaultStore(), "gate-"+subject); err != nil {
+			return bad("artifact store: %v", err)
+		}
+	}
 	started := time.Now()
 	results, err := gate.Run(ctx, spec)
 	if err != nil {
 		return harnessFailed("gate", err, stderr)
+	}
+	if inStore && exists(spec.ArtifactsDir) {
+		e := harness.StoreEntry{Kind: "gate", Subject: subject}
+		for _, r := range results {
+			if r.Status == gate.Violated {
+				e.Failed = append(e.Failed, r.Name)
+			}
+		}
+		if err := harness.RecordInStore(defaultStore(), spec.ArtifactsDir, e); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
+			return exitInternal
+		}
+		fmt.Fprintf(stderr, "artifacts: %s (the kept runs, one directory per entry)\n", spec.ArtifactsDir)
 	}
 	out := gateRun{Type: "gate", Subject: subject, Seeds: seeds, Shard: sh.String(), Entries: results}
 	return reportGate(out, allow, asJSON, junit, time.Since(started), stdout, stderr)

@@ -36,6 +36,9 @@ func (p privateTmp) Run() int {
 	}
 	defer os.RemoveAll(dir)
 	os.Setenv("TMPDIR", dir)
+	// Runs that fail keep their evidence in the artifact store: here, not
+	// in the package directory.
+	os.Setenv(EnvArtifacts, dir+"/artifacts")
 	return p.m.Run()
 }
 

@@ -27,7 +27,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
-	fs.StringVar(&artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")

@@ -117,7 +117,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
 	fs.Float64Var(&f.timeScale, "time-scale", 0, "factor on Hermes' intervals: 0.001 makes the 60 s tick 60 ms (default: the scenario's)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
-	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.StringVar(&f.artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")

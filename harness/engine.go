@@ -271,10 +271,9 @@ func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin stri
 	}
 	// The schedule file is gone when the run is over: the engine records
 	// our replay command instead of its own.
-	args := []string{"replay", file, "--json", "--replay-command", opt.Replay}
-	if opt.ArtifactsDir != "" {
-		args = append(args, "--artifacts", opt.ArtifactsDir)
-	}
+	// --artifacts always: an empty one (keep in the temp dir) must not
+	// become the engine's default store.
+	args := []string{"replay", file, "--json", "--replay-command", opt.Replay, "--artifacts", opt.ArtifactsDir}
 	if opt.Keep {
 		args = append(args, "--keep")
 	}
