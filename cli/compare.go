@@ -199,9 +199,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(cmp)
+		writeDoc(stdout, "compare", cmp, true)
 	} else {
 		if v := append(cmp.A.SQLite, cmp.B.SQLite...); len(v) > 0 {
 			fmt.Fprintf(stdout, "  SQLite %s\n", strings.Join(dedupe(v), ", "))

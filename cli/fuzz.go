@@ -272,7 +272,6 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	st.start(len(plan))
 	var records []harness.RunRecord
 	var mu sync.Mutex
-	enc := json.NewEncoder(stdout)
 	c.OnRun = func(r harness.RunRecord) {
 		mu.Lock()
 		records = append(records, r)
@@ -280,7 +279,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		st.done(r)
 		switch {
 		case f.json:
-			st.emit(func() { enc.Encode(r) })
+			st.emit(func() { writeDoc(stdout, "run", r, false) })
 		case r.Status != oracle.Pass || f.verbose || (r.Doublecheck != nil && r.Doublecheck.Diverged):
 			st.println(runLine(r))
 		}
@@ -339,7 +338,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		}
 	}
 	if f.json {
-		enc.Encode(sum)
+		writeDoc(stdout, "summary", sum, false)
 	} else {
 		printSummary(stdout, sum)
 	}

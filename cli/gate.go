@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -195,7 +194,7 @@ func reportGate(g gateRun, allow map[string]string, asJSON bool, junit string, e
 		}
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(g)
+		writeDoc(stdout, "gate", g, false)
 	} else {
 		for _, r := range g.Entries {
 			n := map[gate.Status]int{}
@@ -250,7 +249,7 @@ func writeGateJUnit(path string, g gateRun, elapsed time.Duration) error {
 		c := report.Case{Name: "gate/" + r.Name, Class: "kanbanchaos.gate", Status: "pass"}
 		var lines []string
 		for _, s := range r.Seeds {
-			c.Time += time.Duration(s.ElapsedS * float64(time.Second))
+			c.Time += time.Duration(s.ElapsedMs * float64(time.Millisecond))
 			lines = append(lines, fmt.Sprintf("seed %d: %s %s", s.Seed, s.Status, s.Why))
 			if s.Status != gate.Held && c.Replay == "" {
 				c.Replay, c.Seed = s.Replay, s.Seed
@@ -289,13 +288,13 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 		return harnessFailed("gate", err, stderr)
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(struct {
+		writeDoc(stdout, "conformance", struct {
 			Type      string          `json:"type"`
 			Subject   string          `json:"subject"`
 			Cases     []gate.Case     `json:"cases"`
 			Observed  []gate.Observed `json:"observed"`
 			Surprises []gate.Surprise `json:"surprises"`
-		}{"conformance", subject, gate.Cases(), obs, gate.Surprises(obs)})
+		}{"conformance", subject, gate.Cases(), obs, gate.Surprises(obs)}, true)
 		return exitPass
 	}
 	fmt.Fprintf(stdout, "kanbanchaos gate --conformance  subject=%s  (spec §8: the June 2026 release, 0.2 s ticks, %d cases)\n\n", subject, len(obs))

@@ -22,6 +22,7 @@ import (
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
 		asJSON, keep        bool
+		harnessJSON         bool
 		artifacts, recorded string
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
@@ -29,6 +30,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&harnessJSON, "harness-json", false, "print the harness's own result (harness.Result, the units it keeps) instead of --json's document;\n"+
+		"what a kanbanchaos that hands a run to its other SQLite engine reads back")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
 	fs.Usage = func() {
@@ -67,18 +70,24 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUsage
 		}
 	}
-	if !asJSON {
+	if !asJSON && !harnessJSON {
 		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)
 	}
-	// Unlike run, progress is not silenced by --json: stdout still holds
+	// Progress goes to stderr with --json too, as for run: stdout holds
 	// only the JSON, and a delegating harness forwards these lines.
 	res, code, ok := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
 	if !ok {
 		return code
 	}
-	if asJSON {
+	switch {
+	case harnessJSON:
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay: internal error:", err)
+			return exitInternal
+		}
+	case asJSON:
 		printJSON(stdout, res, replay)
-	} else {
+	default:
 		printText(stdout, res, replay)
 	}
 	return exitFor(res.Verdict.Status)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -419,13 +418,14 @@ func printText(w io.Writer, res harness.Result, replay string) {
 func printJSON(w io.Writer, res harness.Result, replay string) {
 	out := struct {
 		harness.Result
-		Seed             uint64  `json:"seed"`
-		Replay           string  `json:"replay"`
-		FirstViolationMs float64 `json:"first_violation_ms"`
-	}{res, res.Schedule.Seed, replay, res.Verdict.FirstViolationMs()}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
+		Seed             uint64   `json:"seed"`
+		Replay           string   `json:"replay"`
+		FirstViolationMs *float64 `json:"first_violation_ms"` // null: nothing was violated
+	}{Result: res, Seed: res.Schedule.Seed, Replay: replay}
+	if ms := res.Verdict.FirstViolationMs(); ms >= 0 {
+		out.FirstViolationMs = &ms
+	}
+	writeDoc(w, "run", out, true)
 }
 
 func cmdScenarios(args []string, stdout, stderr io.Writer) int {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -43,14 +42,9 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		engines = append(engines, harness.LocateEngine(ctx, e))
 	}
 	if *asJSON {
-		out := struct {
-			SchemaVersion int                      `json:"schema_version"`
-			Binary        buildinfo.Info           `json:"kanbanchaos"`
-			Engines       []harness.EngineLocation `json:"engines"`
-		}{schemaVersion, info, engines}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
+		writeDoc(stdout, "version", struct {
+			Engines []harness.EngineLocation `json:"engines"`
+		}{engines}, true)
 		return exitPass
 	}
 	fmt.Fprintf(stdout, "kanbanchaos %s\n", info.Version)

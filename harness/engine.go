@@ -273,7 +273,7 @@ func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin stri
 	// our replay command instead of its own.
 	// --artifacts always: an empty one (keep in the temp dir) must not
 	// become the engine's default store.
-	args := []string{"replay", file, "--json", "--replay-command", opt.Replay, "--artifacts", opt.ArtifactsDir}
+	args := []string{"replay", file, "--harness-json", "--replay-command", opt.Replay, "--artifacts", opt.ArtifactsDir}
 	if opt.Keep {
 		args = append(args, "--keep")
 	}
