@@ -198,6 +198,15 @@ func audit(ctx context.Context, t checkTarget, o oracle.AuditOptions, stderr io.
 	rep.Files = oracle.BoardFilesOf(t.db)
 	rep.Read, err = oracle.Snapshot(ctx, t.db, dir)
 	switch {
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintf(stderr, "kanbanchaos check: interrupted while reading %s (%v): undecided\n", t.db, ctx.Err())
+		return rep, exitUnknown
+	case errors.Is(err, oracle.ErrBoardBusy):
+		fmt.Fprintf(stderr, "kanbanchaos check: %s: %v\n", t.db, err)
+		return rep, exitUnknown
+	case errors.Is(err, oracle.ErrUnreadable):
+		fmt.Fprintf(stderr, "kanbanchaos check: %s: %v\n", t.db, err)
+		return rep, exitUsage
 	case errors.Is(err, oracle.ErrNotADatabase):
 		fmt.Fprintf(stderr, "kanbanchaos check: %s is %v\n", t.db, err)
 		return rep, exitUsage
@@ -217,6 +226,9 @@ func audit(ctx context.Context, t checkTarget, o oracle.AuditOptions, stderr io.
 	}
 	rep.Verdict, rep.Board, err = oracle.Audit(ctx, rep.Read.Path, o)
 	switch {
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintf(stderr, "kanbanchaos check: interrupted during the audit of %s (%v): undecided\n", t.db, ctx.Err())
+		return rep, exitUnknown
 	case errors.Is(err, oracle.ErrNotABoard):
 		fmt.Fprintf(stderr, "kanbanchaos check: %s is an SQLite database but %v\n", t.db, err)
 		return rep, exitUsage

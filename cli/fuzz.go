@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
@@ -58,7 +56,7 @@ type fuzzFlags struct {
 	seed, runSeed                              uint64
 	budget, shrinkTime, maxDuration, maxQuiet  time.Duration
 	doublecheck                                float64
-	keepGoing, json, verbose, report           bool
+	keepGoing, json, verbose, report, full     bool
 	subject                                    string
 	inStore                                    bool // artifacts is a new directory of the default store
 }
@@ -77,7 +75,10 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.shrinkTime, "shrink-time", 2*time.Minute, "wall-clock bound for shrinking the first failure; 0 skips shrinking")
 	fs.IntVar(&f.votes, "votes", 3, "re-runs per shrink candidate; a candidate is kept if a majority fail the same way")
 	fs.Float64Var(&f.doublecheck, "doublecheck", 0, "replay this percentage of runs and report verdict divergence as harness flakiness, e.g. 10")
-	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "runs at once")
+	fs.IntVar(&f.concurrency, "parallel", runtime.NumCPU(), "independent runs side by side (default: the number of CPUs); no run's schedule or verdict depends on it")
+	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "the same as --parallel (older name)")
+	fs.BoolVar(&f.full, "full-duration", false, "run every schedule to its end even once a violation decided its verdict (default: stop there;\n"+
+		"doublechecked runs, and shrink candidates for an invariant the ledger cannot decide, always run to the end)")
 	fs.BoolVar(&f.keepGoing, "keep-going", false, "run every planned run; default: start no run after the first failure")
 	fs.StringVar(&f.shard, "shard", "0/1", "run only part i of n of the run indices, e.g. 0/4 (merge the --json outputs with 'kanbanchaos merge')")
 	fs.BoolVar(&f.json, "json", false, "print one JSON line per run and a summary line")
@@ -128,7 +129,7 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	case f.votes < 1:
 		return nil, bad("--votes %d: want at least 1", f.votes)
 	case f.concurrency < 1:
-		return nil, bad("--concurrency %d: want at least 1", f.concurrency)
+		return nil, bad("--parallel %d: want at least 1", f.concurrency)
 	case f.doublecheck < 0 || f.doublecheck > 100:
 		return nil, bad("--doublecheck %g: want a percentage 0..100", f.doublecheck)
 	case f.budget < 0 || f.shrinkTime < 0 || f.maxDuration < 0 || f.maxQuiet < 0:
@@ -224,6 +225,7 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 		c.Knobs = map[string]string(f.knobs)
 	}
 	c.Host.Subject = subject
+	c.Host.FullDuration = f.full
 	for _, sc := range scs {
 		c.Swarms = append(c.Swarms, sc.Swarm().WithMaxPhases(int(f.maxDuration.Milliseconds()), int(f.maxQuiet.Milliseconds())))
 	}
@@ -249,12 +251,15 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	if f.maxQuiet > 0 {
 		extra = append(extra, "--max-quiet", f.maxQuiet.String())
 	}
+	if f.full {
+		extra = append(extra, "--full-duration")
+	}
 	c.ReplayFlags = strings.Join(extra, " ")
 	return c, -1
 }
 
 func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, stderr io.Writer) int {
-	st := newStatus(stdout, !f.json && isTerminal(stdout))
+	st := newProgress(stdout, stderr)
 	defer st.close()
 	variant := c.Variant
 	if variant == "" {
@@ -269,14 +274,18 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		st.println(fmt.Sprintf("kanbanchaos fuzz  scenarios=%s  subject=%s  variant=%s  seed=%d  runs=%d  shard %s (%d runs here)  concurrency %d",
 			strings.Join(names, ","), c.Host.Subject, variant, c.Seed, c.Runs, c.Shard, len(plan), c.Concurrency))
 	}
-	st.start(len(plan))
+	st.begin(len(plan))
+	c.OnStart = func(harness.Planned) { st.runStarted() }
 	var records []harness.RunRecord
 	var mu sync.Mutex
 	c.OnRun = func(r harness.RunRecord) {
 		mu.Lock()
 		records = append(records, r)
 		mu.Unlock()
-		st.done(r)
+		if r.Status == oracle.Fail && c.ShrinkTime > 0 {
+			st.then = fmt.Sprintf("shrinking (at most %v)", c.ShrinkTime)
+		}
+		st.runDone(r, r.Status == oracle.Fail && !c.KeepGoing)
 		switch {
 		case f.json:
 			st.emit(func() { writeDoc(stdout, "run", r, false) })
@@ -384,6 +393,9 @@ func printSummary(w io.Writer, s harness.Summary) {
 			parts = append(parts, fmt.Sprintf("%s %d", inv, s.FailuresByInvariant[inv]))
 		}
 		fmt.Fprintf(w, "failures by invariant (runs): %s\n", strings.Join(parts, ", "))
+	}
+	if s.Doublechecked == 0 && s.DoublecheckPct > 0 {
+		fmt.Fprintf(w, "doublecheck: 0 run(s) replayed (%g%% of %d runs were to be; the sampled ones did not run)\n", s.DoublecheckPct, s.Runs)
 	}
 	if s.Doublechecked > 0 {
 		fmt.Fprintf(w, "doublecheck: %d run(s) replayed, %d diverged (%.1f%%): %d changed verdict, %d failed again with other invariants — harness flakiness, not counted as failures\n",
@@ -533,126 +545,4 @@ func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, ela
 		return err
 	}
 	return fh.Close()
-}
-
-// isTerminal reports whether w is a terminal (a live status line makes
-// sense there, and nowhere else).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// status is the live status line: runs done, failures, spawns/s and ETA,
-// redrawn in place on a terminal; silent elsewhere. Other lines printed
-// through it clear the status line first.
-type status struct {
-	mu                      sync.Mutex
-	w                       io.Writer
-	live                    bool
-	planned, finished, fail int
-	unknown, diverged       int
-	spawns                  int
-	runSecs                 float64
-	began                   time.Time
-	stop                    chan struct{}
-	closed, shown, started  bool
-}
-
-func newStatus(w io.Writer, live bool) *status {
-	return &status{w: w, live: live, stop: make(chan struct{})}
-}
-
-func (s *status) start(planned int) {
-	s.mu.Lock()
-	s.planned, s.began, s.started = planned, time.Now(), true
-	s.mu.Unlock()
-	if !s.live {
-		return
-	}
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				s.mu.Lock()
-				s.draw()
-				s.mu.Unlock()
-			}
-		}
-	}()
-}
-
-func (s *status) done(r harness.RunRecord) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.finished++
-	s.spawns += r.Spawns
-	s.runSecs += float64(r.ElapsedMs) / 1000
-	switch r.Status {
-	case oracle.Pass:
-	case oracle.Fail:
-		s.fail++
-	default:
-		s.unknown++
-	}
-	if r.Doublecheck != nil && r.Doublecheck.Diverged {
-		s.diverged++
-	}
-	s.draw()
-}
-
-// draw redraws the line (s.mu held).
-func (s *status) draw() {
-	if !s.live || s.closed || !s.started {
-		return
-	}
-	el := time.Since(s.began)
-	eta := "?"
-	if s.finished > 0 {
-		eta = (time.Duration(float64(el) / float64(s.finished) * float64(s.planned-s.finished))).Round(time.Second).String()
-	}
-	rate := 0.0
-	if el > 0 {
-		rate = float64(s.spawns) / el.Seconds()
-	}
-	fmt.Fprintf(s.w, "\r\033[K[%d/%d runs] %d failed · %d undecided · %d flaky · %.0f spawns/s · %v elapsed · ETA %s",
-		s.finished, s.planned, s.fail, s.unknown, s.diverged, rate, el.Round(time.Second), eta)
-	s.shown = true
-}
-
-// println prints a line above the status line.
-func (s *status) println(line string) {
-	s.emit(func() { fmt.Fprintln(s.w, line) })
-}
-
-func (s *status) emit(write func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shown {
-		fmt.Fprint(s.w, "\r\033[K")
-		s.shown = false
-	}
-	write()
-	s.draw()
-}
-
-func (s *status) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	close(s.stop)
-	if s.shown {
-		fmt.Fprint(s.w, "\r\033[K")
-		s.shown = false
-	}
 }

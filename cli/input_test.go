@@ -188,7 +188,7 @@ func TestNothingOutlivesAKilledHarness(t *testing.T) {
 			if err := os.Symlink(exe, bin); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(bin, "run", "issue-30896", "--variant", "hermes-0.15", "--seed", "1", "--duration", "30s", "--subject", subject)
+			cmd := exec.Command(bin, "run", "issue-30896", "--variant", "hermes-0.15", "--seed", "1", "--duration", "30s", "--full-duration", "--subject", subject)
 			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

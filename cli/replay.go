@@ -21,9 +21,8 @@ import (
 // binary that links it (harness.runInEngine).
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
-		asJSON, keep        bool
-		harnessJSON         bool
-		artifacts, recorded string
+		asJSON, keep, full, harnessJSON bool
+		artifacts, recorded, stopOn     string
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -32,6 +31,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
 	fs.BoolVar(&harnessJSON, "harness-json", false, "print the harness's own result (harness.Result, the units it keeps) instead of --json's document;\n"+
 		"what a kanbanchaos that hands a run to its other SQLite engine reads back")
+	fs.BoolVar(&full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
+	fs.StringVar(&stopOn, "stop-on", "", "stop early only for these invariants, comma-separated (default: any the ledger decides);\n"+
+		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
 	fs.Usage = func() {
@@ -75,7 +77,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	// Progress goes to stderr with --json too, as for run: stdout holds
 	// only the JSON, and a delegating harness forwards these lines.
-	res, code, ok := runSchedule(ctx, "replay", s, harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr}, stderr)
+	opt := harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr, FullDuration: full}
+	if stopOn != "" {
+		opt.StopOn = strings.Split(stopOn, ",")
+	}
+	res, code, ok := runSchedule(ctx, "replay", s, opt, stderr)
 	if !ok {
 		return code
 	}

@@ -100,6 +100,7 @@ type runFlags struct {
 	subject     string // "exec:CMD", or "" for the reference dispatcher
 	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
+	full        bool   // run the whole schedule even once the verdict is decided
 }
 
 // defaultEngine is the engine this module links; --sqlite names the others.
@@ -118,6 +119,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
 	fs.StringVar(&f.artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&f.full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
@@ -211,7 +213,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printHeader(stdout, "run "+sc.Name, s, subject)
 	}
 	// Progress goes to stderr with --json too: stdout holds only the JSON.
-	res, code, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject}, stderr)
+	res, code, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
+		FullDuration: f.full}, stderr)
 	if !ok {
 		return code
 	}

@@ -168,6 +168,22 @@ func (c *Children) Known(pid int) bool {
 	return ok
 }
 
+// Running reaps the children that have exited and counts those that have
+// not (a run stopping early lets them finish before it kills the rest).
+func (c *Children) Running() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for pid, ch := range c.procs {
+		if !ch.reaped {
+			if _, ok := c.tryWait(pid, ch); !ok && !ch.reaped {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Started counts every process started through the table.
 func (c *Children) Started() int {
 	c.mu.Lock()

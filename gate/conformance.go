@@ -126,7 +126,7 @@ func Conform(ctx context.Context, subject harness.Subject, variant string, paral
 			if replay != nil {
 				o.Replay = replay(c)
 			}
-			res, err := harness.Run(gctx, s, harness.Options{Subject: subject, Keep: true})
+			res, err := harness.Run(gctx, s, harness.Options{Subject: subject, Keep: true, FullDuration: true})
 			if err != nil {
 				return fmt.Errorf("conformance %s: %w", c.Name, err)
 			}

@@ -1,9 +1,11 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,12 +72,15 @@ type Campaign struct {
 	Command, ReplayFlags string
 	// Host is how each run is hosted (worker binary, stop grace).
 	Host Options
-	// OnRun sees each finished run (calls are serialised); OnShrink each
-	// accepted or rejected shrink candidate.
+	// OnStart sees each run as it starts, OnRun each finished run (calls
+	// are serialised); OnShrink each accepted or rejected shrink candidate.
+	OnStart  func(Planned)
 	OnRun    func(RunRecord)
 	OnShrink func(ShrinkStep)
 	// exec runs one schedule; nil is Run. Tests substitute it.
 	exec func(context.Context, schedule.Schedule, Options) (Result, error)
+	// sample are the run indices doublechecked (doublecheckSample).
+	sample map[int]bool
 }
 
 // Shard is part i of n of a campaign's run indices (n = 0 or 1: all).
@@ -240,6 +245,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 		c.KeepFailing = 20
 	}
 	plan := c.Plan()
+	c.sample = c.doublecheckSample()
 	sum := c.newSummary(plan)
 	start := time.Now()
 
@@ -275,6 +281,9 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			}
 			mu.Lock()
 			launched++
+			if c.OnStart != nil {
+				c.OnStart(p)
+			}
 			mu.Unlock()
 			// Runs are never cancelled by a sibling: a failure is a result.
 			s, _ := c.Schedule(p)
@@ -282,9 +291,14 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			opt := c.Host
 			opt.Replay = c.Replay(p, variant)
 			opt.ArtifactsDir, opt.Keep = "", false
+			// A doublechecked run and its replay both run their whole
+			// schedule: their verdicts are compared invariant by invariant,
+			// and a cut run lists only what it found by its stop.
+			twice := c.doublechecked(p)
+			opt.FullDuration = opt.FullDuration || twice
 			res, err := c.exec(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
-			if c.doublechecked(p) && ctx.Err() == nil {
+			if twice && ctx.Err() == nil {
 				again, err2 := c.exec(ctx, s, opt)
 				discard(again)
 				rec.Doublecheck = doublecheck(rec, again, err2)
@@ -375,13 +389,33 @@ func (c *Campaign) artifacts() (string, error) {
 	return c.ArtifactsDir, nil
 }
 
-// doublechecked picks Doublecheck percent of the runs, by index and seed,
-// so the same runs are replayed however the campaign is sharded.
-func (c *Campaign) doublechecked(p Planned) bool {
-	if c.Doublecheck <= 0 {
-		return false
+// doublechecked reports whether run p is replayed once more.
+func (c *Campaign) doublechecked(p Planned) bool { return c.sample[p.Index] }
+
+// doublecheckSample picks Doublecheck percent of the whole campaign's runs,
+// rounded up (10% of 20 runs replays 2): the indices whose hash of index
+// and campaign seed is smallest, so the same runs are replayed however the
+// campaign is sharded.
+func (c *Campaign) doublecheckSample() map[int]bool {
+	n := c.Runs
+	if len(c.RunSeeds) > 0 {
+		n = len(c.RunSeeds)
 	}
-	return float64(RunSeed(c.Seed^0xd0b1ec4ec4, p.Index)%10000) < c.Doublecheck*100
+	k := min(n, int(math.Ceil(c.Doublecheck*float64(n)/100-1e-9)))
+	if c.Doublecheck <= 0 || k <= 0 {
+		return nil
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	hash := func(i int) uint64 { return RunSeed(c.Seed^0xd0b1ec4ec4, i) }
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(hash(a), hash(b)) })
+	out := make(map[int]bool, k)
+	for _, i := range idx[:k] {
+		out[i] = true
+	}
+	return out
 }
 
 func record(p Planned, s schedule.Schedule, res Result, err error, replay string) RunRecord {

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -284,5 +285,27 @@ func TestShrinkTargetsTheDamage(t *testing.T) {
 	}
 	if got := primary([]string{oracle.Spawns, oracle.BreakerHolds}); got != oracle.Spawns {
 		t.Errorf("got %s, want spawns", got)
+	}
+}
+
+// TestDoublecheckSampleIsExact: the sample is the percentage of the whole
+// campaign's runs, rounded up — 10% of 20 runs replays 2, never none — and
+// the same runs whichever shard runs them.
+func TestDoublecheckSampleIsExact(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		pct  float64
+		runs int
+		want int
+	}{{10, 20, 2}, {10, 5, 1}, {25, 400, 100}, {100, 7, 7}, {0, 50, 0}, {0.5, 10, 1}} {
+		cp := Campaign{Seed: 3, Runs: c.runs, Doublecheck: c.pct}
+		if got := len(cp.doublecheckSample()); got != c.want {
+			t.Errorf("%g%% of %d runs: %d sampled, want %d", c.pct, c.runs, got, c.want)
+		}
+	}
+	whole := (&Campaign{Seed: 5, Runs: 40, Doublecheck: 20}).doublecheckSample()
+	shard := (&Campaign{Seed: 5, Runs: 40, Doublecheck: 20, Shard: Shard{Index: 1, Count: 4}}).doublecheckSample()
+	if !maps.Equal(whole, shard) {
+		t.Errorf("a shard samples %v, the whole campaign %v", shard, whole)
 	}
 }

@@ -194,6 +194,10 @@ func Compare(ctx context.Context, spec CompareSpec) (compare.Comparison, error) 
 func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s schedule.Schedule) (compare.Run, error) {
 	opt := spec.Options
 	opt.Subject = side.Subject
+	// The table compares spawns per task and spawn rates, which a run
+	// stopped at its first violation would truncate: both sides run their
+	// whole schedules.
+	opt.FullDuration = true
 	if opt.ArtifactsDir != "" {
 		opt.ArtifactsDir = filepath.Join(opt.ArtifactsDir, []string{"a", "b"}[idx])
 	}

@@ -277,6 +277,12 @@ func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin stri
 	if opt.Keep {
 		args = append(args, "--keep")
 	}
+	if opt.FullDuration {
+		args = append(args, "--full-duration")
+	}
+	if len(opt.StopOn) > 0 {
+		args = append(args, "--stop-on", strings.Join(opt.StopOn, ","))
+	}
 	grace := opt.StopGrace
 	if grace == 0 {
 		grace = 10 * time.Second

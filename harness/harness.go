@@ -55,6 +55,13 @@ type Options struct {
 	// Subject is the dispatcher under test; the zero value is the reference
 	// dispatcher in this process, with the schedule's variant and knobs.
 	Subject Subject
+	// FullDuration runs the whole schedule even once the verdict is
+	// decided. Zero: a run stops once the ledger establishes a violation
+	// (decide.go says who needs the whole schedule, and why).
+	FullDuration bool
+	// StopOn narrows what ends a run early to violations of these
+	// invariants (nil: any that oracle.Decidable lists).
+	StopOn []string
 }
 
 // Subject names the dispatcher a run tests (see schedule.Subject).
@@ -76,6 +83,9 @@ type Result struct {
 	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
 	// Settings are what the dispatcher under test ran with (settings.go).
 	Settings *Settings `json:"settings,omitempty"`
+	// Decided is the violation that ended the run before its schedule did
+	// (nil: the whole schedule ran).
+	Decided *Decision `json:"decided,omitempty"`
 	// The run's start on both clocks: what the evidence's "ms after the
 	// start" counts from, and what lines up the ledger's CLOCK_MONOTONIC with
 	// the trace's and the board's wall times (the HTML report's time axis).
@@ -272,6 +282,11 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	for _, reason := range ph.unknowns {
 		verdict.AddUnknown(reason)
 	}
+	if res.Decided = ph.decided; ph.decided != nil {
+		markCut(&verdict, *ph.decided, s)
+		logf("stopped at +%.0fms: %s established at +%.0fms (--full-duration runs the whole schedule)",
+			ph.decided.StoppedMs, ph.decided.Invariant, ph.decided.AtMs)
+	}
 	if len(res.LeftRunning) > 0 {
 		verdict.AddUnknown(fmt.Sprintf("processes %v did not die after SIGKILL", res.LeftRunning))
 	}
@@ -378,7 +393,8 @@ type phases struct {
 	observations         []oracle.Observation
 	injections           []Injection
 	wal                  []walSample
-	aliveAtStop          int // sandbox processes alive when the run's time was up (-1: not known)
+	decided              *Decision // what stopped the run early (nil: it ran its schedule)
+	aliveAtStop          int       // sandbox processes alive when the run's time was up (-1: not known)
 }
 
 // dispatch runs the dispatchers for the dispatch and quiet phases and waits
@@ -417,6 +433,7 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
 	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
 	start := time.Now()
+	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
 	logf("dispatching: %d dispatcher(s), %v + %v quiet", s.Dispatchers, time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond)
 
 	// The dispatchers are goroutines of this one OS process: they share its
@@ -490,6 +507,9 @@ func dispatch(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispat
 	// A fault being carried out (a power cut copies a disk image) finishes
 	// and is recorded before the phase ends: the oracle needs to know it.
 	cancel()
+	if ph.decided = decision(); ph.decided != nil {
+		letWorkersFinish(children, workerFinish)
+	}
 	<-injected
 	ph.observations = obs.observations()
 	ph.wal = obs.walSizes()

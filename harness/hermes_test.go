@@ -63,7 +63,8 @@ func TestRealHermes(t *testing.T) {
 			releaseOrSkip(t, c.release)
 			t.Parallel()
 			s := build(t, c.scenario, "", c.seed)
-			res, err := Run(context.Background(), s, Options{Keep: true, Subject: Subject{Hermes: c.release}, ArtifactsDir: t.TempDir()})
+			// The whole schedule: the driver's tick loop is part of what is tested.
+			res, err := Run(context.Background(), s, Options{Keep: true, Subject: Subject{Hermes: c.release}, ArtifactsDir: t.TempDir(), FullDuration: true})
 			if err != nil {
 				t.Fatal(err)
 			}

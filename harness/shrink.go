@@ -256,7 +256,7 @@ func (c *Campaign) vote(ctx context.Context, s schedule.Schedule, target string)
 		started++
 		pending++
 		go func() {
-			res, err := c.exec(vctx, s, c.Host)
+			res, err := c.exec(vctx, s, voteOptions(c.Host, target))
 			results <- out{res, err}
 		}()
 	}
@@ -422,4 +422,17 @@ func primary(failed []string) string {
 		}
 	}
 	return failed[0]
+}
+
+// voteOptions host a shrink candidate's run. A candidate counts only if it
+// violates the target invariant, which a run stopped early on another one
+// might not have got to: it stops on the target alone when the ledger
+// decides it, and runs its whole schedule otherwise.
+func voteOptions(host Options, target string) Options {
+	if slices.Contains(oracle.Decidable(), target) {
+		host.StopOn = []string{target}
+	} else {
+		host.FullDuration = true
+	}
+	return host
 }

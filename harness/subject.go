@@ -65,6 +65,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	ph := phases{startMono: ledger.MonoNow(), startWall: ledger.WallNow()}
 	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
 	start := time.Now()
+	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
 	var mu sync.Mutex
 	injected := make(chan struct{})
 	go func() {
@@ -111,6 +112,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	}
 	wg.Wait()
 	cancel()
+	ph.decided = decision()
 	<-injected
 	ph.elapsed = time.Since(start)
 	if ctx.Err() != nil {

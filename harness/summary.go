@@ -37,6 +37,9 @@ type Summary struct {
 	// another verdict: harness flakiness, reported apart from failures.
 	Doublechecked int `json:"doublechecked"`
 	Diverged      int `json:"diverged"`
+	// DoublecheckPct is the percentage of runs asked to be replayed (the
+	// campaign's --doublecheck), so a summary says so even when none was.
+	DoublecheckPct float64 `json:"doublecheck_pct,omitempty"`
 	// StatusDiverged of the Diverged changed pass/fail/unknown; the others
 	// failed again, with another set of invariants.
 	StatusDiverged int       `json:"status_diverged"`
@@ -79,7 +82,7 @@ type ProbeCoverage struct {
 
 func (c *Campaign) newSummary(plan []Planned) Summary {
 	s := Summary{Type: "summary", Seed: c.Seed, Runs: c.Runs, Shard: c.Shard.String(), Variant: c.Variant,
-		Knobs: c.Knobs, FailuresByInvariant: map[string]int{}, Indices: []int{}, Planned: []int{}}
+		Knobs: c.Knobs, DoublecheckPct: c.Doublecheck, FailuresByInvariant: map[string]int{}, Indices: []int{}, Planned: []int{}}
 	if len(c.RunSeeds) > 0 {
 		s.Runs = len(c.RunSeeds)
 	}
@@ -220,6 +223,7 @@ func Merge(parts []Summary) (Summary, error) {
 		m.Failures = append(m.Failures, p.Failures...)
 		m.Unknowns = append(m.Unknowns, p.Unknowns...)
 		m.Doublechecked += p.Doublechecked
+		m.DoublecheckPct = max(m.DoublecheckPct, p.DoublecheckPct)
 		m.Diverged += p.Diverged
 		m.StatusDiverged += p.StatusDiverged
 		m.Divergences = append(m.Divergences, p.Divergences...)
