@@ -59,6 +59,7 @@ type fuzzFlags struct {
 	keepGoing, json, verbose, report, full     bool
 	subject                                    string
 	inStore                                    bool // artifacts is a new directory of the default store
+	workers                                    workerFlags
 }
 
 func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -90,6 +91,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test in every run: hermes:VERSION|PATH (a real Hermes release, see 'kanbanchaos hermes')\n"+
 		"or exec:'CMD' (long-running); default: the in-process reference --variant")
+	f.workers.register(fs)
 	fs.BoolVar(&f.report, "report", false, "write report.html (summary, probe coverage, failing runs linked to their own reports) into the artifacts directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fuzzHelp)
@@ -113,7 +115,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	given := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
-	c, code := f.campaign(given, bad)
+	c, code := f.campaign(ctx, given, bad)
 	if code >= 0 {
 		return code
 	}
@@ -122,7 +124,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // campaign checks the flags and builds the campaign; code ≥ 0 means stop
 // with that exit code.
-func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
+func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
 	switch {
 	case f.runs < 1:
 		return nil, bad("--runs %d: want at least 1", f.runs)
@@ -181,12 +183,22 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 		}
 	}
 	subject, err := parseSubject(f.subject, false)
+	if err == nil {
+		subject, err = f.workers.apply(subject)
+	}
 	if err != nil {
 		return nil, bad("--subject: %v", err)
 	}
 	if subject.Hermes != "" {
 		if _, err := hermes.Locate(subject.Hermes); err != nil {
 			return nil, bad("--subject: %v", err)
+		}
+		for _, sc := range scs {
+			s := sc.Build(1, f.variant)
+			s.Subject = subject
+			if err := harness.CheckWorkers(ctx, s); err != nil {
+				return nil, bad("%s: %v", sc.Name, err)
+			}
 		}
 		for _, sc := range scs {
 			v := f.variant
@@ -245,6 +257,7 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	if subject.External() {
 		extra = append(extra, "--subject", shellQuote(subject.String()))
 	}
+	extra = append(extra, f.workers.args()...)
 	if f.maxDuration > 0 {
 		extra = append(extra, "--max-duration", f.maxDuration.String())
 	}

@@ -56,6 +56,8 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&subject, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
+	var workers workerFlags
+	workers.register(fs)
 	fs.StringVar(&pins, "pins", "all", "entries to run, comma-separated: "+strings.Join(gate.Names(), ", "))
 	fs.IntVar(&seeds, "seeds", 3, "seeds per entry (1..N)")
 	fs.IntVar(&parallel, "parallel", 2, "runs at once")
@@ -104,9 +106,15 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	spec := gate.Spec{Entries: entries, Seeds: seeds, Shard: sh, Parallel: parallel, ArtifactsDir: artifacts}
 	if slices.Contains(dispatcher.VariantNames(), subject) {
 		spec.Variant = subject
+		if _, err := workers.apply(harness.Subject{}); err != nil {
+			return bad("%v", err)
+		}
 	} else {
 		if spec.Subject, err = parseSubject(subject, false); err != nil {
 			return bad("--subject: %v", err)
+		}
+		if spec.Subject, err = workers.apply(spec.Subject); err != nil {
+			return bad("%v", err)
 		}
 		if spec.Subject.Hermes != "" {
 			if _, err := hermes.Locate(spec.Subject.Hermes); err != nil {
@@ -120,6 +128,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			parts = append(parts, "--variant", spec.Variant)
 		} else {
 			parts = append(parts, "--subject", shellQuote(spec.Subject.String()))
+			parts = append(parts, workers.args()...)
 		}
 		return strings.Join(parts, " ")
 	}

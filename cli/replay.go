@@ -71,6 +71,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
+		if err := harness.CheckWorkers(ctx, s); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
+			return exitUsage
+		}
 	}
 	if !asJSON && !harnessJSON {
 		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)

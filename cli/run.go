@@ -100,7 +100,8 @@ type runFlags struct {
 	subject     string // "exec:CMD", or "" for the reference dispatcher
 	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
-	full        bool   // run the whole schedule even once the verdict is decided
+	workers     workerFlags
+	full        bool // run the whole schedule even once the verdict is decided
 }
 
 // defaultEngine is the engine this module links; --sqlite names the others.
@@ -124,6 +125,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
 	fs.StringVar(&f.sqlite, "sqlite", "", engineFlagDoc())
+	f.workers.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
@@ -198,10 +200,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	subject, err := parseSubject(f.subject, f.oneShot)
+	if err == nil {
+		subject, err = f.workers.apply(subject)
+	}
 	if err == nil && subject.Hermes != "" {
 		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
 		if err == nil {
 			_, err = hermes.Locate(subject.Hermes)
+		}
+		if err == nil {
+			s.Subject = subject
+			err = harness.CheckWorkers(ctx, s)
 		}
 	}
 	if err != nil {
@@ -329,6 +338,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 			parts = append(parts, "--one-shot")
 		}
 	}
+	parts = append(parts, f.workers.args()...)
 	return strings.Join(parts, " ")
 }
 
@@ -373,7 +383,7 @@ func shellQuote(s string) string {
 func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
 	if subject.External() {
 		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
-		fmt.Fprintf(w, "  fake workers connect as variant %s does\n", s.Variant)
+		printWorkers(w, s, subject)
 	} else {
 		fmt.Fprintf(w, "kanbanchaos %s  variant=%s  seed=%d\n", what, s.Variant, s.Seed)
 	}
@@ -388,6 +398,11 @@ func printText(w io.Writer, res harness.Result, replay string) {
 		for _, r := range st.Reported {
 			fmt.Fprintf(w, "  hermes-agent %s on Python %s, SQLite %s\n", r.Release, r.Python, r.SQLite)
 			break
+		}
+		if st.Workers == hermes.WorkersHermes {
+			fmt.Fprintf(w, "  workers: the release's own kanban tools (worker.py), their Python's SQLite %s\n", orNone(strings.Join(st.WorkerSQLite, ", ")))
+		} else if len(st.Reported) > 0 {
+			fmt.Fprintf(w, "  workers: Go fake workers, SQLite %s\n", res.SQLite)
 		}
 		for _, n := range st.Notes {
 			fmt.Fprintf(w, "  %s\n", n)

@@ -24,7 +24,6 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
-	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -95,8 +94,9 @@ type Result struct {
 
 // sandbox is the directory layout of one run.
 type sandbox struct {
-	root  string
-	power *powerLoss // the disk under home, for a power-loss run (else nil)
+	root    string
+	power   *powerLoss // the disk under home, for a power-loss run (else nil)
+	workers string     // schedule.Subject.Workers: what HERMES_BIN (bin/hermes) is
 }
 
 func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
@@ -126,7 +126,10 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
 			return res, err
 		}
-		if _, err := hermes.Locate(opt.Subject.Hermes); err != nil {
+		if _, err := hermesInstall(opt.Subject); err != nil {
+			return res, err
+		}
+		if err := CheckWorkers(ctx, s); err != nil {
 			return res, err
 		}
 	}
@@ -164,7 +167,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, fmt.Errorf("harness: sandbox: %w", err)
 	}
-	sb := sandbox{root: root}
+	sb := sandbox{root: root, workers: s.Subject.Workers}
 	res.Artifacts = root
 
 	children := dispatcher.NewChildren()
@@ -239,6 +242,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	if opt.Subject.Hermes != "" {
 		ph.unknowns = append(ph.unknowns, verifyHermes(&settings, hist, s.Dispatchers)...)
+		ph.unknowns = append(ph.unknowns, verifyPythonSQLite(&settings, hist, opt.Subject)...)
 	}
 	// An external subject's ticks are what it recorded in the ledger.
 	for _, ticks := range hist.Ticks() {

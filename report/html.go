@@ -131,12 +131,12 @@ type runView struct {
 	Zoom   template.HTML
 	ZoomOf violationView
 	// Rates is the run's pace: starts per second and tick durations.
-	Rates                            template.HTML
-	Lanes                            []*lane
-	Hidden                           int // tasks that started but have no timeline of their own
-	NeverStarted                     int // tasks that never started, not drawn
-	RunViolations                    []violationView
-	Legend                           template.HTML
+	Rates         template.HTML
+	Lanes         []*lane
+	Hidden        int // tasks that started but have no timeline of their own
+	NeverStarted  int // tasks that never started, not drawn
+	RunViolations []violationView
+	Legend        template.HTML
 }
 
 // invariantRow is one invariant's state in a run: violated, held or not

@@ -236,6 +236,28 @@ type Subject struct {
 	// `hermes kanban dispatch`): it is then re-run every tick. Otherwise it
 	// is long-running, started once and stopped at the end.
 	OneShot bool `json:"one_shot,omitempty"`
+	// Workers is what HERMES_BIN starts: "" or "go" (our Go fake worker),
+	// or "hermes" (a worker that plays the same behaviour through the
+	// Hermes release's own kanban tools; needs Hermes).
+	Workers string `json:"workers,omitempty"`
+	// PythonSQLite is the libsqlite3 the Hermes side's Python loads: ""
+	// (the system's) or a SQLite version built into the cache; needs Hermes.
+	PythonSQLite string `json:"python_sqlite,omitempty"`
+}
+
+// Validate checks that the subject's parts fit together.
+func (s Subject) Validate() error {
+	switch {
+	case s.Workers != "" && s.Workers != "go" && s.Workers != "hermes":
+		return fmt.Errorf("workers %q: want go or hermes", s.Workers)
+	case s.Workers == "hermes" && s.Hermes == "":
+		return fmt.Errorf("--workers hermes needs a hermes: subject: the workers run the release's own kanban code, " +
+			"in its install (the reference dispatcher and an exec: subject have no Hermes to take it from)")
+	case s.PythonSQLite != "" && s.PythonSQLite != "system" && s.Hermes == "":
+		return fmt.Errorf("--python-sqlite %s needs a hermes: subject: only a Hermes release's Python loads libsqlite3 "+
+			"(the reference dispatcher and the Go workers use --sqlite)", s.PythonSQLite)
+	}
+	return nil
 }
 
 // String is how a subject is named in output and on the command line:
@@ -364,6 +386,9 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
 	case len(s.Tasks) == 0:
 		return fmt.Errorf("schedule: no tasks")
+	}
+	if err := s.Subject.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
 	}
 	for _, f := range s.Faults {
 		if !slices.ContainsFunc(FaultKinds, func(k struct{ Name, Doc string }) bool { return k.Name == f.Kind }) {
