@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -59,6 +60,7 @@ type fuzzFlags struct {
 	keepGoing, json, verbose, report, full     bool
 	subject                                    string
 	inStore                                    bool // artifacts is a new directory of the default store
+	saveRegression                             string
 	workers                                    workerFlags
 }
 
@@ -84,6 +86,8 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.shard, "shard", "0/1", "run only part i of n of the run indices, e.g. 0/4 (merge the --json outputs with 'kanbanchaos merge')")
 	fs.BoolVar(&f.json, "json", false, "print one JSON line per run and a summary line")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML file: each run a test case, failures with their seed, invariant and evidence")
+	fs.StringVar(&f.saveRegression, "save-regression", "", "also write the shrunk failure's regression testscript into DIR (e.g. testdata/script,\n"+
+		"where go test ./cli -run TestScripts picks it up) as fuzz-<scenario>-<seed>.txtar")
 	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/)\n"+
 		"(default: a new <time>-fuzz-<scenario>-<seed> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
@@ -126,6 +130,8 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // with that exit code.
 func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
 	switch {
+	case f.saveRegression != "" && !isDir(f.saveRegression):
+		return nil, bad("--save-regression %s: not a directory (e.g. testdata/script in a checkout)", f.saveRegression)
 	case f.runs < 1:
 		return nil, bad("--runs %d: want at least 1", f.runs)
 	case f.votes < 1:
@@ -330,6 +336,14 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
 			return exitInternal
+		}
+		if f.saveRegression != "" {
+			path, err := saveRegression(*sum.Shrunk, f.saveRegression)
+			if err != nil {
+				fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
+				return exitInternal
+			}
+			fmt.Fprintf(stderr, "regression saved: %s (go test ./cli -run 'TestScripts/%s')\n", path, strings.TrimSuffix(filepath.Base(path), ".txtar"))
 		}
 	}
 	reportPath := ""
