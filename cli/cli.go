@@ -6,7 +6,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
-	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
@@ -55,19 +53,6 @@ func Main(argv0 string, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	return run(ctx, args, os.Stdout, os.Stderr)
-}
-
-// harnessFailed reports an error of the harness and returns the exit code:
-// 2 when the environment lacks a SQLite engine (the message says the
-// command that installs it), else 4, the harness's own failure.
-func harnessFailed(cmd string, err error, stderr io.Writer) int {
-	var engine *harness.EngineUnavailableError
-	if errors.As(err, &engine) {
-		fmt.Fprintf(stderr, "kanbanchaos %s: %v\n", cmd, engine)
-		return exitUsage
-	}
-	fmt.Fprintf(stderr, "kanbanchaos %s: internal error: %v\n", cmd, err)
-	return exitInternal
 }
 
 const usage = `kanbanchaos — reproduce and gate the crash-loop and corruption bugs of SQLite-backed kanban dispatchers

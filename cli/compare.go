@@ -117,6 +117,9 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	sqliteGiven := false
 	fs.Visit(func(fl *flag.Flag) { sqliteGiven = sqliteGiven || fl.Name == "sqlite" })
+	if err := checkOutputs(map[string]string{"artifacts": artifacts}, nil); err != nil {
+		return usageErr("%v", err)
+	}
 
 	var scheds []schedule.Schedule
 	for _, sc := range picked {
@@ -180,22 +183,17 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Replay:  replay, Progress: progress, Log: stderr,
 	})
 	if err != nil {
-		return harnessFailed("compare", err, stderr)
+		return errorExit(ctx, "compare", err, stderr)
 	}
 	if inStore && !withReport && !exists(artifacts) {
 		artifacts = "" // nothing kept: no directory in the store
 	}
+	var writeErr error
 	if artifacts != "" {
-		if err := writeCompare(artifacts, cmp, withReport); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-			return exitInternal
-		}
-		if inStore {
+		writeErr = writeCompare(artifacts, cmp, withReport)
+		if writeErr == nil && inStore {
 			e := harness.StoreEntry{Kind: "compare", Scenario: scenario, Subject: sideA.Name + " vs " + sideB.Name, Status: string(cmp.Status())}
-			if err := harness.RecordInStore(defaultStore(), artifacts, e); err != nil {
-				fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-				return exitInternal
-			}
+			writeErr = harness.RecordInStore(defaultStore(), artifacts, e)
 		}
 	}
 	if asJSON {
@@ -209,9 +207,13 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if artifacts != "" {
 			fmt.Fprintf(stdout, "artifacts: %s (kept runs under a/ and b/)\n", artifacts)
 		}
-		if withReport {
+		if withReport && writeErr == nil {
 			fmt.Fprintf(stdout, "report: %s\n", filepath.Join(artifacts, report.FileName))
 		}
+	}
+	// The comparison is printed even when its files could not be written.
+	if writeErr != nil {
+		return outputFailed("compare", "the comparison's files", writeErr, exitFor(cmp.Status()), stderr)
 	}
 	return exitFor(cmp.Status())
 }

@@ -117,6 +117,9 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return bad("takes no arguments (the scenario goes in --scenario), got %q", pos)
 	}
+	if err := checkOutputs(map[string]string{"artifacts": f.artifacts}, map[string]string{"junit": f.junit}); err != nil {
+		return bad("%v", err)
+	}
 	given := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
 	c, code := f.campaign(ctx, given, bad)
@@ -327,50 +330,20 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	sum, err := c.Run(ctx)
 	st.close()
 	if err != nil {
-		return harnessFailed("fuzz", err, stderr)
+		return errorExit(ctx, "fuzz", err, stderr)
 	}
 	if f.inStore && !f.report && !exists(f.artifacts) {
 		sum.Artifacts = "" // nothing kept: no directory in the store
 	}
+	// The summary names the shrunk failure's regression.txtar: written
+	// first. A finished campaign always prints its verdict and summary: an
+	// output file that cannot be written never hides them.
+	var regErr error
+	savedTo := ""
 	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
-		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
-		}
-		if f.saveRegression != "" {
-			path, err := saveRegression(*sum.Shrunk, f.saveRegression)
-			if err != nil {
-				fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-				return exitInternal
-			}
-			fmt.Fprintf(stderr, "regression saved: %s (go test ./cli -run 'TestScripts/%s')\n", path, strings.TrimSuffix(filepath.Base(path), ".txtar"))
-		}
-	}
-	reportPath := ""
-	if f.report {
-		if reportPath, err = writeCampaignReport(&sum); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error: report:", err)
-			return exitInternal
-		}
-	}
-	if f.inStore && sum.Artifacts != "" {
-		e := harness.StoreEntry{Kind: "fuzz", Scenario: f.scenario, Seed: f.seed, Subject: c.Host.Subject.String(), Status: string(sum.Verdict)}
-		if c.Host.Subject.String() == "" || !c.Host.Subject.External() {
-			e.Subject = f.variant
-		}
-		for inv := range sum.FailuresByInvariant {
-			e.Failed = append(e.Failed, inv)
-		}
-		sort.Strings(e.Failed)
-		if err := harness.RecordInStore(defaultStore(), sum.Artifacts, e); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
-			return exitInternal
-		}
-	}
-	if f.junit != "" {
-		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
+		regErr = writeRegression(*sum.Shrunk, c, f)
+		if regErr == nil && f.saveRegression != "" {
+			savedTo, regErr = saveRegression(*sum.Shrunk, f.saveRegression)
 		}
 	}
 	if f.json {
@@ -378,10 +351,39 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	} else {
 		printSummary(stdout, sum)
 	}
-	if reportPath != "" {
+	code := exitFor(sum.Verdict)
+	if regErr != nil {
+		return outputFailed("fuzz", "regression.txtar", regErr, code, stderr)
+	}
+	if savedTo != "" {
+		fmt.Fprintf(stderr, "regression saved: %s (go test ./cli -run 'TestScripts/%s')\n", savedTo, strings.TrimSuffix(filepath.Base(savedTo), ".txtar"))
+	}
+	if f.report {
+		reportPath, err := writeCampaignReport(&sum)
+		if err != nil {
+			return outputFailed("fuzz", "report.html", err, code, stderr)
+		}
 		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
 	}
-	return exitFor(sum.Verdict)
+	if f.inStore && sum.Artifacts != "" {
+		e := harness.StoreEntry{Kind: "fuzz", Scenario: f.scenario, Seed: f.seed, Subject: f.variant, Status: string(sum.Verdict)}
+		if c.Host.Subject.External() {
+			e.Subject = c.Host.Subject.String()
+		}
+		for inv := range sum.FailuresByInvariant {
+			e.Failed = append(e.Failed, inv)
+		}
+		sort.Strings(e.Failed)
+		if err := harness.RecordInStore(defaultStore(), sum.Artifacts, e); err != nil {
+			return outputFailed("fuzz", "the artifact store's index", err, code, stderr)
+		}
+	}
+	if f.junit != "" {
+		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
+			return outputFailed("fuzz", "the JUnit file", err, code, stderr)
+		}
+	}
+	return code
 }
 
 // runLine is one run in text: its verdict, seed and replay command.

@@ -103,6 +103,9 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return bad("--shard: %v", err)
 	}
+	if err := checkOutputs(map[string]string{"artifacts": artifacts}, map[string]string{"junit": junit}); err != nil {
+		return bad("%v", err)
+	}
 	spec := gate.Spec{Entries: entries, Seeds: seeds, Shard: sh, Parallel: parallel, ArtifactsDir: artifacts}
 	if slices.Contains(dispatcher.VariantNames(), subject) {
 		spec.Variant = subject
@@ -150,7 +153,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	started := time.Now()
 	results, err := gate.Run(ctx, spec)
 	if err != nil {
-		return harnessFailed("gate", err, stderr)
+		return errorExit(ctx, "gate", err, stderr)
 	}
 	if inStore && exists(spec.ArtifactsDir) {
 		e := harness.StoreEntry{Kind: "gate", Subject: subject}
@@ -160,8 +163,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if err := harness.RecordInStore(defaultStore(), spec.ArtifactsDir, e); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-			return exitInternal
+			fmt.Fprintln(stderr, "kanbanchaos gate: warning: the artifact store's index:", err)
 		}
 		fmt.Fprintf(stderr, "artifacts: %s (the kept runs, one directory per entry)\n", spec.ArtifactsDir)
 	}
@@ -184,13 +186,20 @@ func (a allowFlag) Set(v string) error {
 }
 
 // reportGate prints a gate's (or merged shards') result and returns its exit code.
+// The verdict is printed first: a JUnit file that cannot be written
+// afterwards never hides it.
 func reportGate(g gateRun, allow map[string]string, asJSON bool, junit string, elapsed time.Duration, stdout, stderr io.Writer) int {
+	code := printGate(g, allow, asJSON, stdout)
 	if junit != "" {
 		if err := writeGateJUnit(junit, g, elapsed); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-			return exitInternal
+			return outputFailed("gate", "the JUnit file", err, code, stderr)
 		}
 	}
+	return code
+}
+
+// printGate prints the gate's entries and verdict and returns its exit code.
+func printGate(g gateRun, allow map[string]string, asJSON bool, stdout io.Writer) int {
 	var violated, unchecked []string
 	for _, r := range g.Entries {
 		switch r.Status {
@@ -294,7 +303,7 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 	}
 	obs, err := gate.Conform(ctx, spec.Subject, spec.Variant, spec.Parallel, replay)
 	if err != nil {
-		return harnessFailed("gate", err, stderr)
+		return errorExit(ctx, "gate", err, stderr)
 	}
 	if asJSON {
 		writeDoc(stdout, "conformance", struct {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -53,6 +54,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitUsage
 	}
 	s, path, err := readSchedule(pos[0])
+	if err == nil {
+		err = checkOutputs(map[string]string{"artifacts": artifacts}, nil)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 		return exitUsage
@@ -85,8 +89,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if stopOn != "" {
 		opt.StopOn = strings.Split(stopOn, ",")
 	}
-	res, code, ok := runSchedule(ctx, "replay", s, opt, stderr)
-	if !ok {
+	res, code := runSchedule(ctx, "replay", s, opt, stderr)
+	if code >= 0 {
 		return code
 	}
 	switch {
@@ -150,6 +154,18 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 		return s, "", fmt.Errorf("%s is not a schedule: %v", path, err)
 	}
 	if err := s.Validate(); err != nil {
+		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
+	}
+	// Its variant and knobs must exist and fit its engine: a schedule that
+	// names another is bad input, found before anything runs.
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err == nil {
+		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err == nil && s.Subject.Hermes != "" {
+		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+	}
+	if err != nil {
 		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
 	}
 	return s, path, nil

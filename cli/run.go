@@ -39,20 +39,20 @@ func (k knobFlags) Set(v string) error {
 	return nil
 }
 
-// runSchedule runs s through the harness. A failure of the harness itself
-// is reported with the sandbox (if any) and the replay command; ok is false
-// and code is the exit code (harnessFailed).
-func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (res harness.Result, code int, ok bool) {
+// runSchedule runs s through the harness. A run that ended in an error is
+// reported in its exit class (errorExit) with the sandbox (if any) and the
+// replay command; code is then that exit code, else -1.
+func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, int) {
 	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		code = harnessFailed(cmd, err, stderr)
+		code := errorExit(ctx, cmd, err, stderr)
 		if res.Artifacts != "" {
 			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
 		}
 		fmt.Fprintln(stderr, "replay:", opt.Replay)
-		return res, code, false
+		return res, code
 	}
-	return res, exitPass, true
+	return res, -1
 }
 
 // parseFlags parses a command's flags (interleaved with its arguments) and
@@ -213,6 +213,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = harness.CheckWorkers(ctx, s)
 		}
 	}
+	if err == nil {
+		err = checkOutputs(map[string]string{"artifacts": f.artifacts}, nil)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
@@ -222,9 +225,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printHeader(stdout, "run "+sc.Name, s, subject)
 	}
 	// Progress goes to stderr with --json too: stdout holds only the JSON.
-	res, code, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
 		FullDuration: f.full}, stderr)
-	if !ok {
+	if code >= 0 {
 		return code
 	}
 	if f.json {
@@ -235,8 +238,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.report {
 		path, err := report.Write(res.Artifacts, "")
 		if err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos run: internal error: report:", err)
-			return exitInternal
+			return outputFailed("run", "report.html", err, exitFor(res.Verdict.Status), stderr)
 		}
 		out := stdout
 		if f.json {

@@ -298,6 +298,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			opt.FullDuration = opt.FullDuration || twice
 			res, err := c.exec(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
+			undecidedIfInterrupted(ctx, &rec)
 			if twice && ctx.Err() == nil {
 				again, err2 := c.exec(ctx, s, opt)
 				discard(again)

@@ -145,7 +145,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if !opt.Subject.External() && (schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv()) {
 		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("%w: %w", ErrEnvironment, err)
 		}
 		return runInEngine(ctx, s, opt, bin, ofd)
 	}
@@ -165,7 +165,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	root, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-%s-%d-", s.Scenario, s.Seed))
 	if err != nil {
-		return res, fmt.Errorf("harness: sandbox: %w", err)
+		return res, fmt.Errorf("harness: sandbox: %w: %w", ErrEnvironment, err)
 	}
 	sb := sandbox{root: root, workers: s.Subject.Workers}
 	res.Artifacts = root
@@ -234,7 +234,6 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if left := children.KillAll(opt.StopGrace); len(left) > 0 {
 		res.LeftRunning = left
 	}
-	cleanup := cleanupScan(sb, ph.aliveAtStop, opt)
 
 	hist, err := ledger.Read(sb.ledger())
 	if err != nil {
@@ -258,6 +257,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, err
 	}
+	// Every process of the run is stopped by now, the power-loss writeback
+	// helper included (the cut stops it): anything alive is a survivor.
+	cleanup := cleanupScan(sb, ph.aliveAtStop, opt)
 	if board.unknown != "" {
 		ph.unknowns = append(ph.unknowns, board.unknown)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -33,6 +34,14 @@ func TestMain(m *testing.M) {
 		os.Setenv("TMPDIR", dir)
 	}
 	code := m.Run()
+	// No goroutine outlives the tests: a dispatcher, a subject's waiter or
+	// an observer left running would be a run that never ended.
+	if code == 0 {
+		if leak := goleak.Find(); leak != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", leak)
+			code = 1
+		}
+	}
 	if err == nil {
 		os.RemoveAll(dir)
 	}
