@@ -297,8 +297,12 @@ func TestScreenshot(t *testing.T) {
 	stormCols, calmCols := columns(storm), columns(calm)
 	starts := storm.Verdict.Spawns[storm.Schedule.Tasks[0].ID]
 	t.Logf("start-marker columns on screen: storm (%d starts) %d, fixed (%d starts) %d", starts, stormCols, calm.Spawns, calmCols)
-	if stormCols < 40 {
-		t.Errorf("the storm's %d starts cover only %d columns of the screenshot", starts, stormCols)
+	// How many starts the storm reaches in its 0.8 s depends on the
+	// machine's load; every one must be on screen (a marker is 2 px wide,
+	// starts within a millisecond share one), and far more of them than a
+	// run that holds its limit shows.
+	if stormCols < min(40, starts) || stormCols <= 2*calmCols {
+		t.Errorf("the storm's %d starts cover only %d columns of the screenshot (the fixed run's 2 cover %d)", starts, stormCols, calmCols)
 	}
 	if calmCols >= 20 || calmCols == 0 {
 		t.Errorf("a run with %d starts covers %d columns: the markers are not what is being counted", calm.Spawns, calmCols)
