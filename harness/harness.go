@@ -185,6 +185,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 			return res, err
 		}
 		defer sb.power.Close()
+		for _, s := range sb.power.Swept() {
+			logf("power loss: swept what a killed run left behind: %s", s)
+		}
 	}
 
 	timing := dispatcher.HermesTiming(s.TimeScale)

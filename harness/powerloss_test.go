@@ -267,7 +267,11 @@ func TestPowerLossSweepStale(t *testing.T) {
 	}
 	dead := mount("dead", strconv.Itoa(os.Getpid())+" 1") // our pid, another start time: a reused pid
 	alive := mount("alive", processID(os.Getpid()))
-	sweepStale(ctx, tmp)
+	swept := sweepStale(ctx, tmp)
+	if !slices.ContainsFunc(swept, func(s string) bool { return s == "unmounted "+dead.dir }) ||
+		!slices.ContainsFunc(swept, func(s string) bool { return strings.HasPrefix(s, "detached ") && strings.Contains(s, dead.image) }) {
+		t.Errorf("the sweep reports %q, want the unmount of %s and the detach of %s", swept, dead.dir, dead.image)
+	}
 	if isMounted(dead.dir) {
 		t.Error("the abandoned sandbox is still mounted")
 	}
