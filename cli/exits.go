@@ -16,7 +16,13 @@ import (
 // error that ended a command into them and says which it was.
 func errorExit(ctx context.Context, cmd string, err error, stderr io.Writer) int {
 	var execErr *exec.Error
+	var engine *harness.EngineUnavailableError
 	switch {
+	case errors.As(err, &engine):
+		// The environment lacks an SQLite engine: the message says the
+		// command that installs it.
+		fmt.Fprintf(stderr, "kanbanchaos %s: %v\n", cmd, engine)
+		return exitUsage
 	case ctx.Err() != nil:
 		fmt.Fprintf(stderr, "kanbanchaos %s: interrupted (%v): undecided — %v\n", cmd, context.Cause(ctx), err)
 		return exitUnknown

@@ -75,7 +75,7 @@ func TestReportKeepsTheEvidence(t *testing.T) {
 	if code, out, stderr := kc(t, "run", "unknown-assignee", "--variant", "fixed", "--seed", "1", "--keep", "--artifacts", arts); code != exitPass {
 		t.Fatalf("run: exit %d\n%s\n%s", code, out, stderr)
 	}
-	dir := filepath.Join(arts, "unknown-assignee-1")
+	dir := filepath.Join(arts, "latest") // the store's newest: this run
 	for _, victim := range []string{"verdict.json", "ledger.jsonl", filepath.Join("home", "kanban.db")} {
 		path := filepath.Join(dir, victim)
 		before, err := os.ReadFile(path)

@@ -74,7 +74,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(m)
+		writeDoc(stdout, "summary", m, false)
 	} else {
 		fmt.Fprintf(stdout, "kanbanchaos merge  %d shard(s): %v  seed=%d  runs=%d\n", len(parts), m.Merged, m.Seed, m.Runs)
 		printSummary(stdout, m)

@@ -22,14 +22,16 @@ import (
 // binary that links it (harness.runInEngine).
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
-		asJSON, keep, full          bool
-		artifacts, recorded, stopOn string
+		asJSON, keep, full, harnessJSON bool
+		artifacts, recorded, stopOn     string
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
-	fs.StringVar(&artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&harnessJSON, "harness-json", false, "print the harness's own result (harness.Result, the units it keeps) instead of --json's document;\n"+
+		"what a kanbanchaos that hands a run to its other SQLite engine reads back")
 	fs.BoolVar(&full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
 	fs.StringVar(&stopOn, "stop-on", "", "stop early only for these invariants, comma-separated (default: any the ledger decides);\n"+
 		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
@@ -78,10 +80,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUsage
 		}
 	}
-	if !asJSON {
+	if !asJSON && !harnessJSON {
 		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)
 	}
-	// Unlike run, progress is not silenced by --json: stdout still holds
+	// Progress goes to stderr with --json too, as for run: stdout holds
 	// only the JSON, and a delegating harness forwards these lines.
 	opt := harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr, FullDuration: full}
 	if stopOn != "" {
@@ -91,9 +93,15 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code >= 0 {
 		return code
 	}
-	if asJSON {
+	switch {
+	case harnessJSON:
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay: internal error:", err)
+			return exitInternal
+		}
+	case asJSON:
 		printJSON(stdout, res, replay)
-	} else {
+	default:
 		printText(stdout, res, replay)
 	}
 	return exitFor(res.Verdict.Status)

@@ -463,7 +463,9 @@ func discard(res Result) {
 // every process and connection of the run is gone, so copying its board
 // files drops nobody's locks. The HERMES_BIN symlink is no artifact.
 func moveSandbox(src, parent, name string) (string, error) {
-	os.RemoveAll(filepath.Join(src, "bin"))
+	if err := materializeBin(src); err != nil {
+		return "", err
+	}
 	dest, err := uniqueDir(parent, name)
 	if err != nil {
 		return "", err
