@@ -15,7 +15,7 @@ func huntScenarios() []Scenario {
 	return []Scenario{
 		{
 			Name: "systemic-crash",
-			Issue: "Hermes 0.16–0.19: the systemic-failure breaker (≥ 3 crashes with one error in a sweep trip at limit 1) " +
+			Issue: "Hermes 0.15–0.19: the systemic-failure breaker (≥ 3 crashes with one error in a sweep trip at limit 1) " +
 				"is undone in the same tick (open PRs #83067, #104077)",
 			Summary: "Six cards whose workers all exit 1 at once, one dispatcher, crash grace 0: detect_crashed_workers finds " +
 				"them dead in one sweep, sees one error fingerprint ('pid N exited with code 1' or 'pid N not alive') at least " +
@@ -52,7 +52,7 @@ func huntScenarios() []Scenario {
 			Variant: "hermes-0.19",
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
 				s.Dispatchers = 1
-				s.TimeScale = 0.001 // 60 ms ticks, 900 ms claim TTL, 300 ms cooldown (2 s on a real release)
+				s.TimeScale = 0.001 // 900 ms claim TTL, 300 ms cooldown (2 s on a real release)
 				s.TickMs = 20
 				// A real release's first tick spawns all twelve one after the
 				// other: seconds on a loaded machine.
