@@ -89,6 +89,9 @@ type Tick struct {
 	Deferred      int     `json:"deferred,omitempty"`
 	Error         string  `json:"error,omitempty"`
 	ErrorCode     int     `json:"error_code,omitempty"`
+	// DurationMs is how long the tick took, on the wall clock (the
+	// report's tick-duration plot).
+	DurationMs float64 `json:"duration_ms,omitempty"`
 }
 
 // Dispatcher runs ticks against one board over its own connection.
@@ -192,7 +195,9 @@ func (d *Dispatcher) Run(ctx context.Context, onTick func(Tick)) {
 // spawn. Every step commits its own transaction(s), as in Hermes.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
 	tick = Tick{Dispatcher: d.cfg.Name, At: d.watch.Now()}
+	began := time.Now()
 	defer func() {
+		tick.DurationMs = float64(time.Since(began).Microseconds()) / 1000
 		if err != nil {
 			tick.Error = err.Error()
 			tick.ErrorCode, _ = kanban.Code(err)
@@ -237,6 +242,22 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
 func (d *Dispatcher) hostLocal(lock string) bool {
 	host, _, ok := strings.Cut(lock, ":")
 	return ok && host == d.host
+}
+
+// othersWorker reports, with own_workers, whether a run's claim belongs to
+// another gateway that is still alive: its worker's exit code is that
+// gateway's to read (it is the worker's parent), and booked from here it
+// would be a crash whatever the code was. A claim lock is Hermes'
+// "host:pid" (in-process dispatchers add "-dN"); a gateway that is gone
+// leaves its workers to whoever sweeps.
+func (d *Dispatcher) othersWorker(lock string) bool {
+	if !d.cfg.Knobs.OwnWorkers || lock == d.cfg.ClaimLock {
+		return false
+	}
+	_, rest, _ := strings.Cut(lock, ":")
+	pid, _, _ := strings.Cut(rest, "-")
+	n, err := strconv.Atoi(pid)
+	return err == nil && Alive(n)
 }
 
 func seconds(dur time.Duration) float64 { return dur.Seconds() }
@@ -341,7 +362,7 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 	now := d.board.Now()
 	var crashes []kanban.Crash
 	for _, r := range running {
-		if r.PID == 0 || !d.hostLocal(r.Lock) {
+		if r.PID == 0 || !d.hostLocal(r.Lock) || d.othersWorker(r.Lock) {
 			continue
 		}
 		// Hermes measures the grace from tasks.started_at, the first-ever

@@ -357,6 +357,9 @@ var (
 const (
 	maxPhaseMs = 24 * 3600 * 1000 // a day
 	maxTickMs  = 3600 * 1000      // an hour
+	// maxCount bounds limits, retries, spawn caps and a worker's writes:
+	// far beyond any real board, far below a loop that never ends.
+	maxCount = 1_000_000
 )
 
 // Validate reports the first thing that makes s impossible to run.
@@ -384,6 +387,8 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: quiet_ms = %d, want >= 0", s.QuietMs)
 	case s.FailureLimit < 0 || s.MaxSpawn < 0:
 		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
+	case s.FailureLimit > maxCount || s.MaxSpawn > maxCount:
+		return fmt.Errorf("schedule: failure_limit %d and max_spawn %d must each be at most %d", s.FailureLimit, s.MaxSpawn, maxCount)
 	case len(s.Tasks) == 0:
 		return fmt.Errorf("schedule: no tasks")
 	}
@@ -409,6 +414,12 @@ func (s Schedule) Validate() error {
 		if _, err := ParseBehaviour(p.Worker.String()); err != nil {
 			return fmt.Errorf("schedule: profile %s: %w", p.Name, err)
 		}
+		if p.Worker.DelayMs < 0 || p.Worker.DelayMs > maxPhaseMs {
+			return fmt.Errorf("schedule: profile %s: delay_ms %d, want 0..%d", p.Name, p.Worker.DelayMs, maxPhaseMs)
+		}
+		if p.Worker.Writes < 0 || p.Worker.Writes > maxCount {
+			return fmt.Errorf("schedule: profile %s: writes %d, want 0..%d", p.Name, p.Worker.Writes, maxCount)
+		}
 	}
 	for _, t := range s.Tasks {
 		if !taskID.MatchString(t.ID) {
@@ -421,8 +432,8 @@ func (s Schedule) Validate() error {
 		if _, ok := s.Profile(t.Assignee); !ok {
 			return fmt.Errorf("schedule: task %s: assignee %q has no profile in the schedule", t.ID, t.Assignee)
 		}
-		if t.MaxRetries < 0 {
-			return fmt.Errorf("schedule: task %s: max_retries %d < 0", t.ID, t.MaxRetries)
+		if t.MaxRetries < 0 || t.MaxRetries > maxCount {
+			return fmt.Errorf("schedule: task %s: max_retries %d, want 0..%d", t.ID, t.MaxRetries, maxCount)
 		}
 	}
 	return nil
