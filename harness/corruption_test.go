@@ -57,6 +57,7 @@ func corruptionCases() []corruptionCase {
 // scenario's own length (the controls shortened): where the damage happens
 // at all it shows within ~100 ms, but not on every seed.
 func TestCorruptionScenarios(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("spawns hundreds of processes")
 	}
