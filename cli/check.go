@@ -85,9 +85,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
+		writeDoc(stdout, "check", rep, true)
 	} else {
 		rep.print(stdout)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
@@ -77,11 +78,13 @@ Usage:
                                      the reference dispatcher as its own process (HERMES_BIN, HERMES_KANBAN_HOME)
   kanbanchaos hermes install [VERSION…] | list
                                      install real Hermes releases from PyPI for --subject hermes:VERSION
+  kanbanchaos version [--json]       the module version, VCS revision, Go and both SQLite engines
   kanbanchaos worker -p PROFILE … chat -q "work kanban task ID"
                                      the fake worker (what HERMES_BIN runs)
+  kanbanchaos help [COMMAND]         this text, or a command's help (also: kanbanchaos COMMAND --help)
 
 Exit codes: 0 all invariants hold · 1 an invariant failed · 2 bad usage or input · 3 unknown · 4 internal error.
-Run 'kanbanchaos run --help' for the run flags.
+Help goes to stdout and exits 0; results go to stdout, progress and diagnostics to stderr.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -89,6 +92,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
+	switch {
+	case wantsHelp(args[1:]):
+		return help(ctx, args[0], stdout, stderr)
+	case args[0] == "help" && len(args) > 2:
+		fmt.Fprintf(stderr, "kanbanchaos help: want at most one command, got %q\n", args[1:])
+		return exitUsage
+	case args[0] == "help" && len(args) == 2:
+		return help(ctx, args[1], stdout, stderr)
+	}
+	return dispatch(ctx, args, stdout, stderr)
+}
+
+// dispatch runs the command args[0].
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
@@ -114,12 +131,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdHermes(ctx, args[1:], stdout, stderr)
 	case "gate":
 		return cmdGate(ctx, args[1:], stdout, stderr)
+	case "version":
+		return cmdVersion(ctx, args[1:], stdout, stderr)
 	case "worker":
+		if len(args) == 1 {
+			fmt.Fprint(stderr, workerHelp)
+			return exitUsage
+		}
 		return fakeworker.Main(args[1:], os.Getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitPass
 	}
-	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: run, replay, fuzz, gate, merge, compare, report, check, scenarios, variants, dispatch, hermes, worker, help)\n", args[0])
+	fmt.Fprintf(stderr, "kanbanchaos: unknown command %q (valid: %s)\n", args[0], strings.Join(commands, ", "))
 	return exitUsage
 }

@@ -36,14 +36,15 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&scenario, "scenario", "", "scenario to run, or 'all' for every scenario")
 	fs.IntVar(&runs, "runs", 10, "seeds per scenario; each runs once on A and once on B")
 	fs.Uint64Var(&seed, "seed", 1, "first seed: run i (from 0) uses seed S+i on both sides")
-	fs.StringVar(&sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+" (default: each scenario's own)")
+	fs.StringVar(&sqlite, "sqlite", "", engineFlagDoc())
 	fs.IntVar(&dispatchers, "dispatchers", 0, "number of dispatchers ticking the board (default: the scenario's)")
 	fs.DurationVar(&duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
 	fs.Float64Var(&timeScale, "time-scale", 0, "factor on Hermes' intervals (default: the scenario's)")
 	fs.IntVar(&parallel, "parallel", 2, "runs at a time (A and B of a seed usually run side by side)")
 	fs.BoolVar(&oneShot, "one-shot", false, "exec subjects dispatch once and exit, so they are re-run every tick")
 	fs.BoolVar(&asJSON, "json", false, "print the comparison (table figures, verdict, every pair) as one JSON object")
-	fs.StringVar(&artifacts, "artifacts", "", "keep failing runs under DIR/a/ and DIR/b/, and write DIR/"+report.CompareFile)
+	fs.StringVar(&artifacts, "artifacts", "", "keep failing runs under DIR/a/ and DIR/b/, and write DIR/"+report.CompareFile+
+		"\n(default: a new DIR <time>-compare-<scenario> in the artifact store "+defaultStore()+", made only when a run is kept or with --report)")
 	fs.BoolVar(&keep, "keep", false, "keep passing runs too")
 	fs.BoolVar(&withReport, "report", false, "write DIR/report.html (the side-by-side table, linking each kept run's own report);\n"+
 		"without --artifacts, DIR is a new temp directory")
@@ -111,11 +112,14 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if parallel < 1 || parallel > 64 {
 		return usageErr("--parallel %d: want 1..64", parallel)
 	}
-	if _, ok := schedule.Engines[sqlite]; !ok {
+	if _, ok := schedule.Engines[sqlite]; !ok && flagGiven(fs, "sqlite") {
 		return usageErr("--sqlite %q is not an engine (valid: %s)", sqlite, strings.Join(engineNames(), ", "))
 	}
 	sqliteGiven := false
 	fs.Visit(func(fl *flag.Flag) { sqliteGiven = sqliteGiven || fl.Name == "sqlite" })
+	if err := checkOutputs(map[string]string{"artifacts": artifacts}, nil); err != nil {
+		return usageErr("%v", err)
+	}
 
 	var scheds []schedule.Schedule
 	for _, sc := range picked {
@@ -145,10 +149,10 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			scheds = append(scheds, s)
 		}
 	}
-	if withReport && artifacts == "" {
-		if artifacts, err = os.MkdirTemp("", "kanbanchaos-compare-"); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-			return exitInternal
+	inStore := artifacts == ""
+	if inStore {
+		if artifacts, err = harness.NewStoreDir(defaultStore(), "compare-"+scenario); err != nil {
+			return usageErr("artifact store: %v", err)
 		}
 	}
 
@@ -179,19 +183,21 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Replay:  replay, Progress: progress, Log: stderr,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "compare", err, stderr)
 	}
+	if inStore && !withReport && !exists(artifacts) {
+		artifacts = "" // nothing kept: no directory in the store
+	}
+	var writeErr error
 	if artifacts != "" {
-		if err := writeCompare(artifacts, cmp, withReport); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos compare: internal error:", err)
-			return exitInternal
+		writeErr = writeCompare(artifacts, cmp, withReport)
+		if writeErr == nil && inStore {
+			e := harness.StoreEntry{Kind: "compare", Scenario: scenario, Subject: sideA.Name + " vs " + sideB.Name, Status: string(cmp.Status())}
+			writeErr = harness.RecordInStore(defaultStore(), artifacts, e)
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(cmp)
+		writeDoc(stdout, "compare", cmp, true)
 	} else {
 		if v := append(cmp.A.SQLite, cmp.B.SQLite...); len(v) > 0 {
 			fmt.Fprintf(stdout, "  SQLite %s\n", strings.Join(dedupe(v), ", "))
@@ -201,9 +207,13 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if artifacts != "" {
 			fmt.Fprintf(stdout, "artifacts: %s (kept runs under a/ and b/)\n", artifacts)
 		}
-		if withReport {
+		if withReport && writeErr == nil {
 			fmt.Fprintf(stdout, "report: %s\n", filepath.Join(artifacts, report.FileName))
 		}
+	}
+	// The comparison is printed even when its files could not be written.
+	if writeErr != nil {
+		return outputFailed("compare", "the comparison's files", writeErr, exitFor(cmp.Status()), stderr)
 	}
 	return exitFor(cmp.Status())
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -58,6 +59,9 @@ type fuzzFlags struct {
 	doublecheck                                float64
 	keepGoing, json, verbose, report, full     bool
 	subject                                    string
+	inStore                                    bool // artifacts is a new directory of the default store
+	saveRegression                             string
+	workers                                    workerFlags
 }
 
 func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,12 +86,16 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.shard, "shard", "0/1", "run only part i of n of the run indices, e.g. 0/4 (merge the --json outputs with 'kanbanchaos merge')")
 	fs.BoolVar(&f.json, "json", false, "print one JSON line per run and a summary line")
 	fs.StringVar(&f.junit, "junit", "", "write a JUnit XML file: each run a test case, failures with their seed, invariant and evidence")
-	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/) (default: a new temp dir)")
+	fs.StringVar(&f.saveRegression, "save-regression", "", "also write the shrunk failure's regression testscript into DIR (e.g. testdata/script,\n"+
+		"where go test ./cli -run TestScripts picks it up) as fuzz-<scenario>-<seed>.txtar")
+	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/)\n"+
+		"(default: a new <time>-fuzz-<scenario>-<seed> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
 	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test in every run: hermes:VERSION|PATH (a real Hermes release, see 'kanbanchaos hermes')\n"+
 		"or exec:'CMD' (long-running); default: the in-process reference --variant")
+	f.workers.register(fs)
 	fs.BoolVar(&f.report, "report", false, "write report.html (summary, probe coverage, failing runs linked to their own reports) into the artifacts directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fuzzHelp)
@@ -109,9 +117,12 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return bad("takes no arguments (the scenario goes in --scenario), got %q", pos)
 	}
+	if err := checkOutputs(map[string]string{"artifacts": f.artifacts}, map[string]string{"junit": f.junit}); err != nil {
+		return bad("%v", err)
+	}
 	given := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
-	c, code := f.campaign(given, bad)
+	c, code := f.campaign(ctx, given, bad)
 	if code >= 0 {
 		return code
 	}
@@ -120,8 +131,10 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // campaign checks the flags and builds the campaign; code ≥ 0 means stop
 // with that exit code.
-func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
+func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
 	switch {
+	case f.saveRegression != "" && !isDir(f.saveRegression):
+		return nil, bad("--save-regression %s: not a directory (e.g. testdata/script in a checkout)", f.saveRegression)
 	case f.runs < 1:
 		return nil, bad("--runs %d: want at least 1", f.runs)
 	case f.votes < 1:
@@ -179,12 +192,22 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 		}
 	}
 	subject, err := parseSubject(f.subject, false)
+	if err == nil {
+		subject, err = f.workers.apply(subject)
+	}
 	if err != nil {
 		return nil, bad("--subject: %v", err)
 	}
 	if subject.Hermes != "" {
 		if _, err := hermes.Locate(subject.Hermes); err != nil {
 			return nil, bad("--subject: %v", err)
+		}
+		for _, sc := range scs {
+			s := sc.Build(1, f.variant)
+			s.Subject = subject
+			if err := harness.CheckWorkers(ctx, s); err != nil {
+				return nil, bad("%s: %v", sc.Name, err)
+			}
 		}
 		for _, sc := range scs {
 			v := f.variant
@@ -203,6 +226,18 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	}
 	if !given["seed"] {
 		f.seed = randomSeed()
+	}
+	f.inStore = f.artifacts == ""
+	if f.inStore {
+		name := f.scenario
+		if name == "" {
+			name = "all"
+		}
+		dir, err := harness.NewStoreDir(defaultStore(), fmt.Sprintf("fuzz-%s-%d", name, f.seed))
+		if err != nil {
+			return nil, bad("artifact store: %v", err)
+		}
+		f.artifacts = dir
 	}
 	c := &harness.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
 		Budget: f.budget, KeepGoing: f.keepGoing, Doublecheck: f.doublecheck, ShrinkTime: f.shrinkTime, Votes: f.votes,
@@ -231,6 +266,7 @@ func (f *fuzzFlags) campaign(given map[string]bool, bad func(string, ...any) int
 	if subject.External() {
 		extra = append(extra, "--subject", shellQuote(subject.String()))
 	}
+	extra = append(extra, f.workers.args()...)
 	if f.maxDuration > 0 {
 		extra = append(extra, "--max-duration", f.maxDuration.String())
 	}
@@ -264,7 +300,6 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	c.OnStart = func(harness.Planned) { st.runStarted() }
 	var records []harness.RunRecord
 	var mu sync.Mutex
-	enc := json.NewEncoder(stdout)
 	c.OnRun = func(r harness.RunRecord) {
 		mu.Lock()
 		records = append(records, r)
@@ -275,7 +310,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 		st.runDone(r, r.Status == oracle.Fail && !c.KeepGoing)
 		switch {
 		case f.json:
-			st.emit(func() { enc.Encode(r) })
+			st.emit(func() { writeDoc(stdout, "run", r, false) })
 		case r.Status != oracle.Pass || f.verbose || (r.Doublecheck != nil && r.Doublecheck.Diverged):
 			st.println(runLine(r))
 		}
@@ -295,37 +330,60 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 	sum, err := c.Run(ctx)
 	st.close()
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "fuzz", err, stderr)
 	}
+	if f.inStore && !f.report && !exists(f.artifacts) {
+		sum.Artifacts = "" // nothing kept: no directory in the store
+	}
+	// The summary names the shrunk failure's regression.txtar: written
+	// first. A finished campaign always prints its verdict and summary: an
+	// output file that cannot be written never hides them.
+	var regErr error
+	savedTo := ""
 	if sum.Shrunk != nil && sum.Shrunk.Artifacts != "" {
-		if err := writeRegression(*sum.Shrunk, c, f); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
+		regErr = writeRegression(*sum.Shrunk, c, f)
+		if regErr == nil && f.saveRegression != "" {
+			savedTo, regErr = saveRegression(*sum.Shrunk, f.saveRegression)
 		}
 	}
-	reportPath := ""
+	if f.json {
+		writeDoc(stdout, "summary", sum, false)
+	} else {
+		printSummary(stdout, sum)
+	}
+	code := exitFor(sum.Verdict)
+	if regErr != nil {
+		return outputFailed("fuzz", "regression.txtar", regErr, code, stderr)
+	}
+	if savedTo != "" {
+		fmt.Fprintf(stderr, "regression saved: %s (go test ./cli -run 'TestScripts/%s')\n", savedTo, strings.TrimSuffix(filepath.Base(savedTo), ".txtar"))
+	}
 	if f.report {
-		if reportPath, err = writeCampaignReport(&sum); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz: internal error: report:", err)
-			return exitInternal
+		reportPath, err := writeCampaignReport(&sum)
+		if err != nil {
+			return outputFailed("fuzz", "report.html", err, code, stderr)
+		}
+		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
+	}
+	if f.inStore && sum.Artifacts != "" {
+		e := harness.StoreEntry{Kind: "fuzz", Scenario: f.scenario, Seed: f.seed, Subject: f.variant, Status: string(sum.Verdict)}
+		if c.Host.Subject.External() {
+			e.Subject = c.Host.Subject.String()
+		}
+		for inv := range sum.FailuresByInvariant {
+			e.Failed = append(e.Failed, inv)
+		}
+		sort.Strings(e.Failed)
+		if err := harness.RecordInStore(defaultStore(), sum.Artifacts, e); err != nil {
+			return outputFailed("fuzz", "the artifact store's index", err, code, stderr)
 		}
 	}
 	if f.junit != "" {
 		if err := writeJUnit(f.junit, sum, records, time.Since(started)); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos fuzz:", err)
-			return exitInternal
+			return outputFailed("fuzz", "the JUnit file", err, code, stderr)
 		}
 	}
-	if f.json {
-		enc.Encode(sum)
-	} else {
-		printSummary(stdout, sum)
-	}
-	if reportPath != "" {
-		fmt.Fprintln(stderr, "report:", reportPath) // stderr: stdout may hold JSON lines
-	}
-	return exitFor(sum.Verdict)
+	return code
 }
 
 // runLine is one run in text: its verdict, seed and replay command.

@@ -274,8 +274,8 @@ func TestFuzzUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
 		}
 	}
-	code, _, stderr := kc(t, "fuzz", "--help")
-	if code != exitPass || !strings.Contains(stderr, "--shrink-time") || !strings.Contains(stderr, harness.ProbeKillInTxn) {
-		t.Errorf("fuzz --help: exit %d\n%s", code, stderr)
+	code, stdout, _ := kc(t, "fuzz", "--help")
+	if code != exitPass || !strings.Contains(stdout, "--shrink-time") || !strings.Contains(stdout, harness.ProbeKillInTxn) {
+		t.Errorf("fuzz --help: exit %d\n%s", code, stdout)
 	}
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -57,12 +56,15 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&subject, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
+	var workers workerFlags
+	workers.register(fs)
 	fs.StringVar(&pins, "pins", "all", "entries to run, comma-separated: "+strings.Join(gate.Names(), ", "))
 	fs.IntVar(&seeds, "seeds", 3, "seeds per entry (1..N)")
 	fs.IntVar(&parallel, "parallel", 2, "runs at once")
 	fs.StringVar(&junit, "junit", "", "write JUnit XML: one test case gate/<entry> per entry")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON line (what 'kanbanchaos merge' combines)")
-	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/")
+	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/\n"+
+		"(default: a new <time>-gate-<subject> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.StringVar(&shard, "shard", "0/1", "run only part i of n of the (entry, seed) pairs")
 	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
 	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subject up to spec §8's observed table (the June 2026\n"+
@@ -101,12 +103,21 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return bad("--shard: %v", err)
 	}
+	if err := checkOutputs(map[string]string{"artifacts": artifacts}, map[string]string{"junit": junit}); err != nil {
+		return bad("%v", err)
+	}
 	spec := gate.Spec{Entries: entries, Seeds: seeds, Shard: sh, Parallel: parallel, ArtifactsDir: artifacts}
 	if slices.Contains(dispatcher.VariantNames(), subject) {
 		spec.Variant = subject
+		if _, err := workers.apply(harness.Subject{}); err != nil {
+			return bad("%v", err)
+		}
 	} else {
 		if spec.Subject, err = parseSubject(subject, false); err != nil {
 			return bad("--subject: %v", err)
+		}
+		if spec.Subject, err = workers.apply(spec.Subject); err != nil {
+			return bad("%v", err)
 		}
 		if spec.Subject.Hermes != "" {
 			if _, err := hermes.Locate(spec.Subject.Hermes); err != nil {
@@ -120,6 +131,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			parts = append(parts, "--variant", spec.Variant)
 		} else {
 			parts = append(parts, "--subject", shellQuote(spec.Subject.String()))
+			parts = append(parts, workers.args()...)
 		}
 		return strings.Join(parts, " ")
 	}
@@ -132,11 +144,28 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%-20s seed %d: %s %s\n", s.Entry, s.Seed, s.Status, firstLine(s.Why))
 		}
 	}
+	inStore := spec.ArtifactsDir == ""
+	if inStore {
+		if spec.ArtifactsDir, err = harness.NewStoreDir(defaultStore(), "gate-"+subject); err != nil {
+			return bad("artifact store: %v", err)
+		}
+	}
 	started := time.Now()
 	results, err := gate.Run(ctx, spec)
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "gate", err, stderr)
+	}
+	if inStore && exists(spec.ArtifactsDir) {
+		e := harness.StoreEntry{Kind: "gate", Subject: subject}
+		for _, r := range results {
+			if r.Status == gate.Violated {
+				e.Failed = append(e.Failed, r.Name)
+			}
+		}
+		if err := harness.RecordInStore(defaultStore(), spec.ArtifactsDir, e); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos gate: warning: the artifact store's index:", err)
+		}
+		fmt.Fprintf(stderr, "artifacts: %s (the kept runs, one directory per entry)\n", spec.ArtifactsDir)
 	}
 	out := gateRun{Type: "gate", Subject: subject, Seeds: seeds, Shard: sh.String(), Entries: results}
 	return reportGate(out, allow, asJSON, junit, time.Since(started), stdout, stderr)
@@ -157,13 +186,20 @@ func (a allowFlag) Set(v string) error {
 }
 
 // reportGate prints a gate's (or merged shards') result and returns its exit code.
+// The verdict is printed first: a JUnit file that cannot be written
+// afterwards never hides it.
 func reportGate(g gateRun, allow map[string]string, asJSON bool, junit string, elapsed time.Duration, stdout, stderr io.Writer) int {
+	code := printGate(g, allow, asJSON, stdout)
 	if junit != "" {
 		if err := writeGateJUnit(junit, g, elapsed); err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-			return exitInternal
+			return outputFailed("gate", "the JUnit file", err, code, stderr)
 		}
 	}
+	return code
+}
+
+// printGate prints the gate's entries and verdict and returns its exit code.
+func printGate(g gateRun, allow map[string]string, asJSON bool, stdout io.Writer) int {
 	var violated, unchecked []string
 	for _, r := range g.Entries {
 		switch r.Status {
@@ -176,7 +212,7 @@ func reportGate(g gateRun, allow map[string]string, asJSON bool, junit string, e
 		}
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(g)
+		writeDoc(stdout, "gate", g, false)
 	} else {
 		for _, r := range g.Entries {
 			n := map[gate.Status]int{}
@@ -231,7 +267,7 @@ func writeGateJUnit(path string, g gateRun, elapsed time.Duration) error {
 		c := report.Case{Name: "gate/" + r.Name, Class: "kanbanchaos.gate", Status: "pass"}
 		var lines []string
 		for _, s := range r.Seeds {
-			c.Time += time.Duration(s.ElapsedS * float64(time.Second))
+			c.Time += time.Duration(s.ElapsedMs * float64(time.Millisecond))
 			lines = append(lines, fmt.Sprintf("seed %d: %s %s", s.Seed, s.Status, s.Why))
 			if s.Status != gate.Held && c.Replay == "" {
 				c.Replay, c.Seed = s.Replay, s.Seed
@@ -267,17 +303,16 @@ func runConformance(ctx context.Context, spec gate.Spec, subject string, asJSON 
 	}
 	obs, err := gate.Conform(ctx, spec.Subject, spec.Variant, spec.Parallel, replay)
 	if err != nil {
-		fmt.Fprintln(stderr, "kanbanchaos gate: internal error:", err)
-		return exitInternal
+		return errorExit(ctx, "gate", err, stderr)
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(struct {
+		writeDoc(stdout, "conformance", struct {
 			Type      string          `json:"type"`
 			Subject   string          `json:"subject"`
 			Cases     []gate.Case     `json:"cases"`
 			Observed  []gate.Observed `json:"observed"`
 			Surprises []gate.Surprise `json:"surprises"`
-		}{"conformance", subject, gate.Cases(), obs, gate.Surprises(obs)})
+		}{"conformance", subject, gate.Cases(), obs, gate.Surprises(obs)}, true)
 		return exitPass
 	}
 	fmt.Fprintf(stdout, "kanbanchaos gate --conformance  subject=%s  (spec §8: the June 2026 release, 0.2 s ticks, %d cases)\n\n", subject, len(obs))

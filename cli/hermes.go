@@ -20,7 +20,9 @@ func cmdHermes(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		root, _ := hermes.CacheRoot()
 		fmt.Fprintf(stderr, "Usage:\n"+
 			"  kanbanchaos hermes install [VERSION…]   install hermes-agent releases from PyPI (default: %s)\n"+
-			"  kanbanchaos hermes list                 the installed releases, with the Python and SQLite they run on\n\n"+
+			"  kanbanchaos hermes list                 the installed releases, with the Python and SQLite they run on\n"+
+			"  kanbanchaos hermes install-sqlite VERSION\n"+
+			"                                          build Debian's libsqlite3 VERSION (e.g. 3.53.4) for --python-sqlite VERSION\n\n"+
 			"Each release gets its own virtualenv under %s/hermes/VERSION (set %s to move it),\n"+
 			"installed with pip the ordinary way; installing again is a no-op, so it works offline once cached.\n"+
 			"A run then tests the release's own dispatcher: kanbanchaos run issue-30896 --subject hermes:%s\n"+
@@ -83,7 +85,27 @@ func cmdHermes(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			}
 		}
 		return exitPass
+	case "install-sqlite":
+		if len(pos) != 2 {
+			fmt.Fprintln(stderr, "kanbanchaos hermes install-sqlite: want one SQLite version, e.g. 3.53.4")
+			return exitUsage
+		}
+		if err := hermes.ParsePythonSQLite(pos[1]); err != nil || pos[1] == hermes.PythonSQLiteSystem {
+			fmt.Fprintf(stderr, "kanbanchaos hermes install-sqlite: %q is not a SQLite version such as 3.53.4\n", pos[1])
+			return exitUsage
+		}
+		python := ""
+		if in, err := hermes.Locate(hermes.Newest); err == nil {
+			python = in.Python // verifies the build loads and reports the version
+		}
+		lib, err := hermes.InstallSQLite(ctx, pos[1], python, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos hermes install-sqlite:", err)
+			return exitInternal
+		}
+		fmt.Fprintf(stdout, "libsqlite3 %s ready (%s): --python-sqlite %s\n", pos[1], lib, pos[1])
+		return exitPass
 	}
-	fmt.Fprintf(stderr, "kanbanchaos hermes: unknown subcommand %q (valid: install, list)\n", pos[0])
+	fmt.Fprintf(stderr, "kanbanchaos hermes: unknown subcommand %q (valid: install, list, install-sqlite)\n", pos[0])
 	return exitUsage
 }

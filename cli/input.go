@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -84,4 +86,90 @@ func checkReportOut(dir, out string) error {
 		}
 	}
 	return nil
+}
+
+// checkOutputs refuses, before anything runs, output paths that could not
+// be written when the work is done: a campaign must never run for an hour
+// to fail on its --junit path. flags maps a flag name to its value; an
+// empty value is no output. Directories (dirs) must be, or be creatable in,
+// a writable directory; files must not be directories and must be
+// writable or creatable. Nothing is left behind here.
+func checkOutputs(dirs, files map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(dirs)) {
+		if err := checkWritable(name, dirs[name], true); err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := checkWritable(name, files[name], false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkWritable(flagName, path string, dir bool) error {
+	if path == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("%w: --%s %s: %v", errInput, flagName, path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil {
+		switch {
+		case dir && !fi.IsDir():
+			return fmt.Errorf("%w: --%s %s is %s, not a directory", errInput, flagName, path, fileKind(fi.Mode()))
+		case !dir && fi.IsDir():
+			return fmt.Errorf("%w: --%s %s is a directory, not a file", errInput, flagName, path)
+		case !dir && !fi.Mode().IsRegular():
+			return fmt.Errorf("%w: --%s %s is %s, not a regular file", errInput, flagName, path, fileKind(fi.Mode()))
+		}
+		if err := probeWrite(abs, fi.IsDir()); err != nil {
+			return fmt.Errorf("%w: --%s %s is not writable: %v", errInput, flagName, path, err)
+		}
+		return nil
+	}
+	// Not there yet: it is created in its nearest existing ancestor, which
+	// must be a directory this user may write.
+	parent := filepath.Dir(abs)
+	for {
+		fi, err := os.Stat(parent)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%w: --%s %s: %s is not a directory", errInput, flagName, path, parent)
+			}
+			if err := probeWrite(parent, true); err != nil {
+				return fmt.Errorf("%w: --%s %s cannot be created: %s is not writable (%v)", errInput, flagName, path, parent, err)
+			}
+			if !dir && parent != filepath.Dir(abs) {
+				return fmt.Errorf("%w: --%s %s: directory %s does not exist", errInput, flagName, path, filepath.Dir(abs))
+			}
+			return nil
+		}
+		if parent == filepath.Dir(parent) {
+			return fmt.Errorf("%w: --%s %s: %v", errInput, flagName, path, err)
+		}
+		parent = filepath.Dir(parent)
+	}
+}
+
+// probeWrite tries what the output will need: a file created (and removed
+// at once) in a directory, or an existing file opened for writing without
+// truncating it. Permission bits alone do not tell (root, /proc, a
+// read-only mount).
+func probeWrite(path string, dir bool) error {
+	if dir {
+		f, err := os.CreateTemp(path, ".kanbanchaos-probe-")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		return os.Remove(f.Name())
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }

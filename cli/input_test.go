@@ -76,7 +76,7 @@ func TestReportKeepsTheEvidence(t *testing.T) {
 	if code, out, stderr := kc(t, "run", "unknown-assignee", "--variant", "fixed", "--seed", "1", "--keep", "--artifacts", arts); code != exitPass {
 		t.Fatalf("run: exit %d\n%s\n%s", code, out, stderr)
 	}
-	dir := filepath.Join(arts, "unknown-assignee-1")
+	dir := filepath.Join(arts, "latest") // the store's newest: this run
 	for _, victim := range []string{"verdict.json", "ledger.jsonl", filepath.Join("home", "kanban.db")} {
 		path := filepath.Join(dir, victim)
 		before, err := os.ReadFile(path)
@@ -197,9 +197,13 @@ func TestNothingOutlivesAKilledHarness(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(2500 * time.Millisecond)
-			if n := len(sandboxProcesses(tmp)); n == 0 {
-				t.Fatalf("no process of the run found under %s: the test would prove nothing", tmp)
+			// Killed once the run's processes are there (a loaded machine
+			// may take long to start them), not after a fixed sleep.
+			for start := time.Now(); len(sandboxProcesses(tmp)) < 2; time.Sleep(50 * time.Millisecond) {
+				if time.Since(start) > time.Minute {
+					cmd.Process.Kill()
+					t.Fatalf("no process of the run found under %s within a minute: the test would prove nothing", tmp)
+				}
 			}
 			cmd.Process.Kill()
 			cmd.Wait()

@@ -38,6 +38,9 @@ func (p privateTmp) Run() int {
 	}
 	defer os.RemoveAll(dir)
 	os.Setenv("TMPDIR", dir)
+	// Runs that fail keep their evidence in the artifact store: here, not
+	// in the package directory.
+	os.Setenv(EnvArtifacts, dir+"/artifacts")
 	parallelByDefault(2 * runtime.GOMAXPROCS(0))
 	return p.m.Run()
 }
@@ -110,7 +113,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "issue-30417", "--dispatchers", "100000000"}, "dispatchers = 100000000, want 1..64"},
 		{[]string{"run"}, "want exactly one scenario (valid: cleanup-hang, exit-75-cooldown, fault-delete-sidecars, issue-28712, issue-30417, issue-30678, issue-30896"},
 		{[]string{"run", "issue-30896", "issue-30417"}, "want exactly one scenario"},
-		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, replay, fuzz, gate, merge, compare, report, check, scenarios, variants, dispatch, hermes, worker, help)"},
+		{[]string{"frobnicate"}, "unknown command \"frobnicate\" (valid: run, replay, fuzz, gate, merge, compare, report, check, scenarios, variants, dispatch, hermes, version, worker, help)"},
 		{nil, "Usage:"},
 		{[]string{"scenarios", "extra"}, "takes no arguments"},
 	}
@@ -129,8 +132,8 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Fatalf("run --help: exit %d", code)
 	}
 	for _, want := range []string{"Usage: kanbanchaos run SCENARIO", "-time-scale", "issue-30896", "hermes-0.14", "atomic_failure"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("run --help lacks %q", want)
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("run --help lacks %q on stdout", want)
 		}
 	}
 }

@@ -41,6 +41,10 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos merge: want one or more shard outputs (files written by fuzz --json)")
 		return exitUsage
 	}
+	if err := checkOutputs(nil, map[string]string{"junit": junit}); err != nil {
+		fmt.Fprintln(stderr, "kanbanchaos merge:", err)
+		return exitUsage
+	}
 	if g, ok, err := readGateShards(pos); ok || err != nil {
 		if err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos merge:", err)
@@ -70,7 +74,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(m)
+		writeDoc(stdout, "summary", m, false)
 	} else {
 		fmt.Fprintf(stdout, "kanbanchaos merge  %d shard(s): %v  seed=%d  runs=%d\n", len(parts), m.Merged, m.Seed, m.Runs)
 		printSummary(stdout, m)

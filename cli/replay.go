@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -21,14 +22,16 @@ import (
 // binary that links it (harness.runInEngine).
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
-		asJSON, keep, full          bool
-		artifacts, recorded, stopOn string
+		asJSON, keep, full, harnessJSON bool
+		artifacts, recorded, stopOn     string
 	)
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
-	fs.StringVar(&artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
+	fs.BoolVar(&harnessJSON, "harness-json", false, "print the harness's own result (harness.Result, the units it keeps) instead of --json's document;\n"+
+		"what a kanbanchaos that hands a run to its other SQLite engine reads back")
 	fs.BoolVar(&full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
 	fs.StringVar(&stopOn, "stop-on", "", "stop early only for these invariants, comma-separated (default: any the ledger decides);\n"+
 		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
@@ -51,6 +54,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitUsage
 	}
 	s, path, err := readSchedule(pos[0])
+	if err == nil {
+		err = checkOutputs(map[string]string{"artifacts": artifacts}, nil)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 		return exitUsage
@@ -69,23 +75,33 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
+		if err := harness.CheckWorkers(ctx, s); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
+			return exitUsage
+		}
 	}
-	if !asJSON {
+	if !asJSON && !harnessJSON {
 		printHeader(stdout, "replay "+path+"  scenario="+s.Scenario, s, s.Subject)
 	}
-	// Unlike run, progress is not silenced by --json: stdout still holds
+	// Progress goes to stderr with --json too, as for run: stdout holds
 	// only the JSON, and a delegating harness forwards these lines.
 	opt := harness.Options{ArtifactsDir: artifacts, Keep: keep, Replay: replay, Log: stderr, FullDuration: full}
 	if stopOn != "" {
 		opt.StopOn = strings.Split(stopOn, ",")
 	}
-	res, ok := runSchedule(ctx, "replay", s, opt, stderr)
-	if !ok {
-		return exitInternal
+	res, code := runSchedule(ctx, "replay", s, opt, stderr)
+	if code >= 0 {
+		return code
 	}
-	if asJSON {
+	switch {
+	case harnessJSON:
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintln(stderr, "kanbanchaos replay: internal error:", err)
+			return exitInternal
+		}
+	case asJSON:
 		printJSON(stdout, res, replay)
-	} else {
+	default:
 		printText(stdout, res, replay)
 	}
 	return exitFor(res.Verdict.Status)
@@ -138,6 +154,18 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 		return s, "", fmt.Errorf("%s is not a schedule: %v", path, err)
 	}
 	if err := s.Validate(); err != nil {
+		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
+	}
+	// Its variant and knobs must exist and fit its engine: a schedule that
+	// names another is bad input, found before anything runs.
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err == nil {
+		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err == nil && s.Subject.Hermes != "" {
+		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+	}
+	if err != nil {
 		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
 	}
 	return s, path, nil

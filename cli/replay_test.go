@@ -55,7 +55,8 @@ func TestReplay(t *testing.T) {
 			"kanbanchaos replay " + file + "  scenario=issue-30417  variant=hermes-0.15  seed=3",
 			"sqlite " + schedule.Engines["3.54"],
 			"FAIL breaker-holds",
-			"artifacts: " + filepath.Join(arts, "issue-30417-3"),
+			"artifacts: " + arts + "/20", // the store: <time>-issue-30417-3
+			"-issue-30417-3\n",
 			" replay " + file + "\n",
 		} {
 			if !strings.Contains(out, want) {
@@ -66,7 +67,7 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 		}
 
-		dir := filepath.Join(arts, "issue-30417-3")
+		dir := filepath.Join(arts, "latest")
 		code, out, errs = runCLI("replay", dir, "--json")
 		if code != exitFail {
 			t.Fatalf("replay %s: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", dir, code, out, errs)

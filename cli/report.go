@@ -40,7 +40,11 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kanbanchaos report: want exactly one directory (a run's artifacts or a compare --artifacts DIR), got %d arguments\n", len(pos))
 		return exitUsage
 	}
-	if err := checkReportOut(pos[0], out); err != nil {
+	err := checkReportOut(pos[0], out)
+	if err == nil {
+		err = checkOutputs(nil, map[string]string{"out": out})
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos report:", err)
 		return exitUsage
 	}

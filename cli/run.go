@@ -4,18 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -38,19 +39,20 @@ func (k knobFlags) Set(v string) error {
 	return nil
 }
 
-// runSchedule runs s through the harness. A failure of the harness itself
-// is reported with the sandbox (if any) and the replay command; ok is false.
-func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, bool) {
+// runSchedule runs s through the harness. A run that ended in an error is
+// reported in its exit class (errorExit) with the sandbox (if any) and the
+// replay command; code is then that exit code, else -1.
+func runSchedule(ctx context.Context, cmd string, s schedule.Schedule, opt harness.Options, stderr io.Writer) (harness.Result, int) {
 	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		fmt.Fprintf(stderr, "kanbanchaos %s: internal error: %v\n", cmd, err)
+		code := errorExit(ctx, cmd, err, stderr)
 		if res.Artifacts != "" {
 			fmt.Fprintln(stderr, "sandbox:", res.Artifacts)
 		}
 		fmt.Fprintln(stderr, "replay:", opt.Replay)
-		return res, false
+		return res, code
 	}
-	return res, true
+	return res, -1
 }
 
 // parseFlags parses a command's flags (interleaved with its arguments) and
@@ -98,7 +100,8 @@ type runFlags struct {
 	subject     string // "exec:CMD", or "" for the reference dispatcher
 	oneShot     bool
 	sqlite      string // engine, a key of schedule.Engines
-	full        bool   // run the whole schedule even once the verdict is decided
+	workers     workerFlags
+	full        bool // run the whole schedule even once the verdict is decided
 }
 
 // defaultEngine is the engine this module links; --sqlite names the others.
@@ -115,13 +118,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
 	fs.Float64Var(&f.timeScale, "time-scale", 0, "factor on Hermes' intervals: 0.001 makes the 60 s tick 60 ms (default: the scenario's)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON object")
-	fs.StringVar(&f.artifacts, "artifacts", "", "copy the sandbox of a failing run to DIR/<scenario>-<seed>/ (default: keep it in the temp dir)")
+	fs.StringVar(&f.artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&f.keep, "keep", false, "keep the sandbox of a passing run too")
 	fs.BoolVar(&f.full, "full-duration", false, "run the whole schedule even once a violation decided the verdict (default: stop there)")
 	fs.BoolVar(&f.report, "report", false, "write report.html (per-task timelines; see 'kanbanchaos report') into the run's artifacts; implies --keep")
 	fs.StringVar(&f.subject, "subject", "", "dispatcher under test instead of the in-process reference: hermes:VERSION|PATH (a real Hermes release\nor checkout, see 'kanbanchaos hermes') or exec:'CMD' (e.g. 'kanbanchaos dispatch --variant fixed')")
 	fs.BoolVar(&f.oneShot, "one-shot", false, "with --subject: CMD dispatches once and exits, so it is re-run every tick")
-	fs.StringVar(&f.sqlite, "sqlite", defaultEngine, "SQLite engine: "+engineDocs()+"; 3.50 is built from engines/sqlite3504 on first use")
+	fs.StringVar(&f.sqlite, "sqlite", "", engineFlagDoc())
+	f.workers.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kanbanchaos run SCENARIO [flags]\n\n"+
 			"Runs SCENARIO in a fresh sandbox: seeds a board, starts the dispatcher(s) of --variant, lets them spawn\n"+
@@ -145,7 +149,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	if _, ok := schedule.Engines[f.sqlite]; !ok {
+	if _, ok := schedule.Engines[f.sqlite]; !ok && flagGiven(fs, "sqlite") {
 		fmt.Fprintf(stderr, "kanbanchaos run: --sqlite %q is not an engine (valid: %s)\n", f.sqlite, strings.Join(engineNames(), ", "))
 		return exitUsage
 	}
@@ -196,11 +200,21 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	subject, err := parseSubject(f.subject, f.oneShot)
+	if err == nil {
+		subject, err = f.workers.apply(subject)
+	}
 	if err == nil && subject.Hermes != "" {
 		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
 		if err == nil {
 			_, err = hermes.Locate(subject.Hermes)
 		}
+		if err == nil {
+			s.Subject = subject
+			err = harness.CheckWorkers(ctx, s)
+		}
+	}
+	if err == nil {
+		err = checkOutputs(map[string]string{"artifacts": f.artifacts}, nil)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
@@ -210,14 +224,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !f.json {
 		printHeader(stdout, "run "+sc.Name, s, subject)
 	}
-	var progress io.Writer
-	if !f.json {
-		progress = stderr
-	}
-	res, ok := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: progress, Subject: subject,
+	// Progress goes to stderr with --json too: stdout holds only the JSON.
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
 		FullDuration: f.full}, stderr)
-	if !ok {
-		return exitInternal
+	if code >= 0 {
+		return code
 	}
 	if f.json {
 		printJSON(stdout, res, replay)
@@ -227,8 +238,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.report {
 		path, err := report.Write(res.Artifacts, "")
 		if err != nil {
-			fmt.Fprintln(stderr, "kanbanchaos run: internal error: report:", err)
-			return exitInternal
+			return outputFailed("run", "report.html", err, exitFor(res.Verdict.Status), stderr)
 		}
 		out := stdout
 		if f.json {
@@ -245,12 +255,22 @@ func randomSeed() uint64 {
 	return uint64(binary.LittleEndian.Uint32(b[:]))
 }
 
-// progName is how a replay command names this program.
+// progName is how a replay command names this program: the way the user
+// invoked it. A binary go run (or go test) built into the build cache is
+// named as go run names it — from inside the checkout, ./cmd/kanbanchaos —
+// since the cached binary is gone when it exits; otherwise argv[0] as typed
+// (kanbanchaos found on PATH, ./kanbanchaos, /opt/bin/kanbanchaos), which
+// works from the directory the user is in.
 func progName() string {
-	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
-		return "go run ./cmd/kanbanchaos" // started with go run: there is no installed binary to name
+	exe, err := os.Executable()
+	if err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/kanbanchaos"
 	}
-	return "kanbanchaos"
+	argv0 := os.Args[0]
+	if argv0 == "" || filepath.Base(argv0) == fakeworker.InvokedAs {
+		return "kanbanchaos"
+	}
+	return shellQuote(argv0)
 }
 
 // engineNames lists the engines, the default first.
@@ -261,6 +281,26 @@ func engineNames() []string {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(names)))
 	return names
+}
+
+// engineFlagDoc documents --sqlite: the engines, and each scenario's own
+// default, which is not the same for all.
+func engineFlagDoc() string {
+	byEngine := map[string][]string{}
+	for _, sc := range scenarios.All() {
+		e := sc.Build(1, "").EngineOrDefault()
+		byEngine[e] = append(byEngine[e], sc.Name)
+	}
+	var defaults []string
+	for _, e := range engineNames() {
+		if e != defaultEngine && len(byEngine[e]) > 0 {
+			defaults = append(defaults, fmt.Sprintf("%s for %s", e, strings.Join(byEngine[e], ", ")))
+		}
+	}
+	defaults = append(defaults, defaultEngine+" for every other")
+	return fmt.Sprintf("SQLite engine: %s (default: the scenario's own — %s);\n"+
+		"a run on 3.50 uses kanbanchaos-sqlite350 (installed next to kanbanchaos or on PATH) or builds it from the checkout; see 'kanbanchaos version'",
+		engineDocs(), strings.Join(defaults, "; "))
 }
 
 func engineDocs() string {
@@ -300,6 +340,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 			parts = append(parts, "--one-shot")
 		}
 	}
+	parts = append(parts, f.workers.args()...)
 	return strings.Join(parts, " ")
 }
 
@@ -344,7 +385,7 @@ func shellQuote(s string) string {
 func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
 	if subject.External() {
 		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
-		fmt.Fprintf(w, "  fake workers connect as variant %s does\n", s.Variant)
+		printWorkers(w, s, subject)
 	} else {
 		fmt.Fprintf(w, "kanbanchaos %s  variant=%s  seed=%d\n", what, s.Variant, s.Seed)
 	}
@@ -359,6 +400,11 @@ func printText(w io.Writer, res harness.Result, replay string) {
 		for _, r := range st.Reported {
 			fmt.Fprintf(w, "  hermes-agent %s on Python %s, SQLite %s\n", r.Release, r.Python, r.SQLite)
 			break
+		}
+		if st.Workers == hermes.WorkersHermes {
+			fmt.Fprintf(w, "  workers: the release's own kanban tools (worker.py), their Python's SQLite %s\n", orNone(strings.Join(st.WorkerSQLite, ", ")))
+		} else if len(st.Reported) > 0 {
+			fmt.Fprintf(w, "  workers: Go fake workers, SQLite %s\n", res.SQLite)
 		}
 		for _, n := range st.Notes {
 			fmt.Fprintf(w, "  %s\n", n)
@@ -392,13 +438,14 @@ func printText(w io.Writer, res harness.Result, replay string) {
 func printJSON(w io.Writer, res harness.Result, replay string) {
 	out := struct {
 		harness.Result
-		Seed             uint64  `json:"seed"`
-		Replay           string  `json:"replay"`
-		FirstViolationMs float64 `json:"first_violation_ms"`
-	}{res, res.Schedule.Seed, replay, res.Verdict.FirstViolationMs()}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
+		Seed             uint64   `json:"seed"`
+		Replay           string   `json:"replay"`
+		FirstViolationMs *float64 `json:"first_violation_ms"` // null: nothing was violated
+	}{Result: res, Seed: res.Schedule.Seed, Replay: replay}
+	if ms := res.Verdict.FirstViolationMs(); ms >= 0 {
+		out.FirstViolationMs = &ms
+	}
+	writeDoc(w, "run", out, true)
 }
 
 func cmdScenarios(args []string, stdout, stderr io.Writer) int {
@@ -427,6 +474,13 @@ func cmdVariants(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Knobs (set any alone with --knob name=value):\n  %s\n", strings.Join(dispatcher.KnobDocs(), "\n  "))
 	return exitPass
+}
+
+// flagGiven reports whether the command line set flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
 }
 
 // checkOverrides refuses --dispatchers, --duration and --time-scale given

@@ -89,6 +89,9 @@ type Tick struct {
 	Deferred      int     `json:"deferred,omitempty"`
 	Error         string  `json:"error,omitempty"`
 	ErrorCode     int     `json:"error_code,omitempty"`
+	// DurationMs is how long the tick took, on the wall clock (the
+	// report's tick-duration plot).
+	DurationMs float64 `json:"duration_ms,omitempty"`
 }
 
 // Dispatcher runs ticks against one board over its own connection.
@@ -192,7 +195,9 @@ func (d *Dispatcher) Run(ctx context.Context, onTick func(Tick)) {
 // spawn. Every step commits its own transaction(s), as in Hermes.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (tick Tick, err error) {
 	tick = Tick{Dispatcher: d.cfg.Name, At: d.watch.Now()}
+	began := time.Now()
 	defer func() {
+		tick.DurationMs = float64(time.Since(began).Microseconds()) / 1000
 		if err != nil {
 			tick.Error = err.Error()
 			tick.ErrorCode, _ = kanban.Code(err)

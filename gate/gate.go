@@ -124,7 +124,7 @@ type Seed struct {
 	Starts    int     `json:"starts"`              // worker starts of the busiest task
 	Replay    string  `json:"replay"`              // the command that reruns it
 	Artifacts string  `json:"artifacts,omitempty"` // kept for a violated or unchecked seed
-	ElapsedS  float64 `json:"elapsed_s"`
+	ElapsedMs float64 `json:"elapsed_ms"`
 }
 
 // Result is one entry over its seeds.
@@ -237,7 +237,7 @@ func runSeed(ctx context.Context, spec Spec, e Entry, seed uint64) (Seed, error)
 	if err != nil {
 		return sd, fmt.Errorf("gate %s seed %d: %w", e.Name, seed, err)
 	}
-	sd.ElapsedS = time.Since(started).Seconds()
+	sd.ElapsedMs = float64(time.Since(started).Microseconds()) / 1000
 	for _, n := range res.Verdict.Spawns {
 		sd.Starts = max(sd.Starts, n)
 	}

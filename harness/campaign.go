@@ -298,6 +298,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			opt.FullDuration = opt.FullDuration || twice
 			res, err := c.exec(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
+			undecidedIfInterrupted(ctx, &rec)
 			if twice && ctx.Err() == nil {
 				again, err2 := c.exec(ctx, s, opt)
 				discard(again)
@@ -462,7 +463,9 @@ func discard(res Result) {
 // every process and connection of the run is gone, so copying its board
 // files drops nobody's locks. The HERMES_BIN symlink is no artifact.
 func moveSandbox(src, parent, name string) (string, error) {
-	os.RemoveAll(filepath.Join(src, "bin"))
+	if err := materializeBin(src); err != nil {
+		return "", err
+	}
 	dest, err := uniqueDir(parent, name)
 	if err != nil {
 		return "", err

@@ -28,15 +28,17 @@ type CompareSide struct {
 }
 
 // ParseCompareSide reads VARIANT[,knob=value…] (e.g.
-// "hermes-0.14,atomic_failure=true"), exec:CMD or hermes:VERSION|PATH. A variant side's variant
+// "hermes-0.14,atomic_failure=true"), exec:CMD or
+// hermes:VERSION|PATH[,workers=hermes][,python-sqlite=VERSION]. A variant side's variant
 // and knobs are checked here, so a typo is a usage error before any run.
 func ParseCompareSide(spec string) (CompareSide, error) {
 	side := CompareSide{Name: spec}
-	if release, ok := strings.CutPrefix(spec, "hermes:"); ok {
-		if _, err := hermes.Locate(release); err != nil {
+	if rest, ok := strings.CutPrefix(spec, "hermes:"); ok {
+		sub, err := parseHermesSide(rest)
+		if err != nil {
 			return side, fmt.Errorf("subject %q: %w", spec, err)
 		}
-		side.Subject = Subject{Hermes: release}
+		side.Subject = sub
 		return side, nil
 	}
 	if cmd, ok := strings.CutPrefix(spec, "exec:"); ok {
@@ -210,4 +212,38 @@ func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s
 		return compare.Run{}, fmt.Errorf("harness: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
 	}
 	return compare.RunOf(res.Verdict, res.SQLite, res.Artifacts), nil
+}
+
+// parseHermesSide reads VERSION|PATH[,workers=go|hermes][,python-sqlite=V].
+func parseHermesSide(spec string) (Subject, error) {
+	parts := strings.Split(spec, ",")
+	sub := Subject{Hermes: parts[0]}
+	if _, err := hermes.Locate(sub.Hermes); err != nil {
+		return sub, err
+	}
+	for _, kv := range parts[1:] {
+		name, value, _ := strings.Cut(kv, "=")
+		switch name {
+		case "workers":
+			if value != hermes.WorkersGo && value != hermes.WorkersHermes {
+				return sub, fmt.Errorf("workers=%q: want go or hermes", value)
+			}
+			if value == hermes.WorkersHermes {
+				sub.Workers = value
+			}
+		case "python-sqlite":
+			if err := hermes.ParsePythonSQLite(value); err != nil {
+				return sub, err
+			}
+			if value != hermes.PythonSQLiteSystem {
+				sub.PythonSQLite = value
+			}
+		default:
+			return sub, fmt.Errorf("%q: a hermes: side takes workers=go|hermes and python-sqlite=system|VERSION", kv)
+		}
+	}
+	if _, err := hermesInstall(sub); err != nil {
+		return sub, err
+	}
+	return sub, nil
 }

@@ -49,11 +49,14 @@ var engineBuilds = struct {
 
 // EngineBinary returns a kanbanchaos binary that links the SQLite of engine
 // ("3.54", "3.50"; see schedule.Engines). For this binary's own engine that
-// is os.Executable(). Another engine is built from its nested module in the
-// repository checkout this package was compiled from (or the one around the
-// working directory) into the cache (hermes.CacheRoot), keyed by the hash of
-// the sources. Progress ("building …") goes to
-// log, which may be nil.
+// is os.Executable(). Another engine is its installed command
+// (EngineCommands) next to this executable or on PATH, when it was built
+// from the same code (installedEngine); else it is built from its nested
+// module in the repository checkout this package was compiled from (or the
+// one around the working directory) into the cache (hermes.CacheRoot),
+// keyed by the hash of the sources. When neither works the error is an
+// *EngineUnavailableError, which says the command that fixes it. Progress
+// ("building …") goes to log, which may be nil.
 func EngineBinary(ctx context.Context, engine string, log io.Writer) (string, error) {
 	version, ok := schedule.Engines[engine]
 	if !ok {
@@ -76,9 +79,12 @@ func EngineBinary(ctx context.Context, engine string, log io.Writer) (string, er
 	if bin, ok := engineBuilds.built[engine]; ok {
 		return bin, nil
 	}
-	bin, err := buildEngine(ctx, engine, version, log)
-	if err != nil {
-		return "", err
+	bin, mismatch := installedEngine(ctx, engine, version)
+	if bin == "" {
+		var err error
+		if bin, err = buildEngine(ctx, engine, version, log); err != nil {
+			return "", unavailable(engine, version, mismatch, err)
+		}
 	}
 	// The built binary must not be this one: a mis-pinned engine module would
 	// make every run delegate to itself, forever.
@@ -156,7 +162,7 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "kanbanchaos")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/"+EngineCommands[engine])
 	cmd.Dir = filepath.Join(root, rel)
 	// The nested module is complete on its own; a go.work around the
 	// checkout must not pull it into another build list.
@@ -265,10 +271,9 @@ func runInEngine(ctx context.Context, s schedule.Schedule, opt Options, bin stri
 	}
 	// The schedule file is gone when the run is over: the engine records
 	// our replay command instead of its own.
-	args := []string{"replay", file, "--json", "--replay-command", opt.Replay}
-	if opt.ArtifactsDir != "" {
-		args = append(args, "--artifacts", opt.ArtifactsDir)
-	}
+	// --artifacts always: an empty one (keep in the temp dir) must not
+	// become the engine's default store.
+	args := []string{"replay", file, "--harness-json", "--replay-command", opt.Replay, "--artifacts", opt.ArtifactsDir}
 	if opt.Keep {
 		args = append(args, "--keep")
 	}

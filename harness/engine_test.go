@@ -100,8 +100,9 @@ func TestEngine350(t *testing.T) {
 			if !slices.Contains(res.Verdict.Failed(), oracle.BreakerHolds) {
 				t.Fatalf("want %s among %v", oracle.BreakerHolds, res.Verdict.Failed())
 			}
-			if want := filepath.Join(arts, "issue-30417-3"); res.Artifacts != want {
-				t.Fatalf("artifacts in %q, want %q", res.Artifacts, want)
+			if latest, err := filepath.EvalSymlinks(filepath.Join(arts, "latest")); err != nil || latest != res.Artifacts ||
+				!strings.HasSuffix(res.Artifacts, "-issue-30417-3") {
+				t.Fatalf("artifacts in %q (latest → %q, %v), want the store's newest <time>-issue-30417-3 under %s", res.Artifacts, latest, err, arts)
 			}
 			// repro.sh replays the run that asked, not the engine's temporary schedule.
 			script, err := os.ReadFile(filepath.Join(res.Artifacts, "repro.sh"))

@@ -24,7 +24,6 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
-	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -95,8 +94,9 @@ type Result struct {
 
 // sandbox is the directory layout of one run.
 type sandbox struct {
-	root  string
-	power *powerLoss // the disk under home, for a power-loss run (else nil)
+	root    string
+	power   *powerLoss // the disk under home, for a power-loss run (else nil)
+	workers string     // schedule.Subject.Workers: what HERMES_BIN (bin/hermes) is
 }
 
 func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
@@ -126,7 +126,10 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 		if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
 			return res, err
 		}
-		if _, err := hermes.Locate(opt.Subject.Hermes); err != nil {
+		if _, err := hermesInstall(opt.Subject); err != nil {
+			return res, err
+		}
+		if err := CheckWorkers(ctx, s); err != nil {
 			return res, err
 		}
 	}
@@ -142,7 +145,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if !opt.Subject.External() && (schedule.Engines[s.EngineOrDefault()] != res.SQLite || knobs.Connect.OFDLocking != kanban.OFDFromEnv()) {
 		bin, err := EngineBinary(ctx, s.EngineOrDefault(), opt.Log)
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("%w: %w", ErrEnvironment, err)
 		}
 		return runInEngine(ctx, s, opt, bin, ofd)
 	}
@@ -162,9 +165,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	root, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-%s-%d-", s.Scenario, s.Seed))
 	if err != nil {
-		return res, fmt.Errorf("harness: sandbox: %w", err)
+		return res, fmt.Errorf("harness: sandbox: %w: %w", ErrEnvironment, err)
 	}
-	sb := sandbox{root: root}
+	sb := sandbox{root: root, workers: s.Subject.Workers}
 	res.Artifacts = root
 
 	children := dispatcher.NewChildren()
@@ -182,6 +185,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 			return res, err
 		}
 		defer sb.power.Close()
+		for _, s := range sb.power.Swept() {
+			logf("power loss: swept what a killed run left behind: %s", s)
+		}
 	}
 
 	timing := dispatcher.HermesTiming(s.TimeScale)
@@ -231,7 +237,6 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if left := children.KillAll(opt.StopGrace); len(left) > 0 {
 		res.LeftRunning = left
 	}
-	cleanup := cleanupScan(sb, ph.aliveAtStop, opt)
 
 	hist, err := ledger.Read(sb.ledger())
 	if err != nil {
@@ -239,6 +244,7 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	}
 	if opt.Subject.Hermes != "" {
 		ph.unknowns = append(ph.unknowns, verifyHermes(&settings, hist, s.Dispatchers)...)
+		ph.unknowns = append(ph.unknowns, verifyPythonSQLite(&settings, hist, opt.Subject)...)
 	}
 	// An external subject's ticks are what it recorded in the ledger.
 	for _, ticks := range hist.Ticks() {
@@ -254,6 +260,9 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err != nil {
 		return res, err
 	}
+	// Every process of the run is stopped by now, the power-loss writeback
+	// helper included (the cut stops it): anything alive is a survivor.
+	cleanup := cleanupScan(sb, ph.aliveAtStop, opt)
 	if board.unknown != "" {
 		ph.unknowns = append(ph.unknowns, board.unknown)
 	}
@@ -575,6 +584,17 @@ func workerEnv(sb sandbox) []string {
 // sandbox. By now every connection and process is gone, so copying the
 // board files cannot drop anyone's locks.
 func finish(sb sandbox, res Result, opt Options, logf func(string, ...any)) (Result, error) {
+	keep := res.Verdict.Status != oracle.Pass || opt.Keep
+	dest := ""
+	if keep && opt.ArtifactsDir != "" {
+		// Named before verdict.json is written, so that it says where the
+		// run is kept.
+		var err error
+		if dest, err = NewStoreDir(opt.ArtifactsDir, fmt.Sprintf("%s-%d", res.Schedule.Scenario, res.Schedule.Seed)); err != nil {
+			return res, err
+		}
+		res.Artifacts = dest
+	}
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return res, fmt.Errorf("harness: encode verdict: %w", err)
@@ -582,35 +602,59 @@ func finish(sb sandbox, res Result, opt Options, logf func(string, ...any)) (Res
 	if err := os.WriteFile(filepath.Join(sb.root, "verdict.json"), append(data, '\n'), 0o644); err != nil {
 		return res, fmt.Errorf("harness: %w", err)
 	}
-	if res.Verdict.Status == oracle.Pass && !opt.Keep {
+	if !keep {
 		res.Artifacts = ""
 		return res, os.RemoveAll(sb.root)
 	}
 	if opt.Replay != "" {
-		script := "#!/bin/sh\n# Replays this run: same scenario, variant, knobs and seed.\nexec " + opt.Replay + "\n"
-		if err := os.WriteFile(filepath.Join(sb.root, "repro.sh"), []byte(script), 0o755); err != nil {
-			return res, fmt.Errorf("harness: %w", err)
+		if err := writeRepro(sb.root, opt.Replay); err != nil {
+			return res, err
 		}
 	}
-	if opt.ArtifactsDir == "" {
-		return res, nil
-	}
-	// The HERMES_BIN symlink points into the build cache; it is no artifact
-	// (and os.CopyFS refuses symlinks).
-	if err := os.RemoveAll(filepath.Dir(sb.hermesBin())); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
-	}
-	dest, err := uniqueDir(opt.ArtifactsDir, fmt.Sprintf("%s-%d", res.Schedule.Scenario, res.Schedule.Seed))
-	if err != nil {
+	// HERMES_BIN's symlink points into the build cache when the harness
+	// runs from go run or go test: keep the binary itself.
+	if err := materializeBin(sb.root); err != nil {
 		return res, err
 	}
-	if err := os.CopyFS(dest, os.DirFS(sb.root)); err != nil {
-		return res, fmt.Errorf("harness: copy artifacts to %s: %w", dest, err)
+	if dest == "" {
+		return res, nil
 	}
-	os.RemoveAll(sb.root)
-	res.Artifacts = dest
+	// The sandbox was made private (MkdirTemp); the store is the user's.
+	os.Chmod(sb.root, 0o755)
+	if err := os.Rename(sb.root, dest); err != nil {
+		// Another file system: copy, then remove.
+		if err := os.CopyFS(dest, os.DirFS(sb.root)); err != nil {
+			return res, fmt.Errorf("harness: copy artifacts to %s: %w", dest, err)
+		}
+		os.RemoveAll(sb.root)
+	}
+	subject := res.Schedule.Variant
+	if res.Schedule.Subject.External() {
+		subject = res.Schedule.Subject.String()
+	}
+	if err := RecordInStore(opt.ArtifactsDir, dest, StoreEntry{Kind: "run", Scenario: res.Schedule.Scenario, Seed: res.Schedule.Seed,
+		Subject: subject, Status: string(res.Verdict.Status), Failed: res.Verdict.Failed(), Replay: opt.Replay}); err != nil {
+		return res, err
+	}
 	logf("artifacts in %s", dest)
 	return res, nil
+}
+
+// writeRepro writes dir/repro.sh, the script that replays the run. A
+// replay through go run needs the checkout it was run from, so the script
+// goes there first.
+func writeRepro(dir, replay string) error {
+	script := "#!/bin/sh\n# Replays this run: same scenario, variant, knobs and seed.\n"
+	if strings.HasPrefix(replay, "go run ") {
+		if wd, err := os.Getwd(); err == nil {
+			script += "cd " + shellPath(wd) + " || exit 2\n"
+		}
+	}
+	script += "exec " + replay + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "repro.sh"), []byte(script), 0o755); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	return nil
 }
 
 // uniqueDir returns parent/name, or parent/name-2, -3 … if taken; the

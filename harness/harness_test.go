@@ -2,9 +2,11 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -31,6 +34,14 @@ func TestMain(m *testing.M) {
 		os.Setenv("TMPDIR", dir)
 	}
 	code := m.Run()
+	// No goroutine outlives the tests: a dispatcher, a subject's waiter or
+	// an observer left running would be a run that never ended.
+	if code == 0 {
+		if leak := goleak.Find(); leak != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", leak)
+			code = 1
+		}
+	}
 	if err == nil {
 		os.RemoveAll(dir)
 	}
@@ -62,14 +73,28 @@ func TestIssue30896(t *testing.T) {
 	if v.Task != s.Tasks[0].ID || v.Evidence["limit"] != 2 || v.Evidence["spawns"].(int) <= 2 || v.AtMs <= 0 {
 		t.Fatalf("evidence must name the task, the ledger count and the limit: %+v", v)
 	}
-	want := filepath.Join(arts, "issue-30896-7")
-	if res.Artifacts != want {
-		t.Fatalf("artifacts in %q, want %q", res.Artifacts, want)
+	// The store: <time>-<scenario>-<seed>/, latest linking to it, one
+	// index line naming it.
+	want := res.Artifacts
+	if ok, _ := regexp.MatchString(`^\d{8}-\d{6}-issue-30896-7$`, filepath.Base(want)); !ok || filepath.Dir(want) != arts {
+		t.Fatalf("artifacts in %q, want %s/<time>-issue-30896-7", want, arts)
+	}
+	if latest, err := filepath.EvalSymlinks(filepath.Join(arts, "latest")); err != nil || latest != want {
+		t.Errorf("latest → %q, %v; want %s", latest, err, want)
+	}
+	index, err := os.ReadFile(filepath.Join(arts, StoreIndex))
+	var e StoreEntry
+	if err != nil || json.Unmarshal(index, &e) != nil || e.Dir != filepath.Base(want) || e.Status != "fail" || e.Seed != 7 || !slices.Contains(e.Failed, oracle.Spawns) {
+		t.Errorf("index: %s %v; want one line naming the run, its status and failed invariants", index, err)
 	}
 	for _, f := range []string{"home/kanban.db", "ledger.jsonl", "trace.jsonl", "verdict.json", "schedule.json", "repro.sh", "worker.json"} {
 		if _, err := os.Stat(filepath.Join(want, f)); err != nil {
 			t.Errorf("artifact %s: %v", f, err)
 		}
+	}
+	// Self-contained: HERMES_BIN is the binary, not a link into a cache.
+	if fi, err := os.Lstat(filepath.Join(want, "bin", "hermes")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("bin/hermes in the kept run: %v, %v; want a regular file", fi, err)
 	}
 	h, err := ledger.Read(filepath.Join(want, "ledger.jsonl"))
 	if err != nil || len(h.Starts()[s.Tasks[0].ID]) != v.Evidence["spawns"].(int) {

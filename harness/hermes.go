@@ -3,11 +3,14 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
+	"strings"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -18,7 +21,7 @@ import (
 // config.yaml and the time settings in the whole seconds Hermes parses.
 func dispatchHermes(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, opt Options,
 	logf func(string, ...any)) (phases, error) {
-	in, err := hermes.Locate(opt.Subject.Hermes)
+	in, err := hermesInstall(opt.Subject)
 	if err != nil {
 		return phases{}, err
 	}
@@ -30,8 +33,16 @@ func dispatchHermes(ctx context.Context, sb sandbox, s schedule.Schedule, knobs 
 		return phases{}, err
 	}
 	env = in.Env(env)
+	if sb.workers == hermes.WorkersHermes {
+		// bin/hermes becomes the Hermes worker: HERMES_BIN names it, and
+		// releases that find their worker as `hermes` on PATH (0.14.0) find it.
+		if err := hermes.WriteWorker(sb.root, sb.hermesBin(), in); err != nil {
+			return phases{}, err
+		}
+	}
 	secs := wholeSeconds(timing)
-	logf("dispatching with hermes:%s (%s; %d driver process(es), tick %v)", opt.Subject.Hermes, in.Python, s.Dispatchers, timing.Tick)
+	logf("dispatching with hermes:%s (%s; %d driver process(es), tick %v; %s workers; Python's SQLite: %s)", opt.Subject.Hermes, in.Python,
+		s.Dispatchers, timing.Tick, workerKind(opt.Subject), pythonSQLite(opt.Subject))
 	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string) (instance, error) {
 		script, settings, err := hermes.WriteDriver(sb.root, hermes.Driver{
 			Name: name, Ledger: sb.ledger(), TickS: timing.Tick.Seconds(), TTL: secs.ClaimTTL, LosePID: knobs.LosePID,
@@ -71,4 +82,114 @@ func CheckHermesKnobs(variant string, overrides map[string]string) error {
 			"a hermes: run takes only the workers' connection knobs and lose_pid", name)
 	}
 	return nil
+}
+
+// hermesInstall is the subject's release, on the libsqlite3 it asks for.
+func hermesInstall(sub Subject) (hermes.Install, error) {
+	in, err := hermes.Locate(sub.Hermes)
+	if err != nil {
+		return in, err
+	}
+	return in.WithSQLite(sub.PythonSQLite)
+}
+
+func workerKind(sub Subject) string {
+	if sub.Workers == "" {
+		return hermes.WorkersGo
+	}
+	return sub.Workers
+}
+
+func pythonSQLite(sub Subject) string {
+	if sub.PythonSQLite == "" {
+		return hermes.PythonSQLiteSystem
+	}
+	return sub.PythonSQLite
+}
+
+// CheckWorkers refuses a schedule whose Hermes workers would have to play
+// a behaviour the release's own kanban tools cannot express (the release
+// is asked: worker.py --modes): such a behaviour is never faked. Go
+// workers play every behaviour.
+func CheckWorkers(ctx context.Context, s schedule.Schedule) error {
+	if err := s.Subject.Validate(); err != nil {
+		return err
+	}
+	if s.Subject.Workers != hermes.WorkersHermes {
+		return nil
+	}
+	in, err := hermesInstall(s.Subject)
+	if err != nil {
+		return err
+	}
+	m, err := hermes.ProbeWorkerModes(ctx, in, os.Environ())
+	if err != nil {
+		return err
+	}
+	for _, p := range s.Profiles {
+		if slices.Contains(m.Modes, p.Worker.Mode) {
+			continue
+		}
+		why := m.Cannot[p.Worker.Mode]
+		if why == "" {
+			why = "worker.py has no such mode"
+		}
+		return fmt.Errorf("--workers hermes: profile %s's worker mode %s cannot be played through hermes:%s's kanban tools: %s",
+			p.Name, p.Worker.Mode, s.Subject.Hermes, why)
+	}
+	return nil
+}
+
+// hermesWorkerNotes say which of the schedule's worker knobs Hermes
+// workers do not take: their connections are the release's own connect().
+// The knobs still shape the seeded board (its journal mode).
+func hermesWorkerNotes(sub Subject, knobs map[string]string) []string {
+	if sub.Workers != hermes.WorkersHermes {
+		return nil
+	}
+	var names []string
+	for name := range knobs {
+		if dispatcher.IsWorkerKnob(name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	return []string{fmt.Sprintf("worker knobs %v are not used by the Hermes workers (they connect through the release's own connect()); "+
+		"they still shape the board the harness seeds", names)}
+}
+
+// verifyPythonSQLite returns why a run did not test the SQLite it says:
+// a driver or a Hermes worker that loaded another libsqlite3 than the run
+// asked for (or than the drivers did).
+func verifyPythonSQLite(st *Settings, h ledger.History, sub Subject) (unknowns []string) {
+	want := sub.PythonSQLite
+	if want == hermes.PythonSQLiteSystem {
+		want = ""
+	}
+	for _, r := range st.Reported {
+		if want != "" && r.SQLite != want {
+			unknowns = append(unknowns, fmt.Sprintf("the driver's Python loaded SQLite %s, the run asked for --python-sqlite %s", r.SQLite, want))
+		}
+		if want == "" {
+			want = r.SQLite
+		}
+	}
+	workers := map[string]int{}
+	for _, e := range h.Entries {
+		if v, ok := strings.CutPrefix(e.Message, "hermes worker sqlite "); ok && e.Kind == ledger.Start {
+			workers[v]++
+			if want != "" && v != want {
+				unknowns = append(unknowns, fmt.Sprintf("a Hermes worker (pid %d) loaded SQLite %s, the drivers %s", e.PID, v, want))
+				break
+			}
+		}
+	}
+	for v := range workers {
+		st.WorkerSQLite = append(st.WorkerSQLite, v)
+	}
+	slices.Sort(st.WorkerSQLite)
+	return unknowns
 }

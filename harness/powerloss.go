@@ -324,14 +324,26 @@ type powerLoss struct {
 	stopRun   context.CancelFunc // ends the dispatch phase early
 	haltMono  int64              // when the writers were killed (0: not yet)
 	closed    bool
+	// swept is what this run's start cleared of runs killed before it
+	// (sweepStale), for the run to report.
+	swept []string
+}
+
+// Swept says what the power-loss set-up cleared of runs killed before this
+// one: each unmount and loop detach.
+func (p *powerLoss) Swept() []string {
+	if p == nil {
+		return nil
+	}
+	return p.swept
 }
 
 // newPowerLoss mounts a fresh ext4 image at the sandbox's home directory,
 // before anything is created there. It first clears what earlier runs left
 // behind when their process was killed outright (see sweepStale).
 func newPowerLoss(ctx context.Context, sb sandbox, children *dispatcher.Children, grace time.Duration) (*powerLoss, error) {
-	sweepStale(ctx, filepath.Dir(sb.root))
-	p := &powerLoss{work: filepath.Join(sb.root, "powerloss"), children: children, grace: grace}
+	swept := sweepStale(ctx, filepath.Dir(sb.root))
+	p := &powerLoss{work: filepath.Join(sb.root, "powerloss"), children: children, grace: grace, swept: swept}
 	if err := os.MkdirAll(p.work, 0o755); err != nil {
 		return nil, fmt.Errorf("powerloss: %w", err)
 	}
@@ -650,8 +662,9 @@ func processID(pid int) string {
 // runs. A sandbox counts as abandoned only if its owner file names a
 // process that is gone; without an owner file it is left alone (a run just
 // starting), unless its image was deleted, which no live run does before
-// detaching. Best effort: what fails here is retried by the next run.
-func sweepStale(ctx context.Context, tmp string) {
+// detaching. Best effort: what fails here is retried by the next run. It
+// returns what it did, for the run to report.
+func sweepStale(ctx context.Context, tmp string) (swept []string) {
 	abandoned := func(root string) bool {
 		data, err := os.ReadFile(filepath.Join(root, "powerloss", ownerFile))
 		if err != nil {
@@ -675,12 +688,16 @@ func sweepStale(ctx context.Context, tmp string) {
 			root = strings.TrimSuffix(mp, "/powerloss/crash")
 		}
 		if root != "" && filepath.Dir(root) == tmp && abandoned(root) {
-			command(ctx, "umount", "--lazy", mp)
+			if _, err := command(ctx, "umount", "--lazy", mp); err == nil {
+				swept = append(swept, "unmounted "+mp)
+			} else {
+				swept = append(swept, fmt.Sprintf("could not unmount %s: %v", mp, err))
+			}
 		}
 	}
 	out, err := command(ctx, "losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE")
 	if err != nil {
-		return
+		return swept
 	}
 	for _, line := range strings.Split(out, "\n") {
 		dev, back, ok := strings.Cut(strings.TrimSpace(line), " ")
@@ -695,7 +712,12 @@ func sweepStale(ctx context.Context, tmp string) {
 			continue
 		}
 		if deleted || abandoned(root) {
-			command(ctx, "losetup", "--detach", dev)
+			if _, err := command(ctx, "losetup", "--detach", dev); err == nil {
+				swept = append(swept, "detached "+dev+" ("+back+")")
+			} else {
+				swept = append(swept, fmt.Sprintf("could not detach %s (%s): %v", dev, back, err))
+			}
 		}
 	}
+	return swept
 }

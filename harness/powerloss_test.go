@@ -146,9 +146,17 @@ func TestPowerLossInterrupted(t *testing.T) {
 	if ok, why := powerLossSupported(); !ok {
 		t.Skip("power loss unsupported here: " + why)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	// Interrupted once the dispatch phase began, as its progress line
+	// says — not after a fixed time, which a loaded machine may spend in
+	// the set-up (the cut comes at 1 s into the dispatch phase).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	res, err := Run(ctx, build(t, "powerloss-sync-off", "", 1), Options{Keep: true})
+	log := lineWriter(func(line string) {
+		if strings.HasPrefix(line, "dispatching:") {
+			cancel()
+		}
+	})
+	res, err := Run(ctx, build(t, "powerloss-sync-off", "", 1), Options{Keep: true, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +268,11 @@ func TestPowerLossSweepStale(t *testing.T) {
 	}
 	dead := mount("dead", strconv.Itoa(os.Getpid())+" 1") // our pid, another start time: a reused pid
 	alive := mount("alive", processID(os.Getpid()))
-	sweepStale(ctx, tmp)
+	swept := sweepStale(ctx, tmp)
+	if !slices.ContainsFunc(swept, func(s string) bool { return s == "unmounted "+dead.dir }) ||
+		!slices.ContainsFunc(swept, func(s string) bool { return strings.HasPrefix(s, "detached ") && strings.Contains(s, dead.image) }) {
+		t.Errorf("the sweep reports %q, want the unmount of %s and the detach of %s", swept, dead.dir, dead.image)
+	}
 	if isMounted(dead.dir) {
 		t.Error("the abandoned sandbox is still mounted")
 	}

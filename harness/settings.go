@@ -30,6 +30,12 @@ type Settings struct {
 	// Reported is each Hermes driver's own report (the settings ledger
 	// entry): the release, its Python and SQLite, what it resolved.
 	Reported []hermes.Reported `json:"reported,omitempty"`
+	// Workers is what HERMES_BIN started: "go" (our Go fake worker) or
+	// "hermes" (the release's own kanban tools, worker.py).
+	Workers string `json:"workers,omitempty"`
+	// WorkerSQLite are the SQLite versions the Hermes workers' Python
+	// loaded (from their start lines).
+	WorkerSQLite []string `json:"worker_sqlite,omitempty"`
 }
 
 // settingsFor is what the subject is handed.
@@ -49,6 +55,8 @@ func settingsFor(sub Subject, s schedule.Schedule, timing dispatcher.Timing) Set
 	}
 	if sub.Hermes != "" {
 		st.Notes = append(st.Notes, fmt.Sprintf("tick %v: the driver's own loop (a gateway ticks every dispatch_interval_seconds ≥ 1 s)", timing.Tick))
+		st.Workers = workerKind(sub)
+		st.Notes = append(st.Notes, hermesWorkerNotes(sub, s.Knobs)...)
 	}
 	return st
 }

@@ -184,7 +184,7 @@ func runSubject(ctx context.Context, command func() *exec.Cmd, oneShot bool, env
 		err = cmd.Start()
 		log.Close()
 		if err != nil {
-			return fmt.Errorf("start %q: %w", cmd.Args, err)
+			return fmt.Errorf("start %q: %w: %w", cmd.Args, ErrEnvironment, err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()

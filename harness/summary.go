@@ -50,8 +50,8 @@ type Summary struct {
 	// the campaign is weak evidence about those states.
 	NeverReached []string `json:"never_reached,omitempty"`
 	Spawns       int      `json:"spawns"`
-	// RunSeconds adds up the runs' own durations; ElapsedMs is wall clock.
-	RunSeconds    float64       `json:"run_seconds"`
+	// RunMs adds up the runs' own durations; ElapsedMs is wall clock.
+	RunMs         float64       `json:"run_ms"`
 	ElapsedMs     int64         `json:"elapsed_ms"`
 	RunsPerMinute float64       `json:"runs_per_minute"`
 	SpawnsPerSec  float64       `json:"spawns_per_s"`
@@ -138,7 +138,7 @@ func (s *Summary) add(r RunRecord) {
 		}
 	}
 	s.Spawns += r.Spawns
-	s.RunSeconds += float64(r.ElapsedMs) / 1000
+	s.RunMs += float64(r.ElapsedMs)
 }
 
 // finish derives the verdict, the rates and the probe warnings.
@@ -148,10 +148,10 @@ func (s *Summary) finish(elapsed time.Duration) {
 	if m := elapsed.Minutes(); m > 0 {
 		s.RunsPerMinute = round1(float64(s.Done) / m)
 	}
-	if s.RunSeconds > 0 {
-		s.SpawnsPerSec = round1(float64(s.Spawns) / s.RunSeconds)
+	if s.RunMs > 0 {
+		s.SpawnsPerSec = round1(float64(s.Spawns) / (s.RunMs / 1000))
 	}
-	s.RunSeconds = round1(s.RunSeconds)
+	s.RunMs = float64(int64(s.RunMs + 0.5))
 	s.NeverReached = nil
 	for _, p := range s.Probes {
 		if p.Applicable > 0 && p.Reached == 0 {
@@ -236,7 +236,7 @@ func Merge(parts []Summary) (Summary, error) {
 			}
 		}
 		m.Spawns += p.Spawns
-		m.RunSeconds += p.RunSeconds
+		m.RunMs += p.RunMs
 		// Shards run side by side: the campaign took as long as the longest.
 		elapsed = max(elapsed, time.Duration(p.ElapsedMs)*time.Millisecond)
 		if p.Stopped != "" {

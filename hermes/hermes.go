@@ -57,6 +57,9 @@ type Install struct {
 	Version    string `json:"version"`              // the release's version ("source" for a checkout)
 	Python     string `json:"python"`               // the interpreter to run the driver with
 	PythonPath string `json:"pythonpath,omitempty"` // a checkout's root, put on PYTHONPATH
+	// LibDir, when set, holds the libsqlite3.so.0 the Python side loads
+	// instead of the system's (first on LD_LIBRARY_PATH; see WithSQLite).
+	LibDir string `json:"lib_dir,omitempty"`
 }
 
 // IsVersion reports whether spec names a release (else it is a path).
@@ -232,18 +235,22 @@ func probe(ctx context.Context, in Install) (string, error) {
 }
 
 // Env adds what the interpreter needs to import the release to env: a
-// checkout goes on PYTHONPATH; nothing else of the caller's Python setup
-// may leak in.
+// checkout goes on PYTHONPATH, another libsqlite3 on LD_LIBRARY_PATH;
+// nothing else of the caller's Python or library setup may leak in.
 func (in Install) Env(env []string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "PYTHONPATH=") || strings.HasPrefix(kv, "PYTHONHOME=") || strings.HasPrefix(kv, "VIRTUAL_ENV=") {
+		if strings.HasPrefix(kv, "PYTHONPATH=") || strings.HasPrefix(kv, "PYTHONHOME=") || strings.HasPrefix(kv, "VIRTUAL_ENV=") ||
+			strings.HasPrefix(kv, "LD_LIBRARY_PATH=") {
 			continue
 		}
 		out = append(out, kv)
 	}
 	if in.PythonPath != "" {
 		out = append(out, "PYTHONPATH="+in.PythonPath)
+	}
+	if in.LibDir != "" {
+		out = append(out, "LD_LIBRARY_PATH="+in.LibDir)
 	}
 	return out
 }

@@ -15,6 +15,14 @@ import (
 //go:embed driver.py
 var driverSource []byte
 
+// recordSource is the recording module driver.py and worker.py share; it
+// is written beside them as kanbanchaos_record.py.
+//
+//go:embed record.py
+var recordSource []byte
+
+const recordModule = "kanbanchaos_record.py"
+
 // Seconds are Hermes' time settings as the release can take them: its
 // HERMES_KANBAN_*_SECONDS variables are read with int(), and a value int()
 // refuses ("0.03") silently becomes the default (30 s, 900 s, 300 s). So a
@@ -124,6 +132,9 @@ var Resolvers = map[string][]string{
 func WriteDriver(dir string, d Driver) (script, settings string, err error) {
 	script = filepath.Join(dir, "hermes_driver.py")
 	if err := os.WriteFile(script, driverSource, 0o644); err != nil {
+		return "", "", fmt.Errorf("hermes: driver: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, recordModule), recordSource, 0o644); err != nil {
 		return "", "", fmt.Errorf("hermes: driver: %w", err)
 	}
 	if d.Resolvers == nil {

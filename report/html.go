@@ -131,11 +131,17 @@ type runView struct {
 	Invariants                       []invariantRow // violated, held, not checked (with why)
 	Faults                           []faultMark
 	Board                            template.HTML
-	Lanes                            []*lane
-	Hidden                           int // tasks that started but have no timeline of their own
-	NeverStarted                     int // tasks that never started, not drawn
-	RunViolations                    []violationView
-	Legend                           template.HTML
+	// Zoom is the window around the first timed violation of a task, at
+	// about 17 px per ms; ZoomOf says which violation and task.
+	Zoom   template.HTML
+	ZoomOf violationView
+	// Rates is the run's pace: starts per second and tick durations.
+	Rates         template.HTML
+	Lanes         []*lane
+	Hidden        int // tasks that started but have no timeline of their own
+	NeverStarted  int // tasks that never started, not drawn
+	RunViolations []violationView
+	Legend        template.HTML
 }
 
 // invariantRow is one invariant's state in a run: violated, held or not
@@ -418,6 +424,17 @@ func runPage(d runData) view {
 		l.SVG = taskTimeline(ax, l, quietFrom, quietTo, v.Faults)
 		v.Lanes = append(v.Lanes, l)
 	}
+	for _, x := range all {
+		if l := lanes[x.Task]; x.AtMs > 0 && l != nil {
+			v.Zoom, v.ZoomOf = zoomTimeline(l, x.AtMs, v.Faults, x), x
+			break
+		}
+	}
+	var ticks []tickMark
+	for _, t := range d.Ticks {
+		ticks = append(ticks, tickMark{Ms: clk.wallMs(t.At), DurationMs: t.DurationMs, Dispatcher: t.Dispatcher})
+	}
+	v.Rates = ratesTimeline(ax, board.Starts, ticks, quietFrom, quietTo)
 	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
 	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }

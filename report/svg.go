@@ -25,39 +25,60 @@ const (
 	faultColour   = "#ff9f1c"
 	violColour    = "#c8102e"
 	counterColour = "#7b3fa0"
+	// zoomColour is the zoom panel's background, used nowhere else: the
+	// screenshot test finds the panel by it.
+	zoomColour = "#fdf3dc"
 )
 
-// axis maps milliseconds since the run's start to x.
-type axis struct{ span float64 }
+// axis maps milliseconds since the run's start to x: the whole run, or
+// (a zoom) the window from..from+span.
+type axis struct{ from, span float64 }
 
 func newAxis(maxMs float64) axis {
 	return axis{span: math.Max(maxMs, 1)}
 }
 
+// newZoomAxis shows the window [from, to] across the whole plot width.
+func newZoomAxis(from, to float64) axis {
+	return axis{from: from, span: math.Max(to-from, 1)}
+}
+
 func (a axis) x(ms float64) float64 {
-	ms = math.Min(math.Max(ms, 0), a.span)
+	ms = math.Min(math.Max(ms-a.from, 0), a.span)
 	return plotLeft + ms/a.span*plotWidth
 }
 
+// in reports whether ms lies in the axis's window.
+func (a axis) in(ms float64) bool { return ms >= a.from && ms <= a.from+a.span }
+
 // ticks returns round tick positions (1, 2 or 5 × a power of ten apart),
-// at most ten of them.
+// at most ten of them, inside the window.
 func (a axis) ticks() []float64 {
-	base := math.Pow(10, math.Floor(math.Log10(a.span/10)))
-	step := 10 * base
-	for _, f := range []float64{1, 2, 5} {
-		if a.span/(f*base) <= 10 {
-			step = f * base
-			break
-		}
-	}
+	step := niceStep(a.span, 10)
 	var out []float64
-	for i := 0; float64(i)*step <= a.span+1e-9; i++ {
-		out = append(out, float64(i)*step)
+	for t := math.Ceil(a.from/step-1e-9) * step; t <= a.from+a.span+1e-9; t += step {
+		out = append(out, t)
 	}
 	return out
 }
 
+// niceStep is the smallest of 1, 2 or 5 × a power of ten that divides span
+// into at most n steps.
+func niceStep(span float64, n int) float64 {
+	base := math.Pow(10, math.Floor(math.Log10(span/float64(n))))
+	for _, f := range []float64{1, 2, 5, 10} {
+		if span/(f*base) <= float64(n) {
+			return f * base
+		}
+	}
+	return 10 * base
+}
+
 func msLabel(ms float64) string {
+	ms = math.Round(ms*1000)/1000 + 0 // never "-0ms"
+	if ms == 0 {
+		return "0ms"
+	}
 	if ms >= 1000 && math.Mod(ms, 1000) == 0 {
 		return fmt.Sprintf("%gs", ms/1000)
 	}
@@ -104,15 +125,41 @@ func (s *svg) bands(ax axis, quietFrom, quietTo float64, faults []faultMark, top
 	}
 }
 
-// axisLine draws the time axis at y.
+// axisLine draws the time axis at y. Labels are centred on their tick,
+// but the last one ends at its tick, so none is cut off at the edge.
 func (s *svg) axisLine(ax axis, y float64) {
 	s.add(`<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`, plotLeft, y, plotLeft+plotWidth, y)
 	for _, t := range ax.ticks() {
 		x := ax.x(t)
-		s.add(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#888"/><text x="%.1f" y="%.0f" class="tick">%s</text>`,
-			x, y, x, y+4, x, y+15, msLabel(t))
+		anchor := "middle"
+		if x > plotLeft+plotWidth-24 {
+			anchor = "end"
+		}
+		s.add(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#888"/><text x="%.1f" y="%.0f" class="tick" text-anchor="%s">%s</text>`,
+			x, y, x, y+4, x, y+15, anchor, msLabel(t))
 	}
 }
+
+// yScale draws a labelled vertical scale at the plot's left edge for
+// values 0..top mapped onto [bottom, topY]: a line, ticks and numbers
+// right-aligned in the label column, and the unit under the lane label.
+func (s *svg) yScale(top, topY, bottom float64, unit string) {
+	s.add(`<line class="yaxis" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#888"/>`, plotLeft, topY, plotLeft, bottom)
+	step := niceStep(math.Max(top, 1), 4)
+	if step < 1 && unit == "" {
+		step = 1 // counts are whole
+	}
+	for v := 0.0; v <= top+1e-9; v += step {
+		y := bottom - v/math.Max(top, 1e-9)*(bottom-topY)
+		s.add(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#888"/><text x="%.0f" y="%.1f" class="scale">%s</text>`,
+			plotLeft-3, y, plotLeft, y, plotLeft-5, y+3.5, strconvG(v))
+	}
+	if unit != "" {
+		s.add(`<text x="4" y="%.1f" class="unit">%s</text>`, topY+22, esc(unit))
+	}
+}
+
+func strconvG(v float64) string { return fmt.Sprintf("%g", math.Round(v*100)/100) }
 
 // violations draws a dashed line at each timed violation.
 func (s *svg) violations(ax axis, vs []violationView, top, bottom float64) {
@@ -181,9 +228,9 @@ func taskTimeline(ax axis, l *lane, quietFrom, quietTo float64, faults []faultMa
 	for _, e := range l.EventMarks {
 		s.marker(ax.x(e.Ms), eventY, e.Kind, e.Title)
 	}
-	top := math.Max(float64(l.MaxCounter), float64(l.Limit))
-	top = math.Max(top, 1)
+	top := counterTop(l)
 	y := func(v int) float64 { return ctrBottom - float64(v)/top*(ctrBottom-ctrTop) }
+	s.yScale(top, ctrTop, ctrBottom, "")
 	if l.Limit > 0 {
 		s.add(`<line class="limit" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="%s" stroke-dasharray="6 4"/><text x="%.0f" y="%.1f" class="limitlabel">limit %d</text>`,
 			plotLeft, y(l.Limit), plotLeft+plotWidth, y(l.Limit), violColour, plotLeft+plotWidth-44, y(l.Limit)-3, l.Limit)
@@ -266,4 +313,148 @@ func legend() template.HTML {
 		fmt.Fprintf(&b, `</svg> %s</span>`, esc(it.text))
 	}
 	return template.HTML(b.String())
+}
+
+// counterTop is the failure counter's scale: its largest value or the
+// limit, whichever is higher — every step of the line stays on the axis.
+func counterTop(l *lane) float64 {
+	top := math.Max(float64(l.Limit), 1)
+	for _, c := range l.Counter {
+		top = math.Max(top, float64(c.Value))
+	}
+	return top
+}
+
+// zoomHalfMs is half the zoom's window: 60 ms across the plot's 1000 px,
+// about 17 px per millisecond, so events a millisecond apart stand apart.
+const zoomHalfMs = 30.0
+
+// zoomTimeline draws task l in the window around atMs (its first
+// violation): worker starts, every event — those in the same millisecond
+// stacked in rows, in the order the board recorded them, each named — and
+// the failure counter on its scale.
+func zoomTimeline(l *lane, atMs float64, faults []faultMark, first violationView) template.HTML {
+	ax := newZoomAxis(atMs-zoomHalfMs, atMs+zoomHalfMs)
+	const (
+		startTop, startBottom = 6.0, 26.0
+		rowY, rowGap, rows    = 40.0, 15.0, 4
+		ctrTop, ctrBottom     = 104.0, 136.0
+		axisY                 = 142.0
+	)
+	s := newSVG("timeline zoom", l.ID, 162)
+	s.add(`<rect class="zoombg" x="%.0f" y="0" width="%.0f" height="%.0f" fill="%s"/>`, plotLeft, plotWidth, axisY, zoomColour)
+	var inWindow []faultMark
+	for _, f := range faults {
+		if ax.in(f.Ms) {
+			inWindow = append(inWindow, f)
+		}
+	}
+	s.bands(ax, math.Inf(1), math.Inf(1), inWindow, 0, axisY)
+	s.label(19, "starts")
+	s.label(rowY+4, "events")
+	s.label(ctrTop+14, "failures")
+	for i, st := range l.StartMarks {
+		if !ax.in(st.Ms) {
+			continue
+		}
+		x := ax.x(st.Ms)
+		s.add(`<line class="start" x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s" stroke-width="2" shape-rendering="crispEdges"><title>worker start #%d at +%.2fms (pid %d, run %d)</title></line>`,
+			x, startTop, x, startBottom, startColour, i+1, st.Ms, st.PID, st.Run)
+	}
+	// Each event goes in the first row whose last label it does not
+	// overlap: two events in one millisecond sit one above the other.
+	var rowEnd [rows]float64
+	for r := range rowEnd {
+		rowEnd[r] = math.Inf(-1)
+	}
+	for _, e := range l.EventMarks {
+		if !ax.in(e.Ms) {
+			continue
+		}
+		x := ax.x(e.Ms)
+		row := 0
+		for row < rows-1 && x < rowEnd[row] {
+			row++
+		}
+		text := fmt.Sprintf("%s +%.1f", e.Kind, e.Ms)
+		rowEnd[row] = x + 10 + 5.2*float64(len(text))
+		y := rowY + float64(row)*rowGap
+		s.marker(x, y, e.Kind, e.Title)
+		s.add(`<text x="%.1f" y="%.1f" class="evlabel">%s</text>`, x+8, y+3.5, esc(text))
+	}
+	top := counterTop(l)
+	y := func(v int) float64 { return ctrBottom - float64(v)/top*(ctrBottom-ctrTop) }
+	s.yScale(top, ctrTop, ctrBottom, "")
+	value := 0
+	for _, st := range l.Counter {
+		if st.Ms < ax.from {
+			value = st.Value
+		}
+	}
+	var d strings.Builder
+	fmt.Fprintf(&d, "M%.1f %.1f", plotLeft, y(value))
+	for _, st := range l.Counter {
+		if ax.in(st.Ms) {
+			fmt.Fprintf(&d, "H%.1fV%.1f", ax.x(st.Ms), y(st.Value))
+		}
+	}
+	fmt.Fprintf(&d, "H%.1f", plotLeft+plotWidth)
+	s.add(`<path class="counter" d="%s" fill="none" stroke="%s" stroke-width="2"/>`, d.String(), counterColour)
+	s.violations(ax, []violationView{first}, 0, axisY)
+	s.axisLine(ax, axisY)
+	return s.html()
+}
+
+// tickMark is one dispatcher tick: when it began and how long it took.
+type tickMark struct {
+	Ms, DurationMs float64
+	Dispatcher     string
+}
+
+// ratesTimeline draws the run's pace: worker starts per second in
+// buckets (from the ledger), and every dispatcher tick's duration (from
+// trace.jsonl) — a storm and the ticks that made it, on the run's axis.
+func ratesTimeline(ax axis, starts []float64, ticks []tickMark, quietFrom, quietTo float64) template.HTML {
+	const (
+		rateTop, rateBottom = 8.0, 60.0
+		durTop, durBottom   = 80.0, 132.0
+		axisY               = 138.0
+	)
+	s := newSVG("timeline rates", "", 158)
+	s.bands(ax, quietFrom, quietTo, nil, 0, axisY)
+	s.label(rateTop+10, "starts/s")
+	s.label(durTop+10, "tick ms")
+	bucket := niceStep(ax.span, 60)
+	counts := map[int]int{}
+	for _, ms := range starts {
+		counts[int(math.Floor(ms/bucket))]++
+	}
+	maxRate := 1.0
+	for _, n := range counts {
+		maxRate = math.Max(maxRate, float64(n)/(bucket/1000))
+	}
+	s.yScale(maxRate, rateTop, rateBottom, fmt.Sprintf("per %s", msLabel(bucket)))
+	for b, n := range counts {
+		rate := float64(n) / (bucket / 1000)
+		x0, x1 := ax.x(float64(b)*bucket), ax.x(float64(b+1)*bucket)
+		h := rate / maxRate * (rateBottom - rateTop)
+		s.add(`<rect class="rate" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#7f9cc9"><title>%d start(s) in %s from +%s: %.0f/s</title></rect>`,
+			x0, rateBottom-h, math.Max(x1-x0-1, 1), h, n, msLabel(bucket), msLabel(float64(b)*bucket), rate)
+	}
+	maxDur := 0.0
+	for _, t := range ticks {
+		maxDur = math.Max(maxDur, t.DurationMs)
+	}
+	if maxDur == 0 {
+		s.add(`<text x="%.0f" y="%.0f" class="lane">no tick durations recorded (the dispatcher under test reports none, or the run predates them)</text>`, plotLeft+8, durTop+26)
+	} else {
+		s.yScale(maxDur, durTop, durBottom, "")
+		for _, t := range ticks {
+			y := durBottom - t.DurationMs/maxDur*(durBottom-durTop)
+			s.add(`<circle class="tickdur" cx="%.1f" cy="%.1f" r="1.6" fill="#e67e00"><title>%s tick at +%.0fms took %.1fms</title></circle>`,
+				ax.x(t.Ms), y, esc(t.Dispatcher), t.Ms, t.DurationMs)
+		}
+	}
+	s.axisLine(ax, axisY)
+	return s.html()
 }

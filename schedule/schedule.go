@@ -236,6 +236,28 @@ type Subject struct {
 	// `hermes kanban dispatch`): it is then re-run every tick. Otherwise it
 	// is long-running, started once and stopped at the end.
 	OneShot bool `json:"one_shot,omitempty"`
+	// Workers is what HERMES_BIN starts: "" or "go" (our Go fake worker),
+	// or "hermes" (a worker that plays the same behaviour through the
+	// Hermes release's own kanban tools; needs Hermes).
+	Workers string `json:"workers,omitempty"`
+	// PythonSQLite is the libsqlite3 the Hermes side's Python loads: ""
+	// (the system's) or a SQLite version built into the cache; needs Hermes.
+	PythonSQLite string `json:"python_sqlite,omitempty"`
+}
+
+// Validate checks that the subject's parts fit together.
+func (s Subject) Validate() error {
+	switch {
+	case s.Workers != "" && s.Workers != "go" && s.Workers != "hermes":
+		return fmt.Errorf("workers %q: want go or hermes", s.Workers)
+	case s.Workers == "hermes" && s.Hermes == "":
+		return fmt.Errorf("--workers hermes needs a hermes: subject: the workers run the release's own kanban code, " +
+			"in its install (the reference dispatcher and an exec: subject have no Hermes to take it from)")
+	case s.PythonSQLite != "" && s.PythonSQLite != "system" && s.Hermes == "":
+		return fmt.Errorf("--python-sqlite %s needs a hermes: subject: only a Hermes release's Python loads libsqlite3 "+
+			"(the reference dispatcher and the Go workers use --sqlite)", s.PythonSQLite)
+	}
+	return nil
 }
 
 // String is how a subject is named in output and on the command line:
@@ -335,6 +357,9 @@ var (
 const (
 	maxPhaseMs = 24 * 3600 * 1000 // a day
 	maxTickMs  = 3600 * 1000      // an hour
+	// maxCount bounds limits, retries, spawn caps and a worker's writes:
+	// far beyond any real board, far below a loop that never ends.
+	maxCount = 1_000_000
 )
 
 // Validate reports the first thing that makes s impossible to run.
@@ -362,8 +387,13 @@ func (s Schedule) Validate() error {
 		return fmt.Errorf("schedule: quiet_ms = %d, want >= 0", s.QuietMs)
 	case s.FailureLimit < 0 || s.MaxSpawn < 0:
 		return fmt.Errorf("schedule: failure_limit and max_spawn must be >= 0")
+	case s.FailureLimit > maxCount || s.MaxSpawn > maxCount:
+		return fmt.Errorf("schedule: failure_limit %d and max_spawn %d must each be at most %d", s.FailureLimit, s.MaxSpawn, maxCount)
 	case len(s.Tasks) == 0:
 		return fmt.Errorf("schedule: no tasks")
+	}
+	if err := s.Subject.Validate(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
 	}
 	for _, f := range s.Faults {
 		if !slices.ContainsFunc(FaultKinds, func(k struct{ Name, Doc string }) bool { return k.Name == f.Kind }) {
@@ -384,6 +414,12 @@ func (s Schedule) Validate() error {
 		if _, err := ParseBehaviour(p.Worker.String()); err != nil {
 			return fmt.Errorf("schedule: profile %s: %w", p.Name, err)
 		}
+		if p.Worker.DelayMs < 0 || p.Worker.DelayMs > maxPhaseMs {
+			return fmt.Errorf("schedule: profile %s: delay_ms %d, want 0..%d", p.Name, p.Worker.DelayMs, maxPhaseMs)
+		}
+		if p.Worker.Writes < 0 || p.Worker.Writes > maxCount {
+			return fmt.Errorf("schedule: profile %s: writes %d, want 0..%d", p.Name, p.Worker.Writes, maxCount)
+		}
 	}
 	for _, t := range s.Tasks {
 		if !taskID.MatchString(t.ID) {
@@ -396,8 +432,8 @@ func (s Schedule) Validate() error {
 		if _, ok := s.Profile(t.Assignee); !ok {
 			return fmt.Errorf("schedule: task %s: assignee %q has no profile in the schedule", t.ID, t.Assignee)
 		}
-		if t.MaxRetries < 0 {
-			return fmt.Errorf("schedule: task %s: max_retries %d < 0", t.ID, t.MaxRetries)
+		if t.MaxRetries < 0 || t.MaxRetries > maxCount {
+			return fmt.Errorf("schedule: task %s: max_retries %d, want 0..%d", t.ID, t.MaxRetries, maxCount)
 		}
 	}
 	return nil

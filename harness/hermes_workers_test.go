@@ -1,0 +1,143 @@
+package harness
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kanbanchaos/kanbanchaos/hermes"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
+	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+)
+
+// workerTasks is a small board for one dispatcher whose Hermes workers
+// play one behaviour each: calm enough that the release has no reason to
+// lose a write, so what the ledger and board say is the worker's doing.
+func workerTasks(t *testing.T, release string) schedule.Schedule {
+	s := build(t, "issue-35240", "", 1)
+	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
+	s.DurationMs, s.QuietMs = 5000, 1000
+	s.Expect = nil
+	s.Profiles = []schedule.Profile{
+		{Name: "writer", Worker: schedule.Behaviour{Mode: schedule.ModeWriteComplete, Writes: 3}},
+		{Name: "killer", Worker: schedule.Behaviour{Mode: schedule.ModeKillInTxn, Writes: 2}},
+		{Name: "quitter", Worker: schedule.Behaviour{Mode: schedule.ModeOpenBoardExit, Exit: 3}},
+	}
+	s.Tasks = []schedule.Task{
+		{ID: "t_aaaa0001", Title: "write and complete", Assignee: "writer"},
+		{ID: "t_aaaa0002", Title: "die inside a write transaction", Assignee: "killer", MaxRetries: 1},
+		{ID: "t_aaaa0003", Title: "read the task, then crash", Assignee: "quitter", MaxRetries: 1},
+	}
+	s.Subject = Subject{Hermes: release, Workers: hermes.WorkersHermes}
+	return s
+}
+
+// TestHermesWorkers: with --workers hermes each worker start runs the
+// release's own kanban tools, and appends its start, its acknowledged
+// commits (named as the Go worker names them) and its exit to the ledger —
+// so the oracle checks them unchanged.
+func TestHermesWorkers(t *testing.T) {
+	for _, release := range hermes.Defaults {
+		t.Run(release, func(t *testing.T) {
+			releaseOrSkip(t, release)
+			t.Parallel()
+			s := workerTasks(t, release)
+			res, err := Run(context.Background(), s, Options{Keep: true, ArtifactsDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The verdict is the release's business (0.19.0 may not decide a
+			// killed worker's crash within the run); what is asserted is that
+			// the workers were Hermes' and their acts are in the ledger.
+			t.Logf("hermes:%s with Hermes workers: %s %v %v", release, res.Verdict.Status, res.Verdict.Failed(), res.Verdict.Unknowns)
+			if res.Settings.Workers != hermes.WorkersHermes || len(res.Settings.WorkerSQLite) != 1 ||
+				res.Settings.WorkerSQLite[0] != res.Settings.Reported[0].SQLite {
+				t.Errorf("the workers' SQLite is not recorded or differs from the driver's: %+v", res.Settings)
+			}
+			h, err := ledger.Read(filepath.Join(res.Artifacts, "ledger.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertNoneAlive(t, h)
+			ops := map[string][]string{}
+			exits := map[string][]int{}
+			for _, e := range h.Entries {
+				switch {
+				case e.Kind == ledger.Commit && e.Who == "worker":
+					ops[e.Task] = append(ops[e.Task], e.Op)
+				case e.Kind == ledger.Exit:
+					code, _ := e.ExitStatus()
+					exits[e.Task] = append(exits[e.Task], code)
+				case e.Kind == ledger.Start && !strings.HasPrefix(e.Message, "hermes worker sqlite "):
+					t.Errorf("start line %+v is not a Hermes worker's", e)
+				}
+			}
+			// write-complete:3 — heartbeat (claim + worker event), 3 comments, completed.
+			if got := ops["t_aaaa0001"]; countOf(got, "comment") != 3 || countOf(got, kanban.EventCompleted) < 1 || countOf(got, "heartbeat") < 1 {
+				t.Errorf("write-complete worker's commits: %v", got)
+			}
+			if !slices.Contains(exits["t_aaaa0001"], 0) {
+				t.Errorf("write-complete worker exits: %v", exits["t_aaaa0001"])
+			}
+			// kill-in-txn: 2 comments acknowledged, the third never committed, no exit line.
+			if got := ops["t_aaaa0002"]; countOf(got, "comment") < 2 || countOf(got, kanban.EventCompleted) != 0 {
+				t.Errorf("kill-in-txn worker's commits: %v", got)
+			}
+			if len(exits["t_aaaa0002"]) != 0 {
+				t.Errorf("a worker killed inside its transaction wrote exit lines %v", exits["t_aaaa0002"])
+			}
+			if got := exits["t_aaaa0003"]; len(got) == 0 || slices.ContainsFunc(got, func(c int) bool { return c != 3 }) {
+				t.Errorf("open-board-then-exit:3 exits: %v", got)
+			}
+		})
+	}
+}
+
+func countOf(ops []string, op string) int {
+	n := 0
+	for _, o := range ops {
+		if o == op {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHermesWorkersRefuse: a behaviour the release's tools cannot express
+// is refused before the run, saying why; Hermes workers need Hermes.
+func TestHermesWorkersRefuse(t *testing.T) {
+	s := build(t, "issue-35240", "", 1)
+	s.Subject = Subject{Workers: hermes.WorkersHermes}
+	if err := CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "needs a hermes: subject") {
+		t.Errorf("--workers hermes without a release: %v", err)
+	}
+	releaseOrSkip(t, hermes.Release30896)
+	s = build(t, "issue-30678", "", 1) // create-on-board
+	s.Subject = Subject{Hermes: hermes.Release30896, Workers: hermes.WorkersHermes}
+	if err := CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "no board argument") {
+		t.Errorf("0.14.0's kanban_create takes no board: want a refusal saying so, got %v", err)
+	}
+}
+
+// TestPythonSQLite: --python-sqlite VERSION really changes the SQLite the
+// release's Python (driver and Hermes workers) runs on.
+func TestPythonSQLite(t *testing.T) {
+	const version = "3.53.4"
+	releaseOrSkip(t, hermes.Newest)
+	if _, err := hermes.LocateSQLite(version); err != nil {
+		t.Skipf("%v", err)
+	}
+	s := workerTasks(t, hermes.Newest)
+	s.Subject.PythonSQLite = version
+	res, err := Run(context.Background(), s, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Settings
+	if st == nil || len(st.Reported) != 1 || st.Reported[0].SQLite != version || !slices.Equal(st.WorkerSQLite, []string{version}) {
+		t.Fatalf("asked for SQLite %s, the driver reported %+v and the workers %v", version, st.Reported, st.WorkerSQLite)
+	}
+}
