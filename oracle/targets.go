@@ -37,7 +37,9 @@ import (
 //   - tasks of unregistered profiles have no target (no dispatcher may
 //     spawn them);
 //   - a task whose every worker start came in the quiet phase has no
-//     crash-classification or exit-75 target (the run may end first);
+//     crash-classification or exit-75 target (the run may end first); nor
+//     has a hanging worker started too late for the dispatcher to give up
+//     on it (hangRunMs) before the run's time was up;
 //   - breaker decisions are not awaited when the schedule leaves no room
 //     for one (breakerRoom);
 //   - after a swap of the board file or a power cut the board checked is
@@ -120,7 +122,11 @@ func checkTargets(v *Verdict, in Input, s *snapshot, obs observed) {
 			if closest == "" || n*closestLimit > closestN*limit {
 				closest, closestN, closestLimit = t.ID, n, limit
 			}
-			if early(t.ID) > 0 && !ended[t.ID] {
+			classifiable := early(t.ID)
+			if b.Mode == schedule.ModeHang {
+				classifiable = endsInTime(in, starts[t.ID], hangRunMs(sch))
+			}
+			if classifiable > 0 && !ended[t.ID] {
 				unclassified.add(t.ID, fmt.Sprintf("no crash of task %s (worker %s) was ever classified: %d worker start(s), and %s ended none of its runs",
 					t.ID, b, n, subjectName(in)))
 			}
@@ -147,6 +153,24 @@ func checkTargets(v *Verdict, in Input, s *snapshot, obs observed) {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("no breaker decision was ever reached: no gave_up for any of the %d task(s) whose worker fails "+
 			"(closest: %s, worker %s, %d of its limit %d worker starts)", failing, closest, profiles[closest].Worker, closestN, closestLimit))
 	}
+}
+
+// endsInTime counts the starts whose run, lasting at least runMs, could end
+// before the run's time was up: a hanging worker started too late to be
+// given up on by then has no crash-classification target. Without the
+// run's start time every start counts.
+func endsInTime(in Input, starts []ledger.Entry, runMs float64) int {
+	if in.RunStartWall == 0 {
+		return len(starts)
+	}
+	end := in.RunStartWall + float64(in.Schedule.DurationMs+in.Schedule.QuietMs)/1000
+	n := 0
+	for _, e := range starts {
+		if e.Wall+runMs/1000 <= end {
+			n++
+		}
+	}
+	return n
 }
 
 // misses are the tasks that missed one target: the first one's reason
