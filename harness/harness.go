@@ -9,9 +9,11 @@ package harness
 
 import (
 	"context"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"io"
 	"os"
 	"path/filepath"
@@ -82,6 +84,9 @@ type Result struct {
 	Probes      *Probes           `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
 	// Settings are what the dispatcher under test ran with (settings.go).
 	Settings *Settings `json:"settings,omitempty"`
+	// Binary is the kanbanchaos that ran it (with its SQLite): a kept run
+	// names the code that judged it.
+	Binary *buildinfo.Info `json:"binary,omitempty"`
 	// Decided is the violation that ended the run before its schedule did
 	// (nil: the whole schedule ran).
 	Decided *Decision `json:"decided,omitempty"`
@@ -584,6 +589,8 @@ func workerEnv(sb sandbox) []string {
 // sandbox. By now every connection and process is gone, so copying the
 // board files cannot drop anyone's locks.
 func finish(sb sandbox, res Result, opt Options, logf func(string, ...any)) (Result, error) {
+	info := buildinfo.Read()
+	res.Binary = &info
 	keep := res.Verdict.Status != oracle.Pass || opt.Keep
 	dest := ""
 	if keep && opt.ArtifactsDir != "" {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
@@ -39,6 +40,9 @@ type result struct {
 	// recorded (the start is then estimated, see clock).
 	StartMono int64   `json:"start_mono_ns"`
 	StartWall float64 `json:"start_wall"`
+	// Binary is the kanbanchaos that ran it; nil in runs from before it
+	// was recorded.
+	Binary *buildinfo.Info `json:"binary"`
 }
 
 // injection is a carried-out fault (harness.Injection).

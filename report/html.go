@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"github.com/kanbanchaos/kanbanchaos/compare"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -136,12 +137,15 @@ type runView struct {
 	Zoom   template.HTML
 	ZoomOf violationView
 	// Rates is the run's pace: starts per second and tick durations.
-	Rates         template.HTML
-	Lanes         []*lane
-	Hidden        int // tasks that started but have no timeline of their own
-	NeverStarted  int // tasks that never started, not drawn
-	RunViolations []violationView
-	Legend        template.HTML
+	Rates template.HTML
+	// RunBy and ReportBy name the binaries that ran the run and wrote this
+	// report (buildinfo); RunBy is "" for runs from before it was recorded.
+	RunBy, ReportBy string
+	Lanes           []*lane
+	Hidden          int // tasks that started but have no timeline of their own
+	NeverStarted    int // tasks that never started, not drawn
+	RunViolations   []violationView
+	Legend          template.HTML
 }
 
 // invariantRow is one invariant's state in a run: violated, held or not
@@ -435,6 +439,10 @@ func runPage(d runData) view {
 		ticks = append(ticks, tickMark{Ms: clk.wallMs(t.At), DurationMs: t.DurationMs, Dispatcher: t.Dispatcher})
 	}
 	v.Rates = ratesTimeline(ax, board.Starts, ticks, quietFrom, quietTo)
+	if r.Binary != nil {
+		v.RunBy = r.Binary.Short()
+	}
+	v.ReportBy = buildinfo.Read().Short()
 	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
 	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }

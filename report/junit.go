@@ -6,6 +6,7 @@ package report
 import (
 	"encoding/xml"
 	"fmt"
+	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"io"
 	"strconv"
 	"strings"
@@ -104,6 +105,8 @@ func WriteJUnit(w io.Writer, s Suite) error {
 	for _, p := range s.Properties {
 		xs.Properties = append(xs.Properties, xmlProperty{p[0], p[1]})
 	}
+	// The binary that made the file, as in every JSON output and report.
+	xs.Properties = append(xs.Properties, xmlProperty{"kanbanchaos", buildinfo.Read().Short()})
 	for _, c := range s.Cases {
 		xc := xmlCase{Name: c.Name, Class: c.Class, Time: secs(c.Time)}
 		lines := []string{"seed: " + strconv.FormatUint(c.Seed, 10), "replay: " + c.Replay}

@@ -77,4 +77,8 @@ func TestJUnitShowsNotChecked(t *testing.T) {
 		!strings.Contains(cases[1].SystemOut, "not checked: no-lost-runs — no worker started") {
 		t.Errorf("the undecided case: %+v (suite errors %d)", cases[1], doc.Errors)
 	}
+	// The suite names the binary that made it, as every JSON output does.
+	if !strings.Contains(out.String(), `<property name="kanbanchaos" value="kanbanchaos `) {
+		t.Errorf("the suite does not name the kanbanchaos that wrote it:\n%s", out.String())
+	}
 }
