@@ -244,6 +244,22 @@ func (d *Dispatcher) hostLocal(lock string) bool {
 	return ok && host == d.host
 }
 
+// othersWorker reports, with own_workers, whether a run's claim belongs to
+// another gateway that is still alive: its worker's exit code is that
+// gateway's to read (it is the worker's parent), and booked from here it
+// would be a crash whatever the code was. A claim lock is Hermes'
+// "host:pid" (in-process dispatchers add "-dN"); a gateway that is gone
+// leaves its workers to whoever sweeps.
+func (d *Dispatcher) othersWorker(lock string) bool {
+	if !d.cfg.Knobs.OwnWorkers || lock == d.cfg.ClaimLock {
+		return false
+	}
+	_, rest, _ := strings.Cut(lock, ":")
+	pid, _, _ := strings.Cut(rest, "-")
+	n, err := strconv.Atoi(pid)
+	return err == nil && Alive(n)
+}
+
 func seconds(dur time.Duration) float64 { return dur.Seconds() }
 
 // limitFor is the limit the crash path passes to _record_task_failure.
@@ -346,7 +362,7 @@ func (d *Dispatcher) detectCrashedWorkers(ctx context.Context, tick *Tick) error
 	now := d.board.Now()
 	var crashes []kanban.Crash
 	for _, r := range running {
-		if r.PID == 0 || !d.hostLocal(r.Lock) {
+		if r.PID == 0 || !d.hostLocal(r.Lock) || d.othersWorker(r.Lock) {
 			continue
 		}
 		// Hermes measures the grace from tasks.started_at, the first-ever

@@ -64,6 +64,11 @@ type Knobs struct {
 	// RateLimitCooldown waits the scaled 300 s cooldown before respawning a
 	// task whose last run exited 75.
 	RateLimitCooldown bool `json:"rate_limit_cooldown"`
+	// OwnWorkers leaves the exit of a worker another live gateway started
+	// to that gateway: only a worker's parent can read its exit code, and
+	// to every other gateway its zombie looks dead (spec §3 step 4), so an
+	// exit 75 would be booked a counted crash. Hermes has no such rule.
+	OwnWorkers bool `json:"own_workers"`
 	// RespawnGuarded writes a respawn_guarded event (its own transaction)
 	// for every task the cooldown holds back, on every tick (v0.16+).
 	RespawnGuarded bool `json:"respawn_guarded"`
@@ -158,6 +163,7 @@ var knobTable = []knob{
 	boolKnob("pin_beats_board", "HERMES_KANBAN_DB beats an explicit board=", func(k *Knobs) *bool { return &k.PinBeatsBoard }),
 	boolKnob("count_reclaims", "a stale-claim reclaim counts as a failure", func(k *Knobs) *bool { return &k.CountReclaims }),
 	boolKnob("rate_limit_cooldown", "wait the cooldown before respawning after exit 75", func(k *Knobs) *bool { return &k.RateLimitCooldown }),
+	boolKnob("own_workers", "a worker of another live gateway is classified by that gateway only (its parent reads its exit code)", func(k *Knobs) *bool { return &k.OwnWorkers }),
 	boolKnob("respawn_guarded", "a respawn_guarded event per cooled-down task per tick (v0.16+)", func(k *Knobs) *bool { return &k.RespawnGuarded }),
 	boolKnob("corrupt_guard", "integrity_check at the first connect per process; back up and refuse a corrupt board (#30862)", func(k *Knobs) *bool { return &k.Connect.CorruptGuard }),
 	choiceKnob("backup_mode", "how the guard backs up a corrupt board", kanban.BackupModes, func(k *Knobs) *string { return &k.Connect.BackupMode }),
@@ -262,7 +268,7 @@ func Variants() []Variant {
 		{"pr30973", "v0.14 + PR #30973: synchronous=FULL, wal_autocheckpoint=100 (durability only; closed unmerged — its settings shipped in v0.15.0)", pr},
 		{"hermes-0.15", "Hermes v0.15.0: pr30973 + busy_timeout 120000, no EIO downgrade, WAL pragma skipped when WAL, raw header read on every connect (M1a) and after every COMMIT (M1b); recompute_ready re-promotes breaker-blocked tasks and resets their counter (#30417: unbounded), exit 75 a counted crash, 30 s crash grace, systemic limit 1", v015},
 		{"hermes-0.19", "Hermes v0.19.0: hermes-0.15 with #35072 (re-promotion only below max_retries ?? failure_limit, no reset; crash path still trips at 2), exit 75 rate-limited with a 300 s cooldown and respawn_guarded every tick, the per-board dispatch lock (#35240), header checks at the first connect only, and exit 0 tripping after a streak of 3", v019},
-		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, header checks that never raw-read a file the process has open, corrupt or missing boards fail closed with one SQLite-made backup per content", Knobs{
+		{"fixed", "the structural fix: atomic count+block, no re-promotion of tripped tasks, configured limit everywhere, backoff, assignee validation, dispatch lock, each gateway classifying its own workers' exits, header checks that never raw-read a file the process has open, corrupt or missing boards fail closed with one SQLite-made backup per content", Knobs{
 			Connect: kanban.Options{JournalMode: "WAL", Synchronous: "FULL", BusyTimeoutMs: 120000, WALAutocheckpoint: 100,
 				RawHeaderRead: true, PostCommitProbe: true, GuardRawReads: true, InodeGuard: true, FailClosed: true,
 				Guard: kanban.Guard{CorruptGuard: true, BackupMode: kanban.BackupSQLite, RefuseRecreate: true}},
@@ -276,6 +282,7 @@ func Variants() []Variant {
 			DispatchLock:      true,
 			CountReclaims:     true,
 			RateLimitCooldown: true,
+			OwnWorkers:        true,
 			CorruptLatch:      LatchVerified,
 		}},
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"github.com/kanbanchaos/kanbanchaos/compare"
@@ -48,9 +49,13 @@ const smallBoard = 8
 //go:embed report.html.tmpl
 var templates embed.FS
 
-var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
-	"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
-}).ParseFS(templates, "report.html.tmpl"))
+// page is parsed on first use, not at package init: every fake worker start
+// runs this binary's package inits (a worker renders no report).
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
+		"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
+	}).ParseFS(templates, "report.html.tmpl"))
+})
 
 // Write renders the report of dir — a run's artifact directory (verdict.json),
 // a comparison's (compare.json) or a fuzz campaign's (summary.json) — to out, or to dir/report.html when out
@@ -87,7 +92,7 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 			return err
 		}
 		p.ReportBy = buildinfo.Read().Short()
-		return page.Execute(w, p)
+		return page().Execute(w, p)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CompareFile)); err == nil {
 		p, err := comparePage(dir)
@@ -95,7 +100,7 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 			return err
 		}
 		p.ReportBy = buildinfo.Read().Short()
-		return page.Execute(w, p)
+		return page().Execute(w, p)
 	}
 	d, err := loadRun(ctx, dir)
 	if err != nil {
@@ -103,7 +108,7 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 	}
 	p := runPage(d)
 	p.ReportBy = buildinfo.Read().Short()
-	return page.Execute(w, p)
+	return page().Execute(w, p)
 }
 
 // CompareFile is where `kanbanchaos compare --artifacts DIR` leaves the
