@@ -119,6 +119,7 @@ os._exit(9)
 // file beside it (a read-only connection to a WAL board without its -wal
 // and -shm creates them and leaves them).
 func TestCheckCreatesNothingBeside(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		setup    func(t *testing.T, dir string) (arg string, watch []string)
@@ -325,6 +326,7 @@ time.sleep(120)
 // 5 s busy timeout leaves the audit undecided (exit 3, saying so), not an
 // internal error: nothing is wrong with the board or the input.
 func TestCheckLockedBoardIsUndecided(t *testing.T) {
+	t.Parallel()
 	db := lockedBoard(t, t.TempDir())
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"check", db}, &stdout, &stderr)
@@ -336,6 +338,7 @@ func TestCheckLockedBoardIsUndecided(t *testing.T) {
 // TestCheckInterruptedIsUndecided: Ctrl-C or SIGTERM (the context Main
 // cancels) while check reads the board is undecided, exit 3.
 func TestCheckInterruptedIsUndecided(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := closedWALBoard(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())

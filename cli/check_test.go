@@ -82,6 +82,7 @@ func seedBoard(t *testing.T, path string, n int, profile string) {
 // TestCheckQuiescentBoardUntouched: a board nobody has open is audited
 // without a byte changing and without a file appearing beside it.
 func TestCheckQuiescentBoardUntouched(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kanban.db")
 	seedBoard(t, db, 20, "p")
@@ -122,6 +123,7 @@ func equalMaps(a, b map[string]string) bool {
 // connections, a check leaves the DB and its WAL byte-identical; resumed, it
 // carries on without an error.
 func TestCheckLiveDispatcherUntouched(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a dispatcher process and its workers")
 	}
@@ -246,6 +248,7 @@ func tail(s string) string {
 // (about one in four does at 1.5 s: the header probe's damage is mostly
 // lost writes, which need the run's ledger to see).
 func TestCheckFindsM1Corruption(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the m1-header-probe scenario on SQLite 3.50.4")
 	}

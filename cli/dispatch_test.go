@@ -25,6 +25,7 @@ import (
 // exec subject made of them to dispatcher-progress and one-writer-per-tick
 // as it holds the in-process reference dispatcher.
 func TestDispatchRecordsTicksInTheLedger(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts two dispatcher processes and their workers")
 	}

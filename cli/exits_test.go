@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 )
 
@@ -231,5 +232,22 @@ func TestSubjectThatDidNotRunIsUndecided(t *testing.T) {
 		if code != exitUnknown {
 			t.Errorf("--subject %s: exit %d, want 3\n%s\n%s", subject, code, stdout.String(), stderr.String())
 		}
+	}
+}
+
+// TestVerdictStandsWhenArtifactsFail: a run whose verdict was reached but
+// whose artifacts directory cannot be written at the end (it went away,
+// the disk filled) still gives its verdict — with why its evidence is not
+// there — never an internal error without one.
+func TestVerdictStandsWhenArtifactsFail(t *testing.T) {
+	sc, err := scenarios.Lookup("issue-30417")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sc.Build(1, "hermes-0.15") // fails: it must be kept
+	var stderr bytes.Buffer
+	res, code := runSchedule(context.Background(), "run", s, harness.Options{ArtifactsDir: "/proc/kanbanchaos-gone"}, &stderr)
+	if code >= 0 || res.Verdict.Status == "" || !strings.Contains(stderr.String(), "the verdict below stands") {
+		t.Fatalf("code %d, verdict %q, stderr %q; want the verdict and why its artifacts are missing", code, res.Verdict.Status, stderr.String())
 	}
 }

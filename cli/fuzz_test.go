@@ -56,6 +56,7 @@ type junitDoc struct {
 // the evidence and the replay command; --json prints one line per run with
 // its seed, then the summary.
 func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "fuzz.xml")
 	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "3", "--seed", "7",
@@ -164,6 +165,7 @@ func shrinkable(t *testing.T) uint64 {
 // run as a testscript of testdata/script would be, fails on hermes-0.15 and
 // passes on fixed.
 func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("shrinking re-runs real processes for ~20 s")
 	}

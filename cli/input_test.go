@@ -71,6 +71,7 @@ func TestInputsAreBounded(t *testing.T) {
 // TestReportKeepsTheEvidence: report --out never overwrites a run's board,
 // ledger or verdict with HTML.
 func TestReportKeepsTheEvidence(t *testing.T) {
+	t.Parallel()
 	arts := t.TempDir()
 	if code, out, stderr := kc(t, "run", "unknown-assignee", "--variant", "fixed", "--seed", "1", "--keep", "--artifacts", arts); code != exitPass {
 		t.Fatalf("run: exit %d\n%s\n%s", code, out, stderr)
@@ -97,6 +98,7 @@ func TestReportKeepsTheEvidence(t *testing.T) {
 // undecided, exit 3, with its evidence kept — instead of killing it with
 // no verdict (exit 129).
 func TestHangUpIsUndecided(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a run as a process")
 	}
@@ -130,6 +132,7 @@ func TestHangUpIsUndecided(t *testing.T) {
 // re-promotion below lives only in the -wal of a connection still open:
 // read as a board nobody has open (immutable, no WAL), it would pass.
 func TestCheckThroughASymlink(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	real := filepath.Join(t.TempDir(), "kanban.db")
 	seedBoard(t, real, 1, "ghost") // schema and a task, checkpointed into the file
@@ -170,6 +173,7 @@ func TestCheckThroughASymlink(t *testing.T) {
 // subject's dispatchers, a real Hermes driver, the workers they spawned)
 // is gone within seconds: they watch the harness and exit without it.
 func TestNothingOutlivesAKilledHarness(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts runs as processes")
 	}

@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,7 +43,20 @@ func (p privateTmp) Run() int {
 	// Runs that fail keep their evidence in the artifact store: here, not
 	// in the package directory.
 	os.Setenv(EnvArtifacts, dir+"/artifacts")
+	parallelByDefault(2 * runtime.GOMAXPROCS(0))
 	return p.m.Run()
+}
+
+// parallelByDefault sets -test.parallel to n unless it was given. These
+// tests wait on dispatcher ticks and worker processes far more than they
+// compute, so twice as many as there are CPUs run at once.
+func parallelByDefault(n int) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(n))
+	}
 }
 
 // TestScripts runs every pinned behaviour in testdata/script.

@@ -37,6 +37,7 @@ func writeSchedule(t *testing.T, scenario, variant string, seed uint64) string {
 // TestReplay: a written schedule replays to the verdict of its run, and so
 // does the artifact directory the failing replay leaves.
 func TestReplay(t *testing.T) {
+	t.Parallel()
 	t.Run("fixed passes", func(t *testing.T) {
 		t.Parallel()
 		file := writeSchedule(t, "issue-30417", "fixed", 3)
@@ -143,6 +144,7 @@ func TestSQLiteFlagInReplayCommand(t *testing.T) {
 // TestRunOnSQLite350: run --sqlite 3.50 hands the run to the 3.50.4 engine
 // (built once per user; harness's tests build it too) and says so.
 func TestRunOnSQLite350(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the SQLite 3.50 engine is built with the go command, which is not on PATH")
 	}

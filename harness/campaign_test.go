@@ -249,6 +249,7 @@ func TestShrinkVotesAndMinimises(t *testing.T) {
 // breaker, and the fixed variant defers spawns for backoff; both report
 // which probes they could reach.
 func TestProbesOfARealRun(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		variant, want string
 	}{{"hermes-0.14", ProbeBreakerTrip}, {"fixed", ProbeBackoff}} {

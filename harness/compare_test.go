@@ -65,6 +65,7 @@ func TestCompareSideApply(t *testing.T) {
 // TestCompareIssue30896: hermes-0.14 against fixed on the same seeds — B
 // fixes every failing seed, and both sides really ran the same schedule.
 func TestCompareIssue30896(t *testing.T) {
+	t.Parallel()
 	var scheds []schedule.Schedule
 	for seed := uint64(1); seed <= 2; seed++ {
 		s := build(t, "issue-30896", "", seed)

@@ -65,6 +65,7 @@ func corruptionCases() []corruptionCase {
 // loaded machine itself can break, is logged, not held against the
 // variant — and decides at least one seed.
 func TestCorruptionScenarios(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("spawns hundreds of processes")
 	}

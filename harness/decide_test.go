@@ -78,8 +78,10 @@ func spawnViolation(v oracle.Verdict, task string) *oracle.Violation {
 	return nil
 }
 
-// TestPassingRunRunsItsSchedule: nothing decides a run that holds, so it
-// runs its dispatch and quiet phases to the end.
+// TestPassingRunRunsItsSchedule: nothing decides a run in which no
+// decidable invariant is violated (fixed holds the spawn limit), so it runs
+// its dispatch and quiet phases to the end — whatever else a loaded machine
+// makes of it (a stall, a breaker decision not reached in time).
 func TestPassingRunRunsItsSchedule(t *testing.T) {
 	t.Parallel()
 	s := build(t, "issue-30896", "fixed", 4)
@@ -89,11 +91,16 @@ func TestPassingRunRunsItsSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer discard(res)
-	if res.Verdict.Status != oracle.Pass || res.Decided != nil {
-		t.Fatalf("want a pass over the whole schedule, got %s decided=%+v: %+v", res.Verdict.Status, res.Decided, res.Verdict.Violations)
+	for _, inv := range oracle.Decidable() {
+		if slices.Contains(res.Verdict.Failed(), inv) {
+			t.Fatalf("fixed violated %s: %+v", inv, res.Verdict.Violations)
+		}
+	}
+	if res.Decided != nil {
+		t.Fatalf("stopped early on %+v", res.Decided)
 	}
 	if res.Elapsed < 800*time.Millisecond {
-		t.Fatalf("a passing run stopped after %v of its 800ms", res.Elapsed)
+		t.Fatalf("a run nothing decided stopped after %v of its 800ms (%s)", res.Elapsed, res.Verdict.Status)
 	}
 }
 

@@ -320,7 +320,10 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	if err := sb.power.keepHome(ctx, sb); err != nil {
 		return res, err
 	}
-	return finish(sb, res, opt, logf)
+	if res, err = finish(sb, res, opt, logf); err != nil {
+		return res, fmt.Errorf("%w: %w", ErrArtifacts, err)
+	}
+	return res, nil
 }
 
 // observability is what the oracle can see the subject do: everything for

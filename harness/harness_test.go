@@ -106,6 +106,7 @@ func TestIssue30896(t *testing.T) {
 // TestFixedHoldsSeeds1To20: the fixed variant passes issue-30896 for seeds
 // 1–20, and removes the sandboxes of passing runs.
 func TestFixedHoldsSeeds1To20(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("20 runs of 4 s")
 	}
@@ -194,6 +195,7 @@ func checkInterruptedRun(t *testing.T, ctx context.Context, engine string, after
 // TestPanicKillsWorkers: a panic in the harness's own goroutine still runs
 // the deferred KillAll (the panic is injected through the log writer).
 func TestPanicKillsWorkers(t *testing.T) {
+	t.Parallel()
 	s := build(t, "issue-30896", "hermes-0.14", 12)
 	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
 	s.DurationMs, s.QuietMs = 500, 500
@@ -264,6 +266,7 @@ func assertNoneAlive(t *testing.T, h ledger.History) {
 // in the tick callback) becomes an internal error of the run, and the
 // workers still die.
 func TestDispatcherPanicIsAnError(t *testing.T) {
+	t.Parallel()
 	s := build(t, "issue-30896", "hermes-0.14", 13)
 	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
 	s.DurationMs, s.QuietMs = 1000, 0

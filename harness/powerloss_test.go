@@ -22,6 +22,7 @@ import (
 // spec measured 7/8 in WAL mode), with FULL and NORMAL never. Every run must
 // leave no mount and no loop device behind.
 func TestPowerLossSyncOff(t *testing.T) {
+	t.Parallel()
 	if ok, why := powerLossSupported(); !ok {
 		t.Skip("power loss unsupported here: " + why)
 	}

@@ -20,6 +20,7 @@ import (
 // is stopped at the end, and the orphaned worker is found by its
 // environment and killed.
 func TestExecSubjectLeavesNothing(t *testing.T) {
+	t.Parallel()
 	s := build(t, "issue-30896", "hermes-0.14", 21)
 	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
 	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}

@@ -18,6 +18,7 @@ import (
 // TestCleanupScenarioHoldsNoSurvivors: the cleanup scenario's hanging
 // workers are alive when the run's time is up, and none outlives the run.
 func TestCleanupScenarioHoldsNoSurvivors(t *testing.T) {
+	t.Parallel()
 	s := build(t, "cleanup-hang", "fixed", 1)
 	res, err := Run(context.Background(), s, Options{})
 	if err != nil {
@@ -34,6 +35,7 @@ func TestCleanupScenarioHoldsNoSurvivors(t *testing.T) {
 // daemonising worker would) survives the table's cleanup. The run fails
 // no-survivors with its pid, and the process is killed all the same.
 func TestSurvivorFailsTheRun(t *testing.T) {
+	t.Parallel()
 	s := build(t, "cleanup-hang", "fixed", 2)
 	var stray *exec.Cmd
 	started := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"github.com/kanbanchaos/kanbanchaos/compare"
@@ -48,9 +49,13 @@ const smallBoard = 8
 //go:embed report.html.tmpl
 var templates embed.FS
 
-var page = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
-	"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
-}).ParseFS(templates, "report.html.tmpl"))
+// page is parsed on first use, not at package init: every fake worker start
+// runs this binary's package inits (a worker renders no report).
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
+		"ms": func(x float64) string { return fmt.Sprintf("+%.0fms", x) },
+	}).ParseFS(templates, "report.html.tmpl"))
+})
 
 // Write renders the report of dir — a run's artifact directory (verdict.json),
 // a comparison's (compare.json) or a fuzz campaign's (summary.json) — to out, or to dir/report.html when out
@@ -86,20 +91,24 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 		if err != nil {
 			return err
 		}
-		return page.Execute(w, p)
+		p.ReportBy = buildinfo.Read().Short()
+		return page().Execute(w, p)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CompareFile)); err == nil {
 		p, err := comparePage(dir)
 		if err != nil {
 			return err
 		}
-		return page.Execute(w, p)
+		p.ReportBy = buildinfo.Read().Short()
+		return page().Execute(w, p)
 	}
 	d, err := loadRun(ctx, dir)
 	if err != nil {
 		return err
 	}
-	return page.Execute(w, runPage(d))
+	p := runPage(d)
+	p.ReportBy = buildinfo.Read().Short()
+	return page().Execute(w, p)
 }
 
 // CompareFile is where `kanbanchaos compare --artifacts DIR` leaves the
@@ -113,6 +122,8 @@ type view struct {
 	Run      *runView
 	Compare  *compareView
 	Campaign *campaignView
+	// ReportBy names the kanbanchaos that wrote the page (buildinfo).
+	ReportBy string
 }
 
 type runView struct {
@@ -133,14 +144,14 @@ type runView struct {
 	ZoomOf violationView
 	// Rates is the run's pace: starts per second and tick durations.
 	Rates template.HTML
-	// RunBy and ReportBy name the binaries that ran the run and wrote this
-	// report (buildinfo); RunBy is "" for runs from before it was recorded.
-	RunBy, ReportBy string
-	Lanes           []*lane
-	Hidden          int // tasks that started but have no timeline of their own
-	NeverStarted    int // tasks that never started, not drawn
-	RunViolations   []violationView
-	Legend          template.HTML
+	// RunBy names the binary that ran the run (buildinfo); "" for runs
+	// from before it was recorded.
+	RunBy         string
+	Lanes         []*lane
+	Hidden        int // tasks that started but have no timeline of their own
+	NeverStarted  int // tasks that never started, not drawn
+	RunViolations []violationView
+	Legend        template.HTML
 }
 
 // invariantRow is one invariant's state in a run: violated, held or not
@@ -437,7 +448,6 @@ func runPage(d runData) view {
 	if r.Binary != nil {
 		v.RunBy = r.Binary.Short()
 	}
-	v.ReportBy = buildinfo.Read().Short()
 	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
 	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }

@@ -33,7 +33,7 @@ func TestRunReportShowsInvariantStates(t *testing.T) {
 		}
 	}
 	var html bytes.Buffer
-	if err := page.Execute(&html, runPage(d)); err != nil {
+	if err := page().Execute(&html, runPage(d)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{`<td class="mono">no-lost-writes</td><td class="unknown">not checked</td><td>the subject (exec:sleep 1000) records none of its own commits</td>`,

@@ -222,6 +222,9 @@ func row(c cell, runs []outcome, seeds int) string {
 		}
 		lib := r.driverSQLite
 		if c.workers == hermes.WorkersHermes {
+			if len(r.workerSQLite) == 0 {
+				continue // no worker started: nothing to say about the workers' SQLite
+			}
 			lib += " / " + strings.Join(r.workerSQLite, ",")
 		} else {
 			lib += " / Go 3.54.1"
@@ -240,7 +243,8 @@ func row(c cell, runs []outcome, seeds int) string {
 	}
 	lostText := fmt.Sprintf("%d in %d seeds", lost, lostRuns)
 	if lostUnchecked > 0 {
-		lostText += fmt.Sprintf(" (not checked in %d: board failed integrity)", lostUnchecked)
+		// A board that failed integrity_check, a swapped board, an undecided run.
+		lostText += fmt.Sprintf(" (not checked in %d)", lostUnchecked)
 	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %d |", c.scenario, c.release, strings.Join(sortedKeys(libs), "; "),
 		c.workers, failing, seeds, corrupting, seeds, median, orDash(strings.Join(names, ", ")), lostText, undecided)
