@@ -62,6 +62,7 @@ type outcome struct {
 	lost, acked     int     // from no-lost-writes, when it was checked
 	lostChecked     bool
 	driverSQLite    string
+	goSQLite        string // the harness's SQLite: what Go workers run on
 	workerSQLite    []string
 	corruptionFound bool
 }
@@ -173,6 +174,7 @@ func runOne(ctx context.Context, c cell, seed uint64) (outcome, error) {
 		}
 	}
 	out.lostChecked = slices.Contains(v.Checked, oracle.NoLostWrites)
+	out.goSQLite = res.SQLite
 	if st := res.Settings; st != nil {
 		for _, r := range st.Reported {
 			out.driverSQLite = r.SQLite
@@ -227,7 +229,7 @@ func row(c cell, runs []outcome, seeds int) string {
 			}
 			lib += " / " + strings.Join(r.workerSQLite, ",")
 		} else {
-			lib += " / Go 3.54.1"
+			lib += " / Go " + r.goSQLite
 		}
 		libs[lib] = true
 	}
