@@ -43,7 +43,8 @@ func TestHermesWorkers(t *testing.T) {
 	for _, release := range hermes.Defaults {
 		t.Run(release, func(t *testing.T) {
 			releaseOrSkip(t, release)
-			t.Parallel()
+			// Not parallel: three releases' Python workers at once would starve
+			// the tick loops TestRealHermes measures beside them.
 			s := workerTasks(t, release)
 			res, err := Run(context.Background(), s, Options{Keep: true, ArtifactsDir: t.TempDir()})
 			if err != nil {
