@@ -17,6 +17,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/report"
+	"github.com/kanbanchaos/kanbanchaos/scenarios"
 )
 
 const gateHelp = `Usage: kanbanchaos gate --subject S [flags]
@@ -124,6 +125,19 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if _, err := hermes.Locate(spec.Subject.Hermes); err != nil {
 				return bad("--subject: %v", err)
 			}
+		}
+	}
+	// An entry whose workers the release's own tools cannot play is refused
+	// here, naming it, rather than failing the gate halfway.
+	for _, e := range entries {
+		sc, err := scenarios.Lookup(e.Scenario)
+		if err != nil {
+			return bad("entry %s: %v", e.Name, err)
+		}
+		s := sc.Build(1, spec.Variant)
+		s.Subject = spec.Subject
+		if err := harness.CheckWorkers(ctx, s); err != nil {
+			return bad("entry %s: %v (leave it out with --pins)", e.Name, err)
 		}
 	}
 	spec.Replay = func(e gate.Entry, seed uint64) string {

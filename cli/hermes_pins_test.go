@@ -37,13 +37,16 @@ func TestRealHermesLosesWrites(t *testing.T) {
 			t.Logf("attempt %d: exit %d, no damage:\n%s%s", attempt, code, stdout.String(), stderr.String())
 			continue
 		}
-		kept, _ := filepath.Glob(filepath.Join(arts, "*", "ledger.jsonl"))
-		if len(kept) != 1 {
-			t.Fatalf("attempt %d: the failing run's artifacts were not kept in %s", attempt, arts)
+		kept := regexp.MustCompile(`(?m)^artifacts: (.+)$`).FindStringSubmatch(stdout.String())
+		if kept == nil {
+			t.Fatalf("attempt %d: the failing run names no artifacts directory:\n%s", attempt, stdout.String())
+		}
+		if _, err := os.Stat(filepath.Join(kept[1], "ledger.jsonl")); err != nil {
+			t.Fatalf("attempt %d: the failing run's artifacts were not kept: %v", attempt, err)
 		}
 		stdout.Reset()
 		stderr.Reset()
-		code = run(context.Background(), []string{"check", filepath.Dir(kept[0])}, &stdout, &stderr)
+		code = run(context.Background(), []string{"check", kept[1]}, &stdout, &stderr)
 		if code != exitFail || !regexp.MustCompile(`(?m)^FAIL (integrity|no-lost-writes) `).MatchString(stdout.String()) {
 			t.Fatalf("check on the kept run: exit %d, want 1 naming integrity or no-lost-writes:\n%s%s", code, stdout.String(), stderr.String())
 		}

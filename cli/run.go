@@ -460,7 +460,8 @@ func cmdScenarios(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	for _, s := range scenarios.All() {
-		fmt.Fprintf(stdout, "%s  (default variant %s)\n  %s\n  %s\n\n", s.Name, s.Variant, s.Issue, s.Summary)
+		e := s.Build(1, "").EngineOrDefault()
+		fmt.Fprintf(stdout, "%s  (default variant %s, SQLite %s)\n  %s\n  %s\n\n", s.Name, s.Variant, e, s.Issue, s.Summary)
 	}
 	return exitPass
 }

@@ -260,6 +260,22 @@ func (d *Dispatcher) othersWorker(lock string) bool {
 	return err == nil && Alive(n)
 }
 
+// exitKnown reports, with own_workers, whether pid is a worker of this
+// dispatcher whose exit status is in (reaped now if it had not been).
+func (d *Dispatcher) exitKnown(pid int) bool {
+	if !d.cfg.Knobs.OwnWorkers || pid <= 0 {
+		return false
+	}
+	if _, ok := d.exits[pid]; ok {
+		return true
+	}
+	st, ok := d.cfg.Children.ReapPID(d.cfg.Name, pid)
+	if ok {
+		d.exits[pid] = st
+	}
+	return ok
+}
+
 func seconds(dur time.Duration) float64 { return dur.Seconds() }
 
 // limitFor is the limit the crash path passes to _record_task_failure.
@@ -275,7 +291,11 @@ func (d *Dispatcher) limitFor(outcome string) int {
 
 // releaseStaleClaims handles running tasks whose claim expired: a live,
 // recently heard-from local worker gets its claim extended; anything else is
-// killed and its task reclaimed (counted only with count_reclaims).
+// killed and its task reclaimed (counted only with count_reclaims). With
+// own_workers a claim of another live gateway is that gateway's to release:
+// its worker may have exited with a code only that gateway can read; and a
+// worker of ours whose exit code is in is left to detectCrashedWorkers,
+// which books it by that code (an exit 75 reclaimed as stale would count).
 func (d *Dispatcher) releaseStaleClaims(ctx context.Context, tick *Tick) error {
 	running, err := d.board.Running(ctx)
 	if err != nil {
@@ -283,7 +303,7 @@ func (d *Dispatcher) releaseStaleClaims(ctx context.Context, tick *Tick) error {
 	}
 	now := d.board.Now()
 	for _, r := range running {
-		if r.ClaimExpires >= now {
+		if r.ClaimExpires >= now || d.othersWorker(r.Lock) || d.exitKnown(r.PID) {
 			continue
 		}
 		heard := max(r.LastHeartbeat, r.RunStartedAt)

@@ -67,7 +67,9 @@ type Knobs struct {
 	// OwnWorkers leaves the exit of a worker another live gateway started
 	// to that gateway: only a worker's parent can read its exit code, and
 	// to every other gateway its zombie looks dead (spec §3 step 4), so an
-	// exit 75 would be booked a counted crash. Hermes has no such rule.
+	// exit 75 would be booked a counted crash; and a worker whose exit
+	// status is in is booked by it, never reclaimed as a stale claim first.
+	// Hermes has no such rule.
 	OwnWorkers bool `json:"own_workers"`
 	// RespawnGuarded writes a respawn_guarded event (its own transaction)
 	// for every task the cooldown holds back, on every tick (v0.16+).

@@ -60,7 +60,10 @@ func unavailable(engine, version, mismatch string, buildErr error) error {
 	case strings.HasPrefix(info.Version, "v"):
 		ref = info.Version
 	}
-	e.Fix = fmt.Sprintf("git clone https://%s kanbanchaos && cd kanbanchaos && git checkout %s && cd %s && go install ./cmd/%s",
+	// Both from one clone: an engine is used only when it was built from
+	// the same revision as kanbanchaos, which a binary from the module
+	// proxy records no revision to prove.
+	e.Fix = fmt.Sprintf("git clone https://%s kanbanchaos && cd kanbanchaos && git checkout %s && go install ./cmd/kanbanchaos && (cd %s && go install ./cmd/%s)",
 		buildinfo.ModulePath, ref, filepath.ToSlash(engineModules[engine]), cmd)
 	return e
 }

@@ -102,3 +102,70 @@ func TestWriteDriver(t *testing.T) {
 		t.Fatalf("driver settings lack the name or the resolvers:\n%s", conf)
 	}
 }
+
+func TestParsePythonSQLite(t *testing.T) {
+	for _, ok := range []string{"", "system", "3.53.4", "3.46.1"} {
+		if err := ParsePythonSQLite(ok); err != nil {
+			t.Errorf("ParsePythonSQLite(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"3.53", "latest", "3.53.4;rm", "../x"} {
+		if err := ParsePythonSQLite(bad); err == nil || !strings.Contains(err.Error(), "install-sqlite") {
+			t.Errorf("ParsePythonSQLite(%q) = %v, want a refusal naming install-sqlite", bad, err)
+		}
+	}
+}
+
+// TestSourceURIs reads both apt formats: the mirror comes from the
+// machine's own configuration, never from this repository.
+func TestSourceURIs(t *testing.T) {
+	dir := t.TempDir()
+	deb822 := filepath.Join(dir, "debian.sources")
+	os.WriteFile(deb822, []byte("Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"), 0o644)
+	oneLine := filepath.Join(dir, "x.list")
+	os.WriteFile(oneLine, []byte("# deb http://commented.example/debian x main\ndeb http://other.example/debian bookworm main\n"), 0o644)
+	if got := sourceURIs(deb822); !slices.Equal(got, []string{"http://mirror.example/debian", "http://mirror.example/debian-security"}) {
+		t.Errorf("deb822: %q", got)
+	}
+	if got := sourceURIs(oneLine); !slices.Equal(got, []string{"http://other.example/debian"}) {
+		t.Errorf("one-line: %q", got)
+	}
+}
+
+// TestWriteWorker: bin becomes an executable that runs worker.py under
+// the release's interpreter, beside the recording module it imports,
+// replacing what was there (the Go worker's symlink).
+func TestWriteWorker(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin", "hermes")
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	os.Symlink("/nonexistent/go-worker", bin)
+	if err := WriteWorker(dir, bin, Install{Python: "/venv/bin/python"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Lstat(bin)
+	if err != nil || st.Mode()&os.ModeSymlink != 0 || st.Mode()&0o111 == 0 {
+		t.Fatalf("%s: %v %v, want an executable file", bin, st, err)
+	}
+	script, _ := os.ReadFile(bin)
+	if !strings.Contains(string(script), "exec '/venv/bin/python' -u '"+filepath.Join(dir, workerScript)+"' \"$@\"") {
+		t.Errorf("launcher:\n%s", script)
+	}
+	for _, f := range []string{workerScript, recordModule} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}
+
+// TestInstallEnvLibDir: another libsqlite3 goes first on LD_LIBRARY_PATH,
+// and the caller's own LD_LIBRARY_PATH never leaks into the release.
+func TestInstallEnvLibDir(t *testing.T) {
+	env := Install{LibDir: "/cache/sqlite/3.53.4/lib"}.Env([]string{"LD_LIBRARY_PATH=/elsewhere", "HOME=/h"})
+	if !slices.Contains(env, "LD_LIBRARY_PATH=/cache/sqlite/3.53.4/lib") || slices.Contains(env, "LD_LIBRARY_PATH=/elsewhere") {
+		t.Errorf("env %q", env)
+	}
+	if env := (Install{}).Env([]string{"LD_LIBRARY_PATH=/elsewhere"}); len(env) != 0 {
+		t.Errorf("the system SQLite must be the system's: %q", env)
+	}
+}

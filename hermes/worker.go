@@ -35,10 +35,10 @@ const workerScript = "kanbanchaos_worker.py"
 // inherit the driver's environment, so they import the same release with
 // the same libsqlite3.
 func WriteWorker(dir, bin string, in Install) error {
-	if err := os.WriteFile(filepath.Join(dir, workerScript), workerSource, 0o644); err != nil {
+	if err := writeAtomic(filepath.Join(dir, workerScript), workerSource); err != nil {
 		return fmt.Errorf("hermes: worker: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, recordModule), recordSource, 0o644); err != nil {
+	if err := writeAtomic(filepath.Join(dir, recordModule), recordSource); err != nil {
 		return fmt.Errorf("hermes: worker: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {

@@ -91,6 +91,7 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 		if err != nil {
 			return err
 		}
+		p.ReportBy = buildinfo.Read().Short()
 		return page().Execute(w, p)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CompareFile)); err == nil {
@@ -98,13 +99,16 @@ func Render(ctx context.Context, w *bytes.Buffer, dir string) error {
 		if err != nil {
 			return err
 		}
+		p.ReportBy = buildinfo.Read().Short()
 		return page().Execute(w, p)
 	}
 	d, err := loadRun(ctx, dir)
 	if err != nil {
 		return err
 	}
-	return page().Execute(w, runPage(d))
+	p := runPage(d)
+	p.ReportBy = buildinfo.Read().Short()
+	return page().Execute(w, p)
 }
 
 // CompareFile is where `kanbanchaos compare --artifacts DIR` leaves the
@@ -118,6 +122,8 @@ type view struct {
 	Run      *runView
 	Compare  *compareView
 	Campaign *campaignView
+	// ReportBy names the kanbanchaos that wrote the page (buildinfo).
+	ReportBy string
 }
 
 type runView struct {
@@ -138,14 +144,14 @@ type runView struct {
 	ZoomOf violationView
 	// Rates is the run's pace: starts per second and tick durations.
 	Rates template.HTML
-	// RunBy and ReportBy name the binaries that ran the run and wrote this
-	// report (buildinfo); RunBy is "" for runs from before it was recorded.
-	RunBy, ReportBy string
-	Lanes           []*lane
-	Hidden          int // tasks that started but have no timeline of their own
-	NeverStarted    int // tasks that never started, not drawn
-	RunViolations   []violationView
-	Legend          template.HTML
+	// RunBy names the binary that ran the run (buildinfo); "" for runs
+	// from before it was recorded.
+	RunBy         string
+	Lanes         []*lane
+	Hidden        int // tasks that started but have no timeline of their own
+	NeverStarted  int // tasks that never started, not drawn
+	RunViolations []violationView
+	Legend        template.HTML
 }
 
 // invariantRow is one invariant's state in a run: violated, held or not
@@ -442,7 +448,6 @@ func runPage(d runData) view {
 	if r.Binary != nil {
 		v.RunBy = r.Binary.Short()
 	}
-	v.ReportBy = buildinfo.Read().Short()
 	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
 	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }

@@ -504,3 +504,27 @@ func svgOf(t *testing.T, html, attr string) string {
 	i = strings.LastIndex(html[:i], "<svg")
 	return html[i : i+strings.Index(html[i:], "</svg>")]
 }
+
+// TestReportNamesItsBinaries: a run's report says which kanbanchaos ran
+// the run and which wrote the report, as every JSON output and JUnit file
+// names its binary.
+func TestReportNamesItsBinaries(t *testing.T) {
+	dir := t.TempDir()
+	s, err := scenarios.Lookup("issue-30417")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := s.Build(3, "fixed")
+	sched.DurationMs, sched.QuietMs = 600, 200
+	res, err := harness.Run(context.Background(), sched, harness.Options{ArtifactsDir: dir, Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if err := Render(context.Background(), &page, res.Artifacts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "run by kanbanchaos ") || !strings.Contains(page.String(), "report by kanbanchaos ") {
+		t.Errorf("the report does not name the binaries that ran and wrote it")
+	}
+}

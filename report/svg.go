@@ -145,7 +145,8 @@ func (s *svg) axisLine(ax axis, y float64) {
 // right-aligned in the label column, and the unit under the lane label.
 func (s *svg) yScale(top, topY, bottom float64, unit string) {
 	s.add(`<line class="yaxis" x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#888"/>`, plotLeft, topY, plotLeft, bottom)
-	step := niceStep(math.Max(top, 1), 4)
+	// One label per 12 px at most, so they never touch.
+	step := niceStep(math.Max(top, 1), max(1, int((bottom-topY)/12)))
 	if step < 1 && unit == "" {
 		step = 1 // counts are whole
 	}

@@ -45,7 +45,8 @@ func corruptionScenarios() []Scenario {
 			Issue: "spec M1b / recipe R2: the post-commit page-count probe (v0.15) raw-reads the DB after every COMMIT",
 			Summary: "DELETE journal mode. Four gateways in one process write concurrently; one gateway's probe after its COMMIT " +
 				"drops the RESERVED lock another gateway connection holds, so a worker process gets in as a second writer. " +
-				"Must hold: integrity, no lost writes, no corruption errors.",
+				"Must hold: integrity, no lost writes, no corruption errors. A real release's connect() switches the seeded " +
+				"board to WAL (0.14.0–0.19.0 all do), so against a hermes: subject this runs in WAL mode (README).",
 			Variant: "hermes-0.15",
 			Knobs:   map[string]string{"journal_mode": "DELETE"},
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
@@ -57,7 +58,9 @@ func corruptionScenarios() []Scenario {
 			Issue: "spec M2 / recipe R3: v0.14 switches a live WAL board to DELETE when WAL setup reports disk I/O error",
 			Summary: "hermes-0.14 with the M1a header read: once lock cancellation has poisoned a process, its next WAL setup " +
 				"fails with disk I/O error and the EIO fallback downgrades the live file to DELETE; peers still in WAL lose " +
-				"their un-checkpointed commits. Must hold: no lost writes, integrity.",
+				"their un-checkpointed commits. Must hold: no lost writes, integrity. No release has both halves: 0.14.0 " +
+				"has the EIO downgrade but never raw-reads its board, 0.15.0 raw-reads it but no longer downgrades on EIO " +
+				"(the knob pair is main between 05-23 and 05-27); the real 0.14.0 with its own workers stays clean (README).",
 			Variant: "hermes-0.14",
 			Engine:  "3.50",
 			Knobs:   map[string]string{"raw_header_read": "true"},
@@ -70,7 +73,8 @@ func corruptionScenarios() []Scenario {
 			Issue: "spec M3 / recipe R4 (control): the redundant `PRAGMA journal_mode=WAL` on every connect, named as root cause in #33334, is harmless",
 			Summary: "Every connect of gateways and workers re-issues the mutating WAL pragma, with no raw reads. This must stay " +
 				"clean on every variant and engine: it pins the wrong root cause so nobody re-derives it. Must hold: identical " +
-				"sidecar inodes, no deleted fds, no lost writes, integrity.",
+				"sidecar inodes, no deleted fds, no lost writes, integrity. A real release that probes the file after every " +
+				"COMMIT (0.15.0+, M1b) is no control here on SQLite < 3.51: its own probe drops the locks (README).",
 			Variant: "hermes-0.14",
 			Knobs:   map[string]string{"wal_every_connect": "true", "raw_header_read": "false", "post_commit_probe": "false"},
 			build: func(rng *rand.Rand, s *schedule.Schedule) {

@@ -100,7 +100,9 @@ func pinScenarios() []Scenario {
 				"cards are claimed and completed. Without the dispatch lock their ticks interleave: both write the board in one " +
 				"tick, multiplying every lock-loss and WAL-reset exposure (0.14.0–0.17.0 have no lock — measured on 0.14.0 and " +
 				"0.15.0: a held .dispatch.lock is ignored; 0.18.0+ skip the tick). Must hold (opt-in invariant one-writer-per-tick): " +
-				"no dispatcher starts a tick while another one's tick is still writing; the loser skips and writes nothing.",
+				"no dispatcher starts a tick while another one's tick is still writing; the loser skips and writes nothing. " +
+				"Beyond the lock: 0.19.0 with its own workers on the Python side's SQLite 3.40.1 damages this board 10 of 10 " +
+				"times through its post-commit probe (M1b), held on 3.53.4; hermes-0.19 does the same on --sqlite 3.50 (README).",
 			Variant: "hermes-0.14",
 			build: func(rng *rand.Rand, s *schedule.Schedule) {
 				one(s, 0.001, 2000, 500, "finisher", schedule.Behaviour{Mode: schedule.ModeComplete})

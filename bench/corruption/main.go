@@ -62,6 +62,7 @@ type outcome struct {
 	lost, acked     int     // from no-lost-writes, when it was checked
 	lostChecked     bool
 	driverSQLite    string
+	goSQLite        string // the harness's SQLite: what Go workers run on
 	workerSQLite    []string
 	corruptionFound bool
 }
@@ -173,6 +174,7 @@ func runOne(ctx context.Context, c cell, seed uint64) (outcome, error) {
 		}
 	}
 	out.lostChecked = slices.Contains(v.Checked, oracle.NoLostWrites)
+	out.goSQLite = res.SQLite
 	if st := res.Settings; st != nil {
 		for _, r := range st.Reported {
 			out.driverSQLite = r.SQLite
@@ -222,9 +224,12 @@ func row(c cell, runs []outcome, seeds int) string {
 		}
 		lib := r.driverSQLite
 		if c.workers == hermes.WorkersHermes {
+			if len(r.workerSQLite) == 0 {
+				continue // no worker started: nothing to say about the workers' SQLite
+			}
 			lib += " / " + strings.Join(r.workerSQLite, ",")
 		} else {
-			lib += " / Go 3.54.1"
+			lib += " / Go " + r.goSQLite
 		}
 		libs[lib] = true
 	}
@@ -240,7 +245,8 @@ func row(c cell, runs []outcome, seeds int) string {
 	}
 	lostText := fmt.Sprintf("%d in %d seeds", lost, lostRuns)
 	if lostUnchecked > 0 {
-		lostText += fmt.Sprintf(" (not checked in %d: board failed integrity)", lostUnchecked)
+		// A board that failed integrity_check, a swapped board, an undecided run.
+		lostText += fmt.Sprintf(" (not checked in %d)", lostUnchecked)
 	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %d |", c.scenario, c.release, strings.Join(sortedKeys(libs), "; "),
 		c.workers, failing, seeds, corrupting, seeds, median, orDash(strings.Join(names, ", ")), lostText, undecided)
