@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -63,12 +65,25 @@ func TestScripts(t *testing.T) {
 		Dir:                 "../testdata/script",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		// [hermes:0.19.0] holds when that release is installed (`kanbanchaos
+		// hermes install 0.19.0`): a real-release regression skips without it.
+		Condition: installedRelease,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode": cmdExitCode,
 			// pins_test.go
 			"board": cmdBoard, "gateway": cmdGateway, "hermescli": cmdHermesCLIScript, "sha": cmdSHA, "backups": cmdBackups,
 		},
 	})
+}
+
+// installedRelease decides testscript conditions of the form hermes:VERSION.
+func installedRelease(cond string) (bool, error) {
+	version, ok := strings.CutPrefix(cond, "hermes:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q (want hermes:VERSION)", cond)
+	}
+	_, err := hermes.Locate(version)
+	return err == nil, nil
 }
 
 // cmdExitCode runs `kanbanchaos ARGS…` in-process and checks its exit code:

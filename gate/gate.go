@@ -77,6 +77,18 @@ func Entries() []Entry {
 			"issue-30678", []string{oracle.BoardRouting}, false, "hermes-0.14"},
 		{"unknown-assignee", "spec §8", "a task with an unknown assignee does not sit silently in ready forever",
 			"unknown-assignee", []string{oracle.AssigneeSurfaced}, false, "hermes-0.19"},
+		{"systemic-trip", "PRs #83067, #104077 (docs/findings/systemic-trip-undone.md)", "a breaker that trips because " +
+			"several cards crashed with one error in a sweep (the systemic limit 1) holds: no promoted/claimed before a reset",
+			"systemic-crash", []string{oracle.BreakerHolds, oracle.Spawns}, false, "hermes-0.19"},
+		{"runtime-limit", "PR #63070 (timeout path; docs/findings/timeout-ignores-failure-limit.md)", "a worker timed out by " +
+			"max_runtime_seconds counts against the configured failure_limit: exactly that many starts, and no gave_up/promoted pairs",
+			"max-runtime", []string{oracle.BreakerHolds, oracle.Spawns}, true, "hermes-0.19"},
+		{"exit-status", "PR #61836 (docs/findings/stolen-exit-status.md)", "a worker's exit status reaches the dispatcher " +
+			"that spawned it: exit 75 is booked rate limited (never a counted crash 'pid N not alive') and waits the cooldown",
+			"stolen-exit-status", []string{oracle.RateLimit}, false, ""},
+		{"shared-board-writes", "#33334, #71724 (docs/findings/post-commit-lock-drop.md)", "several gateways on one board " +
+			"lose no acknowledged commit and leave integrity_check ok, with no SQLITE_CORRUPT/IOERR",
+			"shared-board-gateways", []string{oracle.NoLostWrites, oracle.Integrity, oracle.SQLiteErrors}, false, ""},
 	}
 }
 

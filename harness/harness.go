@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -108,6 +109,7 @@ func (s sandbox) home() string         { return filepath.Join(s.root, "home") }
 func (s sandbox) db() string           { return kanban.BoardPath(s.home(), "default") }
 func (s sandbox) ledger() string       { return filepath.Join(s.root, "ledger.jsonl") }
 func (s sandbox) trace() string        { return filepath.Join(s.root, "trace.jsonl") }
+func (s sandbox) goFile() string       { return filepath.Join(s.root, "go") }
 func (s sandbox) workerConfig() string { return filepath.Join(s.root, "worker.json") }
 func (s sandbox) hermesBin() string    { return filepath.Join(s.root, "bin", fakeworker.InvokedAs) }
 
@@ -393,11 +395,22 @@ func prepare(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatc
 	defer board.Close()
 	for _, t := range s.Tasks {
 		if _, err := board.CreateTask(ctx, kanban.NewTask{ID: t.ID, Title: t.Title, Assignee: t.Assignee,
-			Priority: t.Priority, MaxRetries: t.MaxRetries, CreatedBy: "kanbanchaos"}); err != nil {
+			Priority: t.Priority, MaxRetries: t.MaxRetries, MaxRuntime: storedMaxRuntime(s, t), CreatedBy: "kanbanchaos"}); err != nil {
 			return fmt.Errorf("harness: seed board: %w", err)
 		}
 	}
 	return nil
+}
+
+// storedMaxRuntime is the max_runtime_seconds a task is seeded with. The
+// reference dispatcher scales the column by the run's time scale itself; a
+// real release reads it as wall-clock seconds, whole ones (int()), so it
+// gets the scaled value rounded up to a whole second, at least 1.
+func storedMaxRuntime(s schedule.Schedule, t schedule.Task) float64 {
+	if t.MaxRuntimeS <= 0 || s.Subject.Hermes == "" {
+		return float64(t.MaxRuntimeS)
+	}
+	return max(1, math.Ceil(float64(t.MaxRuntimeS)*s.TimeScale))
 }
 
 // phases is what the dispatch phase observed.

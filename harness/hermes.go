@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
@@ -43,16 +44,19 @@ func dispatchHermes(ctx context.Context, sb sandbox, s schedule.Schedule, knobs 
 	secs := wholeSeconds(timing)
 	logf("dispatching with hermes:%s (%s; %d driver process(es), tick %v; %s workers; Python's SQLite: %s)", opt.Subject.Hermes, in.Python,
 		s.Dispatchers, timing.Tick, workerKind(opt.Subject), pythonSQLite(opt.Subject))
-	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string) (instance, error) {
+	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string, offset time.Duration) (instance, error) {
 		script, settings, err := hermes.WriteDriver(sb.root, hermes.Driver{
 			Name: name, Ledger: sb.ledger(), TickS: timing.Tick.Seconds(), TTL: secs.ClaimTTL, LosePID: knobs.LosePID,
+			Go: sb.goFile(), OffsetS: offset.Seconds(),
 		})
 		if err != nil {
 			return instance{}, err
 		}
 		return instance{
-			command: func() *exec.Cmd { return exec.Command(in.Python, "-u", script, settings) },
-			env:     slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
+			command:   func() *exec.Cmd { return exec.Command(in.Python, "-u", script, settings) },
+			env:       slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
+			ownOffset: true,
+			ready:     func() bool { return reportedSettings(sb.ledger(), name) },
 		}, nil
 	})
 }
@@ -192,4 +196,14 @@ func verifyPythonSQLite(st *Settings, h ledger.History, sub Subject) (unknowns [
 	}
 	slices.Sort(st.WorkerSQLite)
 	return unknowns
+}
+
+// reportedSettings reports whether dispatcher name's driver has written its
+// settings record: it has imported the release and waits to tick.
+func reportedSettings(ledgerPath, name string) bool {
+	h, err := ledger.Read(ledgerPath)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(h.Entries, func(e ledger.Entry) bool { return e.Kind == ledger.Settings && e.Who == name })
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -110,6 +111,12 @@ func probeRun(tracePath string, hist ledger.History, s schedule.Schedule, k disp
 			if e.Op == "comment" {
 				commits[e.PID]++
 			}
+			// An external dispatcher (a Hermes driver) has no trace: what
+			// its commits wrote says it.
+			reached[ProbeBreakerTrip] = reached[ProbeBreakerTrip] || slices.Contains(e.EventKinds, kanban.EventGaveUp)
+			reached[ProbeBackoff] = reached[ProbeBackoff] || slices.Contains(e.EventKinds, kanban.EventRespawnGuarded)
+		case ledger.Tick:
+			reached[ProbeDispatchLock] = reached[ProbeDispatchLock] || e.Op == "skipped_locked"
 		}
 	}
 	for _, e := range hist.Entries {

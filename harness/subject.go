@@ -36,7 +36,7 @@ func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs di
 	}
 	logf("dispatching with exec:%s (%d instance(s), %s)", opt.Subject.Exec, s.Dispatchers,
 		map[bool]string{true: "re-run every tick", false: "long-running"}[opt.Subject.OneShot])
-	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string) (instance, error) {
+	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string, _ time.Duration) (instance, error) {
 		return instance{
 			command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", opt.Subject.Exec) },
 			env:     slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
@@ -50,7 +50,18 @@ type instance struct {
 	command func() *exec.Cmd // a fresh command for each start
 	env     []string
 	oneShot bool // re-run every tick instead of once
+	// ownOffset: the subject delays its own first tick by the dispatcher's
+	// offset (after the go file), so it is started at once.
+	ownOffset bool
+	// ready, when set, reports that the instance can tick (a Hermes driver
+	// that imported its release): the run's clock starts once every
+	// instance is ready, and the go file tells them to begin.
+	ready func() bool
 }
+
+// readyWait bounds how long a run waits for its subject to start (a
+// release's import on a loaded machine takes seconds, not minutes).
+const readyWait = 2 * time.Minute
 
 // dispatchExternal runs one instance of an external subject per schedule
 // dispatcher for the dispatch and quiet phases, injects the faults, then
@@ -58,41 +69,39 @@ type instance struct {
 // ends they are found through /proc by the sandbox's ledger path in their
 // environment and killed, with the subject's process groups.
 func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timing dispatcher.Timing, opt Options,
-	logf func(string, ...any), newInstance func(name string) (instance, error)) (phases, error) {
+	logf func(string, ...any), newInstance func(name string, offset time.Duration) (instance, error)) (phases, error) {
 	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
-	runCtx, cancel := context.WithTimeout(ctx, total)
+	// No deadline until the subject is up (instance.ready): the run's clock
+	// starts when it can tick.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ph := phases{startMono: ledger.MonoNow(), startWall: ledger.WallNow()}
-	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
-	start := time.Now()
-	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
+	var ph phases
 	var mu sync.Mutex
-	injected := make(chan struct{})
-	go func() {
-		defer close(injected)
-		injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
-			mu.Lock()
-			defer mu.Unlock()
-			ph.injections = append(ph.injections, in)
-			logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
-		})
-	}()
 	var wg sync.WaitGroup
 	var errs []error
+	var readies []func() bool
+	ended := make(chan struct{}, s.Dispatchers)
 	for i := 0; i < s.Dispatchers; i++ {
 		name := "d" + strconv.Itoa(i+1)
 		offset := time.Duration(0)
 		if i < len(s.DispatcherOffsetsMs) {
 			offset = time.Duration(s.DispatcherOffsetsMs[i]) * time.Millisecond
 		}
-		in, err := newInstance(name)
+		in, err := newInstance(name, offset)
 		if err != nil {
 			errs = append(errs, err)
 			break
 		}
+		if in.ready != nil {
+			readies = append(readies, in.ready)
+		}
+		if in.ownOffset {
+			offset = 0
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { ended <- struct{}{} }()
 			// Pdeathsig fires when the thread that started the child ends,
 			// not the process: start every instance from a thread of its own
 			// that lives as long as the instance.
@@ -110,6 +119,35 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 			}
 		}()
 	}
+	if len(readies) > 0 {
+		why := awaitReady(runCtx, readies, ended, readyWait)
+		if err := os.WriteFile(sb.goFile(), nil, 0o644); err != nil {
+			why = fmt.Sprintf("the go file could not be written: %v", err)
+		}
+		if why != "" {
+			mu.Lock()
+			ph.unknowns = append(ph.unknowns, why)
+			mu.Unlock()
+		}
+	}
+	mu.Lock()
+	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
+	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
+	mu.Unlock()
+	start := time.Now()
+	deadline := time.AfterFunc(total, cancel)
+	defer deadline.Stop()
+	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
+	injected := make(chan struct{})
+	go func() {
+		defer close(injected)
+		injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
+			mu.Lock()
+			defer mu.Unlock()
+			ph.injections = append(ph.injections, in)
+			logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
+		})
+	}()
 	wg.Wait()
 	cancel()
 	ph.decided = decision()
@@ -123,6 +161,27 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 		ph.unknowns = append(ph.unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
 	}
 	return ph, errors.Join(errs...)
+}
+
+// awaitReady waits until every ready reports true. It says why the run may
+// not have tested its subject when an instance ended first or limit passed
+// ("" when all are ready, or the run was stopped: the caller says so).
+func awaitReady(ctx context.Context, ready []func() bool, ended <-chan struct{}, limit time.Duration) string {
+	timeout := time.After(limit)
+	for {
+		if !slices.ContainsFunc(ready, func(r func() bool) bool { return !r() }) {
+			return ""
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-ended:
+			return "an instance of the subject ended before every one was ready"
+		case <-timeout:
+			return fmt.Sprintf("the subject was not ready to tick within %v", limit)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // subjectEnv is what the subject's command runs with: the sandbox's Hermes

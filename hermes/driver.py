@@ -171,6 +171,23 @@ def lose_pid_spawn(kb):
     return spawn
 
 
+def wait_for_go(stop, harness):
+    """Waits for the harness's go file, then the dispatcher's offset: the
+    run starts when every driver has imported the release. False when the
+    driver is to stop instead."""
+    go = SETTINGS.get("go")
+    while go and not os.path.exists(go):
+        if stop or (harness and rec.harness_gone(harness)):
+            return False
+        time.sleep(0.005)
+    deadline = time.monotonic() + float(SETTINGS.get("offset_s") or 0)
+    while time.monotonic() < deadline:
+        if stop:
+            return False
+        time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
+    return True
+
+
 def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -187,6 +204,8 @@ def main():
     append(entry("settings", msg=json.dumps(report, sort_keys=True)))
     tick = float(SETTINGS["tick_s"])
     harness = os.environ.get("KANBANCHAOS_HARNESS", "")
+    if not wait_for_go(stop, harness):
+        return
     while not stop:
         if harness and rec.harness_gone(harness):
             print("kanbanchaos driver: the harness is gone; exiting", file=sys.stderr)

@@ -103,6 +103,50 @@ func TestWriteDriver(t *testing.T) {
 	}
 }
 
+// TestWriteDriverWhileADriverStarts: each dispatcher of a run writes the
+// one driver script while the drivers started before it read it (issue 16's
+// campaign: 39 of 254 hermes:0.19.0 runs had a driver exit 0 at once, having
+// read a script truncated in place). A reader must always see it whole.
+func TestWriteDriverWhileADriverStarts(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := WriteDriver(dir, Driver{Name: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 300; i++ {
+			if _, _, err := WriteDriver(dir, Driver{Name: "d" + strconv.Itoa(i%8+2)}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reads == 0 {
+				t.Fatal("no read overlapped the writes")
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, ".hermes_driver.py*")); len(left) > 0 {
+				t.Fatalf("temporary files left behind: %v", left)
+			}
+			return
+		default:
+		}
+		src, err := os.ReadFile(filepath.Join(dir, "hermes_driver.py"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(src) != len(driverSource) {
+			t.Fatalf("read %d bytes of the %d-byte driver while it was rewritten", len(src), len(driverSource))
+		}
+	}
+}
+
 func TestParsePythonSQLite(t *testing.T) {
 	for _, ok := range []string{"", "system", "3.53.4", "3.46.1"} {
 		if err := ParsePythonSQLite(ok); err != nil {

@@ -114,6 +114,15 @@ type Driver struct {
 	// LosePID spawns through the release's own _default_spawn but returns
 	// no pid (knob lose_pid, #35202).
 	LosePID bool `json:"lose_pid,omitempty"`
+	// Go, when set, is a file the driver waits for after importing the
+	// release and reporting its settings, before its first tick: the
+	// harness creates it once every driver is up, so a run's clock starts
+	// when the release can tick, not while Python is still importing it
+	// (seconds on a loaded machine).
+	Go string `json:"go,omitempty"`
+	// OffsetS delays the first tick after Go appears (the dispatcher's
+	// offset: several gateways never tick in lock step).
+	OffsetS float64 `json:"offset_s,omitempty"`
 	// Resolvers: for each effective setting, the release functions that
 	// resolve it (the first that exists is asked; names moved between
 	// releases).

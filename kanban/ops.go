@@ -18,6 +18,8 @@ type NewTask struct {
 	Assignee   string
 	Priority   int
 	MaxRetries int // 0: NULL (use the configured or default limit)
+	// MaxRuntime is max_runtime_seconds as stored (0: NULL, no limit).
+	MaxRuntime float64
 	CreatedBy  string
 }
 
@@ -26,13 +28,16 @@ func (b *Board) CreateTask(ctx context.Context, t NewTask) (string, error) {
 	if t.ID == "" {
 		t.ID = NewTaskID()
 	}
-	var maxRetries any
+	var maxRetries, maxRuntime any
 	if t.MaxRetries > 0 {
 		maxRetries = t.MaxRetries
 	}
+	if t.MaxRuntime > 0 {
+		maxRuntime = t.MaxRuntime
+	}
 	err := b.write(ctx, "create", t.ID, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, title, assignee, status, priority, created_by, created_at, max_retries)
-			VALUES (?,?,?,?,?,?,?,?)`, t.ID, t.Title, t.Assignee, StatusReady, t.Priority, t.CreatedBy, b.now(), maxRetries)
+		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, title, assignee, status, priority, created_by, created_at, max_retries, max_runtime_seconds)
+			VALUES (?,?,?,?,?,?,?,?,?)`, t.ID, t.Title, t.Assignee, StatusReady, t.Priority, t.CreatedBy, b.now(), maxRetries, maxRuntime)
 		if err != nil {
 			return err
 		}

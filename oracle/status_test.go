@@ -502,3 +502,19 @@ func TestAssigneeSurfaced(t *testing.T) {
 		})
 	}
 }
+
+// max-runtime's shape: a hanging worker on a task with max_runtime_seconds
+// is timed out after it, not after the stale-heartbeat backstop: four 1 s
+// runs fit in 10.5 s (the backstop's 4.5 s each would not).
+func TestTargetBreakerRoomKnowsMaxRuntime(t *testing.T) {
+	s := schedule.Schedule{Dispatchers: 1, TickMs: 100, TimeScale: 0.001, DurationMs: 9000, QuietMs: 1500, FailureLimit: 4,
+		Profiles: []schedule.Profile{{Name: "slowpoke", Worker: mustBehaviour(t, "hang")}},
+		Tasks:    []schedule.Task{{ID: "t_00000001", Assignee: "slowpoke"}}}
+	if why := breakerRoom(s); !strings.Contains(why, "no room for a breaker decision") {
+		t.Errorf("a hang ended by the backstop only: breakerRoom = %q", why)
+	}
+	s.Tasks[0].MaxRuntimeS = 1000
+	if why := breakerRoom(s); why != "" {
+		t.Errorf("timed out after 1 s: breakerRoom = %q", why)
+	}
+}

@@ -238,9 +238,14 @@ func breakerRoom(s schedule.Schedule) string {
 		return "" // how long the run is, is not known: assume room
 	}
 	tickMs := float64(tickOf(s).Microseconds()) / 1000 / float64(max(s.Dispatchers, 1))
-	cost := func(b schedule.Behaviour) float64 {
+	cost := func(t schedule.Task, b schedule.Behaviour) float64 {
 		if b.Mode == schedule.ModeHang {
-			return hangRunMs(s)
+			run := hangRunMs(s)
+			if t.MaxRuntimeS > 0 {
+				// enforce_max_runtime ends it first (the least it can take).
+				run = min(run, float64(t.MaxRuntimeS)*1000*s.TimeScale)
+			}
+			return max(tickMs, run)
 		}
 		return max(tickMs, float64(b.DelayMs))
 	}
@@ -256,12 +261,12 @@ func breakerRoom(s schedule.Schedule) string {
 		case !ok || p.Unregistered:
 		case fails(p.Worker):
 			limit, _ := s.EffectiveLimit(t)
-			tasks = append(tasks, task{limit, cost(p.Worker)})
+			tasks = append(tasks, task{limit, cost(t, p.Worker)})
 			if least == 0 || limit < least {
 				least = limit
 			}
 		case completes(p.Worker):
-			tasks = append(tasks, task{0, cost(p.Worker)})
+			tasks = append(tasks, task{0, cost(t, p.Worker)})
 		}
 	}
 	if least == 0 {

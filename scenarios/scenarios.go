@@ -67,7 +67,7 @@ func Respread(s *schedule.Schedule) {
 
 // All returns every scenario in name order.
 func All() []Scenario {
-	all := slices.Concat(breakerScenarios(), corruptionScenarios(), pinScenarios(), cleanupScenarios())
+	all := slices.Concat(breakerScenarios(), corruptionScenarios(), pinScenarios(), cleanupScenarios(), huntScenarios())
 	slices.SortFunc(all, func(a, b Scenario) int { return strings.Compare(a.Name, b.Name) })
 	return all
 }

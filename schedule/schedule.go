@@ -174,6 +174,9 @@ type Task struct {
 	Assignee   string `json:"assignee"`
 	Priority   int    `json:"priority,omitempty"`
 	MaxRetries int    `json:"max_retries,omitempty"` // 0 = unset (NULL)
+	// MaxRuntimeS is Hermes' per-task max_runtime_seconds before time
+	// scaling (0 = none): enforce_max_runtime times the worker out after it.
+	MaxRuntimeS int `json:"max_runtime_s,omitempty"`
 }
 
 // Schedule is everything one run needs.
@@ -434,6 +437,9 @@ func (s Schedule) Validate() error {
 		}
 		if t.MaxRetries < 0 || t.MaxRetries > maxCount {
 			return fmt.Errorf("schedule: task %s: max_retries %d, want 0..%d", t.ID, t.MaxRetries, maxCount)
+		}
+		if t.MaxRuntimeS < 0 || t.MaxRuntimeS > maxPhaseMs/1000 {
+			return fmt.Errorf("schedule: task %s: max_runtime_s %d is not 0..%d", t.ID, t.MaxRuntimeS, maxPhaseMs/1000)
 		}
 	}
 	return nil

@@ -247,6 +247,9 @@ func TestValidate(t *testing.T) {
 		{"duplicate task id", func(s *schedule.Schedule) { s.Tasks[2].ID = s.Tasks[0].ID }, false, "twice"},
 		{"assignee without profile", func(s *schedule.Schedule) { s.Tasks[1].Assignee = "nobody" }, false, "nobody"},
 		{"negative max_retries", func(s *schedule.Schedule) { s.Tasks[0].MaxRetries = -1 }, false, "max_retries"},
+		{"max_runtime_s 1800", func(s *schedule.Schedule) { s.Tasks[0].MaxRuntimeS = 1800 }, true, ""},
+		{"negative max_runtime_s", func(s *schedule.Schedule) { s.Tasks[0].MaxRuntimeS = -1 }, false, "max_runtime_s"},
+		{"max_runtime_s 2^62", func(s *schedule.Schedule) { s.Tasks[0].MaxRuntimeS = 1 << 62 }, false, "max_runtime_s"},
 		// Crafted times that overflowed into 0 s phases or busy loops.
 		{"time_scale NaN", func(s *schedule.Schedule) { s.TimeScale = math.NaN() }, false, "time_scale"},
 		{"duration 2^62", func(s *schedule.Schedule) { s.DurationMs = 1 << 62 }, false, "duration_ms"},

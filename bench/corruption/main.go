@@ -78,6 +78,7 @@ func main() {
 	sqlites := flag.String("sqlite", hermes.PythonSQLiteSystem, "comma-separated Python-side SQLite: system or versions built by `kanbanchaos hermes install-sqlite`")
 	workers := flag.String("workers", hermes.WorkersGo+","+hermes.WorkersHermes, "comma-separated worker kinds: go, hermes")
 	scenarioList := flag.String("scenarios", strings.Join(corruptionScenarios, ","), "comma-separated scenarios")
+	flag.BoolVar(&keepRuns, "keep", false, "keep every failing run's sandbox (default: removed once its verdict is read)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -151,6 +152,9 @@ func plan(ctx context.Context, scenarioList, releases, sqlites, workers string) 
 	return cells, nil
 }
 
+// keepRuns keeps the sandboxes of failing runs (set once, by -keep).
+var keepRuns bool
+
 func runOne(ctx context.Context, c cell, seed uint64) (outcome, error) {
 	sc, _ := scenarios.Lookup(c.scenario)
 	s := sc.Build(seed, "")
@@ -158,6 +162,10 @@ func runOne(ctx context.Context, c cell, seed uint64) (outcome, error) {
 	res, err := harness.Run(ctx, s, harness.Options{Subject: c.subject(), FullDuration: true})
 	if err != nil {
 		return outcome{}, err
+	}
+	if !keepRuns && res.Artifacts != "" {
+		// Hundreds of failing runs would otherwise stay in the temp dir.
+		defer os.RemoveAll(res.Artifacts)
 	}
 	v := res.Verdict
 	out := outcome{status: v.Status, failed: v.Failed(), unknown: v.Unknowns, firstCorruptMs: -1}
