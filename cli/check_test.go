@@ -123,7 +123,6 @@ func equalMaps(a, b map[string]string) bool {
 // connections, a check leaves the DB and its WAL byte-identical; resumed, it
 // carries on without an error.
 func TestCheckLiveDispatcherUntouched(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a dispatcher process and its workers")
 	}

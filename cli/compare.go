@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -40,7 +41,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.IntVar(&dispatchers, "dispatchers", 0, "number of dispatchers ticking the board (default: the scenario's)")
 	fs.DurationVar(&duration, "duration", 0, "length of the dispatch phase, e.g. 3s (default: the scenario's)")
 	fs.Float64Var(&timeScale, "time-scale", 0, "factor on Hermes' intervals (default: the scenario's)")
-	fs.IntVar(&parallel, "parallel", 2, "runs at a time (A and B of a seed usually run side by side)")
+	fs.IntVar(&parallel, "parallel", runtime.NumCPU(), "runs at a time, default the number of CPUs (A and B of a seed usually run side by side)")
 	fs.BoolVar(&oneShot, "one-shot", false, "exec subjects dispatch once and exit, so they are re-run every tick")
 	fs.BoolVar(&asJSON, "json", false, "print the comparison (table figures, verdict, every pair) as one JSON object")
 	fs.StringVar(&artifacts, "artifacts", "", "keep failing runs under DIR/a/ and DIR/b/, and write DIR/"+report.CompareFile+

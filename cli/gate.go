@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	workers.register(fs)
 	fs.StringVar(&pins, "pins", "all", "entries to run, comma-separated: "+strings.Join(gate.Names(), ", "))
 	fs.IntVar(&seeds, "seeds", 3, "seeds per entry (1..N)")
-	fs.IntVar(&parallel, "parallel", 2, "runs at once")
+	fs.IntVar(&parallel, "parallel", runtime.NumCPU(), "runs at once (default: the number of CPUs; a real Hermes driver is a busy Python process)")
 	fs.StringVar(&junit, "junit", "", "write JUnit XML: one test case gate/<entry> per entry")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON line (what 'kanbanchaos merge' combines)")
 	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/\n"+
