@@ -342,7 +342,7 @@ func (p *powerLoss) Swept() []string {
 // before anything is created there. It first clears what earlier runs left
 // behind when their process was killed outright (see sweepStale).
 func newPowerLoss(ctx context.Context, sb sandbox, children *dispatcher.Children, grace time.Duration) (*powerLoss, error) {
-	swept := sweepStale(ctx, filepath.Dir(sb.root))
+	swept := sweepStale(ctx)
 	p := &powerLoss{work: filepath.Join(sb.root, "powerloss"), children: children, grace: grace, swept: swept}
 	if err := os.MkdirAll(p.work, 0o755); err != nil {
 		return nil, fmt.Errorf("powerloss: %w", err)
@@ -656,15 +656,16 @@ func processID(pid int) string {
 	return strconv.Itoa(pid) + " " + f[19]
 }
 
-// sweepStale unmounts and detaches what power-loss runs under tmp left
-// behind when their process was SIGKILLed (no deferred cleanup ran): a
+// sweepStale unmounts and detaches what power-loss runs left behind when
+// their process was SIGKILLed (no deferred cleanup ran), in whatever temp
+// directory they lay (a test binary's own TMPDIR, another user setting): a
 // leaked mount or loop device would otherwise pile up and poison later
 // runs. A sandbox counts as abandoned only if its owner file names a
 // process that is gone; without an owner file it is left alone (a run just
 // starting), unless its image was deleted, which no live run does before
 // detaching. Best effort: what fails here is retried by the next run. It
 // returns what it did, for the run to report.
-func sweepStale(ctx context.Context, tmp string) (swept []string) {
+func sweepStale(ctx context.Context) (swept []string) {
 	abandoned := func(root string) bool {
 		data, err := os.ReadFile(filepath.Join(root, "powerloss", ownerFile))
 		if err != nil {
@@ -675,11 +676,10 @@ func sweepStale(ctx context.Context, tmp string) (swept []string) {
 		n, err := strconv.Atoi(pid)
 		return err == nil && processID(n) != id
 	}
-	prefix := filepath.Join(tmp, "kanbanchaos-")
+	// A sandbox is a kanbanchaos-… directory; whose it is, its owner file
+	// says.
+	sandbox := func(root string) bool { return strings.HasPrefix(filepath.Base(root), "kanbanchaos-") }
 	for _, mp := range mountPoints() {
-		if !strings.HasPrefix(mp, prefix) {
-			continue
-		}
 		root := ""
 		switch {
 		case strings.HasSuffix(mp, "/home"):
@@ -687,7 +687,7 @@ func sweepStale(ctx context.Context, tmp string) (swept []string) {
 		case strings.HasSuffix(mp, "/powerloss/crash"):
 			root = strings.TrimSuffix(mp, "/powerloss/crash")
 		}
-		if root != "" && filepath.Dir(root) == tmp && abandoned(root) {
+		if root != "" && sandbox(root) && abandoned(root) {
 			if _, err := command(ctx, "umount", "--lazy", mp); err == nil {
 				swept = append(swept, "unmounted "+mp)
 			} else {
@@ -702,13 +702,13 @@ func sweepStale(ctx context.Context, tmp string) (swept []string) {
 	for _, line := range strings.Split(out, "\n") {
 		dev, back, ok := strings.Cut(strings.TrimSpace(line), " ")
 		back = strings.TrimSpace(back)
-		if !ok || !strings.HasPrefix(back, prefix) {
+		if !ok {
 			continue
 		}
 		deleted := strings.HasSuffix(back, " (deleted)")
 		image := strings.TrimSuffix(back, " (deleted)")
 		root := filepath.Dir(filepath.Dir(image))
-		if filepath.Base(filepath.Dir(image)) != "powerloss" || filepath.Dir(root) != tmp {
+		if filepath.Base(filepath.Dir(image)) != "powerloss" || !sandbox(root) {
 			continue
 		}
 		if deleted || abandoned(root) {

@@ -250,8 +250,8 @@ func TestPowerLossSweepStale(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	ctx := context.Background()
-	mount := func(name, owner string) *loopDisk {
-		root := filepath.Join(tmp, "kanbanchaos-"+name)
+	mount := func(parent, name, owner string) *loopDisk {
+		root := filepath.Join(parent, "kanbanchaos-"+name)
 		work := filepath.Join(root, "powerloss")
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			t.Fatal(err)
@@ -266,9 +266,11 @@ func TestPowerLossSweepStale(t *testing.T) {
 		t.Cleanup(func() { d.Close() })
 		return d
 	}
-	dead := mount("dead", strconv.Itoa(os.Getpid())+" 1") // our pid, another start time: a reused pid
-	alive := mount("alive", processID(os.Getpid()))
-	swept := sweepStale(ctx, tmp)
+	dead := mount(tmp, "dead", strconv.Itoa(os.Getpid())+" 1") // our pid, another start time: a reused pid
+	alive := mount(tmp, "alive", processID(os.Getpid()))
+	// A run killed under another TMPDIR (another test binary's) is swept too.
+	elsewhere := mount(t.TempDir(), "elsewhere", strconv.Itoa(os.Getpid())+" 1")
+	swept := sweepStale(ctx)
 	if !slices.ContainsFunc(swept, func(s string) bool { return s == "unmounted "+dead.dir }) ||
 		!slices.ContainsFunc(swept, func(s string) bool { return strings.HasPrefix(s, "detached ") && strings.Contains(s, dead.image) }) {
 		t.Errorf("the sweep reports %q, want the unmount of %s and the detach of %s", swept, dead.dir, dead.image)
@@ -278,6 +280,9 @@ func TestPowerLossSweepStale(t *testing.T) {
 	}
 	if devs, _ := loopDevices(ctx, dead.image); len(devs) > 0 {
 		t.Errorf("the abandoned image still backs %v", devs)
+	}
+	if isMounted(elsewhere.dir) {
+		t.Error("an abandoned sandbox under another temp directory is still mounted")
 	}
 	if !isMounted(alive.dir) {
 		t.Error("the sweep unmounted a live run's disk")
