@@ -27,6 +27,8 @@ func offline(cmd string) string {
 		return "reads the user's own Hermes board"
 	case strings.Contains(cmd, "hermes:"):
 		return "needs a real Hermes release or checkout (.ci/install-hermes; TestGateWorkflowCommands runs the CI recipe against one)"
+	case strings.HasPrefix(cmd, "go test"):
+		return "the test suite itself"
 	case strings.HasPrefix(cmd, "kanbanchaos fuzz"):
 		return "a campaign with a 2-minute shrink (TestSaveRegression runs fuzz --save-regression)"
 	}
@@ -87,6 +89,9 @@ func recipeScript(t *testing.T, readme string) string {
 						fmt.Fprintf(&b, "# skipped: %s — %s\n", cmd, why)
 						continue
 					}
+					// go run of the checkout's command is the installed
+					// kanbanchaos, which the test binary stands for.
+					cmd = strings.Replace(cmd, "go run ./cmd/kanbanchaos ", "kanbanchaos ", 1)
 					args, ok := strings.CutPrefix(cmd, "kanbanchaos ")
 					if !ok {
 						t.Fatalf("%s: a command that is not kanbanchaos's: %q", section, cmd)
