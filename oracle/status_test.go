@@ -518,3 +518,23 @@ func TestTargetBreakerRoomKnowsMaxRuntime(t *testing.T) {
 		t.Errorf("timed out after 1 s: breakerRoom = %q", why)
 	}
 }
+
+// TestRateLimitNotCheckedWhenPIDsAreLost: with the fault lose_pid no
+// dispatcher ever learns a worker's pid, so a worker's exit 75 that a
+// reclaim counted is not held against it — rate-limit is not checked, and
+// says why (before: a violation on every such run of the fixed variant).
+func TestRateLimitNotCheckedWhenPIDsAreLost(t *testing.T) {
+	path := bookedBoard(t, throttled, 2, func(b *kanban.Board, run int64, pid int) {
+		if _, _, err := b.ReleaseClaim(context.Background(), throttled, "h:1", kanban.OutcomeReclaimed, "claim expired", true, 2); err != nil {
+			t.Fatal(err)
+		}
+	})
+	lost := throttledSchedule(t)
+	lost.Knobs = map[string]string{"lose_pid": "true"}
+	v := check(t, Input{DBPath: path, Schedule: lost, Ledger: throttledLedger(600), RunStartMono: 1e9, Cooldown: 0.5})
+	wantSkip(t, v, RateLimit, "the spawn returned no worker pid (fault lose_pid, #35202): no dispatcher can read a worker's exit code, so an exit 75 cannot be told from a crash")
+	// The same board and ledger without the fault: the counted exit 75 is
+	// a violation.
+	v = check(t, Input{DBPath: path, Schedule: throttledSchedule(t), Ledger: throttledLedger(600), RunStartMono: 1e9, Cooldown: 0.5})
+	one(t, v, RateLimit, throttled)
+}
