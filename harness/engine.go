@@ -140,6 +140,9 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	dir := filepath.Join(cache, "engines", "sqlite-"+version, sum)
 	bin := filepath.Join(dir, "kanbanchaos")
 	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		// Dated on every use, so pruning keeps the builds in use.
+		now := time.Now()
+		os.Chtimes(dir, now, now)
 		return bin, nil
 	}
 	if log != nil {
@@ -177,7 +180,31 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	if err := os.Rename(out, bin); err != nil {
 		return "", fmt.Errorf("harness: engine cache: %w", err)
 	}
+	pruneEngines(filepath.Dir(dir), sum, engineIdle)
 	return bin, nil
+}
+
+// engineIdle is how long a cached engine build may go unused before a new
+// build removes it: every source change makes a new one (~30 MB), and a
+// checkout whose build was removed only builds it again.
+const engineIdle = 7 * 24 * time.Hour
+
+// pruneEngines removes the builds in root, other than keep, that no run
+// has used for idle (a build's directory is dated on every use). Errors
+// are ignored: a build left in place costs only disk.
+func pruneEngines(root, keep string, idle time.Duration) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == keep {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > idle {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 // repoRoot finds the checkout that holds the nested module rel: first the

@@ -190,3 +190,26 @@ func TestSourceHash(t *testing.T) {
 		t.Fatalf("a renamed package kept a key: %s", got)
 	}
 }
+
+// TestPruneEngines: a build unused for longer than the idle time is
+// removed, the one just built and the ones in use stay.
+func TestPruneEngines(t *testing.T) {
+	root := t.TempDir()
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	for _, name := range []string{"kept", "stale", "recent"} {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"kept", "stale"} {
+		if err := os.Chtimes(filepath.Join(root, name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pruneEngines(root, "kept", 7*24*time.Hour)
+	for name, want := range map[string]bool{"kept": true, "stale": false, "recent": true} {
+		if _, err := os.Stat(filepath.Join(root, name)); (err == nil) != want {
+			t.Errorf("%s: present=%v, want %v", name, err == nil, want)
+		}
+	}
+}
