@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,29 +181,43 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	if err := os.Rename(out, bin); err != nil {
 		return "", fmt.Errorf("harness: engine cache: %w", err)
 	}
-	pruneEngines(filepath.Dir(dir), sum, engineIdle)
+	pruneEngines(filepath.Dir(dir), sum, engineIdle, engineKeep)
 	return bin, nil
 }
 
 // engineIdle is how long a cached engine build may go unused before a new
-// build removes it: every source change makes a new one (~30 MB), and a
-// checkout whose build was removed only builds it again.
-const engineIdle = 7 * 24 * time.Hour
+// build removes it, and engineKeep how many other builds a new one leaves
+// (the most recently used): every source change makes a new build
+// (~30 MB; five worktrees made 548 MB in a morning), and a checkout whose
+// build was removed only builds it again.
+const (
+	engineIdle = 7 * 24 * time.Hour
+	engineKeep = 4
+)
 
 // pruneEngines removes the builds in root, other than keep, that no run
-// has used for idle (a build's directory is dated on every use). Errors
-// are ignored: a build left in place costs only disk.
-func pruneEngines(root, keep string, idle time.Duration) {
+// has used for idle or that are not among the most recently used others
+// (a build's directory is dated on every use). Errors are ignored: a build
+// left in place costs only disk.
+func pruneEngines(root, keep string, idle time.Duration, others int) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
+	type build struct {
+		name string
+		used time.Time
+	}
+	var builds []build
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == keep {
-			continue
+		if fi, err := e.Info(); err == nil && e.IsDir() && e.Name() != keep {
+			builds = append(builds, build{e.Name(), fi.ModTime()})
 		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > idle {
-			os.RemoveAll(filepath.Join(root, e.Name()))
+	}
+	slices.SortFunc(builds, func(a, b build) int { return b.used.Compare(a.used) })
+	for i, b := range builds {
+		if i >= others || time.Since(b.used) > idle {
+			os.RemoveAll(filepath.Join(root, b.name))
 		}
 	}
 }

@@ -192,24 +192,31 @@ func TestSourceHash(t *testing.T) {
 }
 
 // TestPruneEngines: a build unused for longer than the idle time is
-// removed, the one just built and the ones in use stay.
+// removed, and so are the least recently used beyond the count kept; the
+// one just built always stays.
 func TestPruneEngines(t *testing.T) {
 	root := t.TempDir()
-	old := time.Now().Add(-8 * 24 * time.Hour)
-	for _, name := range []string{"kept", "stale", "recent"} {
+	now := time.Now()
+	used := map[string]time.Time{
+		"kept":   now.Add(-30 * 24 * time.Hour),
+		"stale":  now.Add(-8 * 24 * time.Hour),
+		"newest": now.Add(-time.Minute),
+		"newer":  now.Add(-time.Hour),
+		"older":  now.Add(-2 * time.Hour),
+	}
+	for name, at := range used {
 		if err := os.MkdirAll(filepath.Join(root, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, name := range []string{"kept", "stale"} {
-		if err := os.Chtimes(filepath.Join(root, name), old, old); err != nil {
+		if err := os.Chtimes(filepath.Join(root, name), at, at); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pruneEngines(root, "kept", 7*24*time.Hour)
-	for name, want := range map[string]bool{"kept": true, "stale": false, "recent": true} {
-		if _, err := os.Stat(filepath.Join(root, name)); (err == nil) != want {
-			t.Errorf("%s: present=%v, want %v", name, err == nil, want)
+	pruneEngines(root, "kept", 7*24*time.Hour, 2)
+	want := map[string]bool{"kept": true, "stale": false, "newest": true, "newer": true, "older": false}
+	for name, present := range want {
+		if _, err := os.Stat(filepath.Join(root, name)); (err == nil) != present {
+			t.Errorf("%s: present=%v, want %v", name, err == nil, present)
 		}
 	}
 }
