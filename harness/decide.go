@@ -162,8 +162,14 @@ func letWorkersFinish(children *dispatcher.Children, d time.Duration) {
 
 // markCut records in a verdict that its run stopped early: an invariant
 // the schedule's quiet phase is there to test (the breaker holds through
-// it) did not get that phase, so it is not checked rather than held.
+// it) did not get that phase, so it is not checked rather than held. And a
+// cut run whose full audit does not confirm the violation it was cut on
+// is undecided: only a whole schedule earns a pass.
 func markCut(v *oracle.Verdict, d Decision, s schedule.Schedule) {
+	if !slices.Contains(v.Failed(), d.Invariant) {
+		v.AddUnknown(fmt.Sprintf("the run stopped at +%.0fms on a %s violation the ledger showed, which the full audit does not confirm: "+
+			"a run cut short is no pass (--full-duration runs the whole schedule)", d.StoppedMs, d.Invariant))
+	}
 	if d.StoppedMs >= float64(s.DurationMs) || !slices.Contains(v.Held(), oracle.BreakerHolds) {
 		return
 	}

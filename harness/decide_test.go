@@ -180,3 +180,27 @@ func TestWatchDecision(t *testing.T) {
 		t.Fatalf("completed line: fresh=%v entries=%d malformed=%d err=%v", fresh, len(h.Entries), h.Malformed, err)
 	}
 }
+
+// TestMarkCut: a run cut on a violation loses its breaker-holds "held"
+// (no quiet phase), and a cut run whose full audit does not confirm the
+// violation it was cut on is undecided — never a pass.
+func TestMarkCut(t *testing.T) {
+	s := schedule.Schedule{DurationMs: 3000}
+	cut := Decision{Invariant: oracle.Spawns, Task: "t_1", AtMs: 60, StoppedMs: 100}
+
+	confirmed := oracle.Verdict{Status: oracle.Fail, Checked: []string{oracle.Spawns, oracle.BreakerHolds},
+		Violations: []oracle.Violation{{Invariant: oracle.Spawns, Task: "t_1"}}}
+	markCut(&confirmed, cut, s)
+	if confirmed.Status != oracle.Fail || len(confirmed.Unknowns) != 0 {
+		t.Fatalf("a confirmed cut: %s, unknowns %q; want FAIL and none", confirmed.Status, confirmed.Unknowns)
+	}
+	if slices.Contains(confirmed.Held(), oracle.BreakerHolds) {
+		t.Fatalf("a cut run held breaker-holds without its quiet phase: %q", confirmed.Held())
+	}
+
+	unconfirmed := oracle.Verdict{Status: oracle.Pass, Checked: []string{oracle.Spawns}}
+	markCut(&unconfirmed, cut, s)
+	if unconfirmed.Status != oracle.Unknown || len(unconfirmed.Unknowns) != 1 {
+		t.Fatalf("an unconfirmed cut: %s, unknowns %q; want UNKNOWN, saying why", unconfirmed.Status, unconfirmed.Unknowns)
+	}
+}
