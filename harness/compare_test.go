@@ -87,7 +87,10 @@ func TestCompareIssue30896(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			progress = append(progress, done)
-			if total != 2 || p.A.Status == "" || p.B.Status == "" || p.Change != compare.Fixed {
+			// Fixed — or, on a loaded machine (the race detector in CI),
+			// undecided: fixed never fails, but an 800 ms schedule need not
+			// see every crash classified.
+			if total != 2 || p.A.Status == "" || p.B.Status == "" || (p.Change != compare.Fixed && p.Change != compare.Undecided) {
 				t.Errorf("progress for a half-done pair: %+v (%d/%d)", p, done, total)
 			}
 		},
@@ -95,8 +98,15 @@ func TestCompareIssue30896(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Fixed != 2 || c.FailingA != 2 || c.B.Failing != 0 || c.Status() != oracle.Pass {
-		t.Fatalf("want B to fix 2 of 2: %s; A %+v B %+v", c.Words, c.A, c.B)
+	if c.FailingA != 2 || c.B.Failing != 0 || c.Fixed < 1 || c.Fixed+c.Undecided != 2 {
+		t.Fatalf("want B to fix 2 of 2 (one left undecided by load at most): %s; A %+v B %+v", c.Words, c.A, c.B)
+	}
+	want := oracle.Pass
+	if c.Undecided > 0 {
+		want = oracle.Unknown
+	}
+	if c.Status() != want {
+		t.Fatalf("compare status %s with %d undecided pair(s), want %s", c.Status(), c.Undecided, want)
 	}
 	if c.A.SpawnsPerTask.Max <= 2 || c.B.SpawnsPerTask.Max > 2 {
 		t.Errorf("spawns per task: A %+v, B %+v", c.A.SpawnsPerTask, c.B.SpawnsPerTask)
