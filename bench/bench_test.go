@@ -140,7 +140,7 @@ func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworke
 		"HERMES_KANBAN_TASK=t_00000000", "HERMES_KANBAN_RUN_ID=1", "HERMES_KANBAN_HOME="+dir, "HERMES_BIN="+link)
 	var n, forkNs atomic.Int64
 	var wg sync.WaitGroup
-	cpu0 := childrenCPU()
+	self0, cpu0 := selfCPU(), childrenCPU()
 	stop := time.Now().Add(d)
 	start := time.Now()
 	for range loops {
@@ -163,18 +163,22 @@ func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworke
 	wg.Wait()
 	starts := float64(n.Load())
 	return rawStats{rate: starts / time.Since(start).Seconds(), forkMs: float64(forkNs.Load()) / 1e6 / starts,
-		workerCPUMs: (childrenCPU() - cpu0).Seconds() * 1e3 / starts}
+		selfCPUMs: (selfCPU() - self0).Seconds() * 1e3 / starts, workerCPUMs: (childrenCPU() - cpu0).Seconds() * 1e3 / starts}
 }
 
 // rawStats is what a raw loop measured: starts/s, the mean wait from fork
-// to the child's exec (what starting a process waits for) and the workers'
-// own CPU time (user+sys) per start.
-type rawStats struct{ rate, forkMs, workerCPUMs float64 }
+// to the child's exec (what starting a process waits for), and the CPU
+// time (user+sys) per start of this process and of the workers.
+type rawStats struct{ rate, forkMs, selfCPUMs, workerCPUMs float64 }
 
-// childrenCPU is the user+sys time of this process's reaped children.
-func childrenCPU() time.Duration {
+// selfCPU and childrenCPU are the user+sys time of this process and of its
+// reaped children.
+func selfCPU() time.Duration     { return cpuTime(syscall.RUSAGE_SELF) }
+func childrenCPU() time.Duration { return cpuTime(syscall.RUSAGE_CHILDREN) }
+
+func cpuTime(who int) time.Duration {
 	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	syscall.Getrusage(who, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
@@ -187,8 +191,9 @@ func childrenCPU() time.Duration {
 // start: the dispatchers' wall time in ticks (both summed), the part of it
 // spent from fork to the child's exec (a dispatcher starts its workers one
 // after the other, as Hermes does), the raw loop's same fork-to-exec wait,
-// and the workers' CPU time on both sides (the same binary doing the same
-// thing: these must match).
+// the CPU time of this process per start on both sides (the harness's
+// counts its whole run: setup and audit too), and the workers' (the same
+// binary doing the same thing: these must match).
 func BenchmarkHarnessOverhead(b *testing.B) {
 	kc, _ := build(b)
 	const d = 3 * time.Second
@@ -203,12 +208,13 @@ func BenchmarkHarnessOverhead(b *testing.B) {
 			tickMs += t.DurationMs
 			forkMs += t.StartMs
 		}
-		cpu0 := childrenCPU()
+		self0, cpu0 := selfCPU(), childrenCPU()
 		res, err := harness.Run(context.Background(), s, harness.Options{WorkerBin: kc, FullDuration: true, OnTick: onTick})
 		if err != nil {
 			b.Fatal(err)
 		}
 		starts := float64(res.Spawns)
+		harnessCPU := (selfCPU() - self0).Seconds() * 1e3 / starts
 		workerCPU := (childrenCPU() - cpu0).Seconds() * 1e3 / starts
 		os.RemoveAll(res.Artifacts)
 		rate := starts / res.Elapsed.Seconds()
@@ -222,6 +228,8 @@ func BenchmarkHarnessOverhead(b *testing.B) {
 		b.ReportMetric(forkMs/starts, "fork-exec-ms/start")
 		mu.Unlock()
 		b.ReportMetric(raw.forkMs, "raw-fork-exec-ms/start")
+		b.ReportMetric(harnessCPU, "harness-cpu-ms/start")
+		b.ReportMetric(raw.selfCPUMs, "raw-loop-cpu-ms/start")
 		b.ReportMetric(workerCPU, "worker-cpu-ms/start")
 		b.ReportMetric(raw.workerCPUMs, "raw-worker-cpu-ms/start")
 		b.ReportMetric(load, "loadavg")
