@@ -46,14 +46,42 @@ type taskHistory struct {
 	events []eventRow
 }
 
+// The three reads and the look-up the merge makes. Only a gave_up event's
+// payload is ever read (the breaker's count and limit, its trigger).
+const (
+	tasksInOrder = `SELECT id, status, claim_lock, claim_expires, current_run_id, consecutive_failures, max_retries
+		FROM tasks NOT INDEXED ORDER BY id`
+	runsInOrder = `SELECT id, task_id, COALESCE(outcome,''), started_at, COALESCE(ended_at,0), ended_at IS NOT NULL,
+		COALESCE(worker_pid,0), worker_pid IS NOT NULL, COALESCE(error,'') FROM task_runs NOT INDEXED ORDER BY task_id, id`
+	eventsInOrder = `SELECT id, task_id, run_id, kind, CASE WHEN kind = ? THEN COALESCE(payload,'') ELSE '' END, created_at
+		FROM task_events NOT INDEXED ORDER BY task_id, id`
+	runOutcome = `SELECT COALESCE(outcome,'') FROM task_runs WHERE id = ?`
+)
+
 // cursor is one ordered read of the merge: the row at hand and its task id.
 type cursor[T any] struct {
-	rows *sql.Rows
+	what string                                     // the table, for errors
 	scan func(*sql.Rows, string) (T, string, error) // the row and its task id (given the current one, to reuse its string)
+	rows *sql.Rows
 	row  T
 	key  string
 	ok   bool // a row is at hand
-	what string
+}
+
+// open runs the read and moves to its first row.
+func (c *cursor[T]) open(ctx context.Context, db *sql.DB, query string, args ...any) error {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	c.rows = rows
+	return c.advance()
+}
+
+func (c *cursor[T]) close() {
+	if c.rows != nil {
+		c.rows.Close()
+	}
 }
 
 func (c *cursor[T]) advance() error {
@@ -83,63 +111,87 @@ func (c *cursor[T]) take(id string, into []T) ([]T, error) {
 	return into, nil
 }
 
+// before reports whether the cursor is at a row whose task id comes
+// before key (or at any row, when there is no key yet).
+func (c *cursor[T]) before(key string, found bool) bool {
+	return c.ok && (!found || c.key < key)
+}
+
+// histories is the merge of the three reads on the task id.
+type histories struct {
+	tasks  *cursor[taskRow]
+	runs   *cursor[histRun]
+	events *cursor[eventRow]
+}
+
+func (m histories) more() bool { return m.tasks.ok || m.runs.ok || m.events.ok }
+
+// next takes the rows of the smallest task id any read is at.
+func (m histories) next() (taskHistory, error) {
+	var h taskHistory
+	found := false
+	if m.tasks.before(h.id, found) {
+		h.id, found = m.tasks.key, true
+	}
+	if m.runs.before(h.id, found) {
+		h.id, found = m.runs.key, true
+	}
+	if m.events.before(h.id, found) {
+		h.id = m.events.key
+	}
+	if m.tasks.ok && m.tasks.key == h.id {
+		row := m.tasks.row
+		h.row = &row
+		if err := m.tasks.advance(); err != nil {
+			return h, err
+		}
+	}
+	var err error
+	if h.runs, err = m.runs.take(h.id, nil); err != nil {
+		return h, err
+	}
+	h.events, err = m.events.take(h.id, nil)
+	return h, err
+}
+
 // streamHistories calls judge with each task's history in task id order:
 // every task id that has a row, runs or events.
 func streamHistories(ctx context.Context, db *sql.DB, judge func(taskHistory)) error {
-	tasks := &cursor[taskRow]{what: "tasks", scan: scanTask}
-	runs := &cursor[histRun]{what: "task_runs", scan: scanRun}
-	events := &cursor[eventRow]{what: "task_events", scan: eventScanner()}
 	// Three reads at once and the run-outcome look-up need four
 	// connections to the private copy.
 	db.SetMaxOpenConns(4)
-	var err error
-	if tasks.rows, err = db.QueryContext(ctx, `SELECT id, status, claim_lock, claim_expires, current_run_id, consecutive_failures, max_retries
-		FROM tasks NOT INDEXED ORDER BY id`); err != nil {
-		return err
+	m := histories{
+		tasks:  &cursor[taskRow]{what: "tasks", scan: scanTask},
+		runs:   &cursor[histRun]{what: "task_runs", scan: scanRun},
+		events: &cursor[eventRow]{what: "task_events", scan: eventScanner()},
 	}
-	defer tasks.rows.Close()
-	if runs.rows, err = db.QueryContext(ctx, `SELECT id, task_id, COALESCE(outcome,''), started_at, COALESCE(ended_at,0), ended_at IS NOT NULL,
-		COALESCE(worker_pid,0), worker_pid IS NOT NULL, COALESCE(error,'') FROM task_runs NOT INDEXED ORDER BY task_id, id`); err != nil {
-		return err
-	}
-	defer runs.rows.Close()
-	// Only a gave_up event's payload is ever read (the breaker's count and
-	// limit, its trigger).
-	if events.rows, err = db.QueryContext(ctx, `SELECT id, task_id, run_id, kind, CASE WHEN kind = ? THEN COALESCE(payload,'') ELSE '' END, created_at
-		FROM task_events NOT INDEXED ORDER BY task_id, id`, kanban.EventGaveUp); err != nil {
-		return err
-	}
-	defer events.rows.Close()
-	// A spawned event naming a run its task does not have (another task's,
-	// or none) asks the board for that run's outcome; the others use the
-	// task's own runs (a look-up per spawned event cost 1.8 s on the 1 GB
-	// board).
-	outcome, err := db.PrepareContext(ctx, `SELECT COALESCE(outcome,'') FROM task_runs WHERE id = ?`)
-	if err != nil {
-		return err
-	}
-	defer outcome.Close()
-	for _, err := range []error{tasks.advance(), runs.advance(), events.advance()} {
+	defer m.tasks.close()
+	defer m.runs.close()
+	defer m.events.close()
+	for _, err := range []error{
+		m.tasks.open(ctx, db, tasksInOrder),
+		m.runs.open(ctx, db, runsInOrder),
+		m.events.open(ctx, db, eventsInOrder, kanban.EventGaveUp),
+	} {
 		if err != nil {
 			return err
 		}
 	}
-	for tasks.ok || runs.ok || events.ok {
+	// A spawned event naming a run its task does not have (another task's,
+	// or none) asks the board for that run's outcome; the others use the
+	// task's own runs (a look-up per spawned event cost 1.8 s on the 1 GB
+	// board).
+	outcome, err := db.PrepareContext(ctx, runOutcome)
+	if err != nil {
+		return err
+	}
+	defer outcome.Close()
+	for m.more() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		h := taskHistory{id: firstKey(tasks.ok, tasks.key, runs.ok, runs.key, events.ok, events.key)}
-		if tasks.ok && tasks.key == h.id {
-			row := tasks.row
-			h.row = &row
-			if err := tasks.advance(); err != nil {
-				return err
-			}
-		}
-		if h.runs, err = runs.take(h.id, nil); err != nil {
-			return err
-		}
-		if h.events, err = events.take(h.id, nil); err != nil {
+		h, err := m.next()
+		if err != nil {
 			return err
 		}
 		if err := spawnedRunOutcomes(ctx, outcome, h); err != nil {
@@ -169,20 +221,6 @@ func spawnedRunOutcomes(ctx context.Context, lookup *sql.Stmt, h taskHistory) er
 		}
 	}
 	return nil
-}
-
-// firstKey is the smallest task id among the reads that have a row.
-func firstKey(ok1 bool, k1 string, ok2 bool, k2 string, ok3 bool, k3 string) string {
-	first, found := "", false
-	for _, c := range []struct {
-		ok  bool
-		key string
-	}{{ok1, k1}, {ok2, k2}, {ok3, k3}} {
-		if c.ok && (!found || c.key < first) {
-			first, found = c.key, true
-		}
-	}
-	return first
 }
 
 func scanTask(rows *sql.Rows, _ string) (taskRow, string, error) {
