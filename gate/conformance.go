@@ -189,7 +189,11 @@ func differences(c Case, o Observed) []string {
 			d = append(d, fmt.Sprintf("starts %d, not %s", o.Starts, c.Starts))
 		}
 	}
-	if o.Status != c.Status {
+	if o.Status != c.Status && !(c.Starts == "unbounded" && o.Status == "ready") {
+		// A row whose starts are unbounded cycles ready → running →
+		// rate_limited → ready: the run stops wherever the cycle is (a
+		// late tick leaves it ready), so ready matches as well as the
+		// status the June observation happened to stop on.
 		d = append(d, fmt.Sprintf("status %s, not %s", o.Status, c.Status))
 	}
 	if o.Failures != c.Failures {

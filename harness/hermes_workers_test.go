@@ -64,11 +64,13 @@ func TestHermesWorkers(t *testing.T) {
 			}
 			assertNoneAlive(t, h)
 			ops := map[string][]string{}
+			kinds := map[string][]string{} // event kinds the workers' commits wrote, per task
 			exits := map[string][]int{}
 			for _, e := range h.Entries {
 				switch {
 				case e.Kind == ledger.Commit && e.Who == "worker":
 					ops[e.Task] = append(ops[e.Task], e.Op)
+					kinds[e.Task] = append(kinds[e.Task], e.EventKinds...)
 				case e.Kind == ledger.Exit:
 					code, _ := e.ExitStatus()
 					exits[e.Task] = append(exits[e.Task], code)
@@ -91,8 +93,12 @@ func TestHermesWorkers(t *testing.T) {
 				(countOf(got, "comment") != 3 || countOf(got, kanban.EventCompleted) < 1 || countOf(got, "heartbeat") < 1 || !slices.Contains(exits["t_aaaa0001"], 0)) {
 				t.Errorf("write-complete worker's commits %v, exits %v", got, exits["t_aaaa0001"])
 			}
-			// kill-in-txn: 2 comments acknowledged, the third never committed, no exit line.
-			if got := ops["t_aaaa0002"]; !toolFailed("t_aaaa0002") && (countOf(got, "comment") < 2 || countOf(got, kanban.EventCompleted) != 0 || len(exits["t_aaaa0002"]) != 0) {
+			// kill-in-txn: 2 comments acknowledged, the third never committed,
+			// no exit line, never a completion. (A commit named "completed" can
+			// still be booked to its task: on 0.15.0 the writer's completion
+			// runs recompute_ready, which re-promotes the killer's gave_up task
+			// and writes its promoted event — what the kinds say, not the op.)
+			if got := ops["t_aaaa0002"]; !toolFailed("t_aaaa0002") && (countOf(got, "comment") < 2 || slices.Contains(kinds["t_aaaa0002"], kanban.EventCompleted) || len(exits["t_aaaa0002"]) != 0) {
 				t.Errorf("kill-in-txn worker's commits %v, exits %v (a worker killed inside its transaction writes no exit line)", got, exits["t_aaaa0002"])
 			}
 			if got := exits["t_aaaa0003"]; len(got) == 0 || (!toolFailed("t_aaaa0003") && slices.ContainsFunc(got, func(c int) bool { return c != 3 })) {
