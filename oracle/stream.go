@@ -16,8 +16,9 @@ package oracle
 // Each of the three reads is a full scan of its table sorted by SQLite's
 // external sorter (NOT INDEXED … ORDER BY): its memory is bounded by the
 // connection's page cache (2 MB by default), past which sorted runs spill
-// to temporary files (SQLite's temporary directory, unlinked when opened)
-// and are merged back. On the 1 GB bench board that is
+// to temporary files (SQLite's temporary directory — SQLITE_TMPDIR,
+// TMPDIR, else /var/tmp —, unlinked when opened; 73 MB at most for the
+// 1 GB board) and are merged back. On the 1 GB bench board that is
 // faster than walking idx_events_task (task_id, created_at) and sorting
 // each task's rows by id — the index order costs a table look-up per event
 // (measured with the sqlite3 shell: 2.3 s against 1.8 s for the 1.84 M
