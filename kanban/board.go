@@ -149,13 +149,13 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("kanban: board directory: %w", err)
 	}
-	existed := false // a file was at path before this connect opened it
+	existed := false   // a file was at path before this connect opened it
+	var want boardFile // with FailClosed: the file this connect opens
 	if o.FailClosed {
-		st, err := os.Stat(path)
-		if err == nil && st.Size() == 0 {
-			return nil, fmt.Errorf("%w: %s exists and is empty; refusing to create a fresh schema in it", ErrBoardGone, path)
+		var err error
+		if want, existed, err = lookBeforeOpen(path, o.Process); err != nil {
+			return nil, err
 		}
-		existed = err == nil
 	}
 	if o.RawHeaderRead {
 		read := func() error { return rawHeaderRead(path) }
@@ -172,6 +172,12 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 	if err := o.guard(ctx, path); err != nil {
 		return nil, err
 	}
+	if o.FailClosed && !existed {
+		var err error
+		if want, err = createBoardFile(path, o.Process); err != nil {
+			return nil, err
+		}
+	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.BusyTimeoutMs))
 	q.Add("_pragma", "foreign_keys(1)")
@@ -182,6 +188,9 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", o.WALAutocheckpoint))
 	}
 	q.Set("_txlock", "immediate")
+	if o.FailClosed {
+		q.Set("mode", "rw") // the file is there (or created above): SQLite never creates one
+	}
 	db, err := sql.Open("sqlite", FileURI(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("kanban: open %s: %w", path, err)
@@ -196,6 +205,13 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		b.file, _ = fileID(path) // a file SQLite is about to create has no id yet: taken at first write
 	}
 	o.Process.add(path, 1)
+	if o.FailClosed {
+		if err := openedFile(ctx, db, path, want.key); err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.file = want.key
+	}
 	if existed {
 		// The stat above and SQLite's open are not one step: the file may
 		// have been swapped for an empty one in between. Asked again through

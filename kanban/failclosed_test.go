@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -44,5 +45,139 @@ func TestFailClosedChecksTheFileItOpened(t *testing.T) {
 	var n int
 	if err := b.DB().QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("schema not created without FailClosed: %d %v", n, err)
+	}
+}
+
+// fixedOptions are the fixed variant's connection knobs that matter here,
+// for one process p.
+func fixedOptions(p *Process) Options {
+	o := DefaultOptions()
+	o.WALEveryConnect, o.EIOFallback = false, false
+	o.FailClosed, o.InodeGuard, o.GuardRawReads, o.Process = true, true, true, p
+	return o
+}
+
+// TestFailClosedNeverCreatesABoardThatWasThere: the board file moved aside
+// while its -wal and -shm are still at their names (the moment inside an
+// m6-swap-while-open swap between moving the DB and moving its sidecars).
+// A connect — of the process that holds the board open, or of a new process
+// — must refuse and create nothing: before, it let SQLite create an empty
+// kanban.db, and SQLite, opening a DB of 0 pages, deleted the -wal by name
+// (the live WAL the first process still held: "harness held a deleted
+// -wal", fixed-variant seeds 2741923639 and 1901503227), then the connect
+// gave the new file WAL mode or, as a new process, a fresh schema.
+func TestFailClosedNeverCreatesABoardThatWasThere(t *testing.T) {
+	ctx := context.Background()
+	for _, who := range []string{"the process holding it", "a new process"} {
+		t.Run(who, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kanban.db")
+			holder := NewProcess()
+			watch, err := Connect(ctx, path, fixedOptions(holder))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer watch.Close()
+			if _, err := watch.CreateTask(ctx, NewTask{Title: "t", Assignee: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path + "-wal"); err != nil {
+				t.Fatalf("no -wal beside a WAL board with an open connection: %v", err)
+			}
+			if err := os.Rename(path, path+".swapped"); err != nil {
+				t.Fatal(err)
+			}
+			p := holder
+			if who == "a new process" {
+				p = NewProcess()
+			}
+			b, err := Connect(ctx, path, fixedOptions(p))
+			if b != nil {
+				b.Close()
+			}
+			if !errors.Is(err, ErrBoardGone) {
+				t.Errorf("connect to the moved board: err = %v, want ErrBoardGone", err)
+			}
+			if _, err := os.Stat(path); err == nil {
+				t.Errorf("the connect created %s", path)
+			}
+			if _, err := os.Stat(path + "-wal"); err != nil {
+				t.Errorf("the live -wal is gone: %v", err)
+			}
+		})
+	}
+}
+
+// TestFailClosedStillCreatesANewBoard: with nothing at the path and beside
+// it, a process's first connect creates the board, as Hermes does.
+func TestFailClosedStillCreatesANewBoard(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kanban.db")
+	b, err := Connect(context.Background(), path, fixedOptions(NewProcess()))
+	if err != nil {
+		t.Fatalf("first connect to a new board: %v", err)
+	}
+	defer b.Close()
+	var n int
+	if err := b.DB().QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("no schema in the new board: %d %v", n, err)
+	}
+}
+
+// TestCreateBoardFileIsExclusive: a file that appears between the connect's
+// stat and its create (the swap's empty file) is not the connect's to give
+// a schema.
+func TestCreateBoardFileIsExclusive(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kanban.db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := createBoardFile(path, NewProcess()); !errors.Is(err, ErrBoardGone) {
+		t.Fatalf("create over an existing file: err = %v, want ErrBoardGone", err)
+	}
+}
+
+// TestOpenedFileRefusesASwap: the path naming another file after SQLite
+// opened it than before is refused before SQLite reads anything, and the
+// same file is accepted.
+func TestOpenedFileRefusesASwap(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kanban.db")
+	b, err := Connect(ctx, path, fixedOptions(NewProcess()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	before, err := fileID(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *sql.DB {
+		db, err := sql.Open("sqlite", FileURI(path)+"?mode=rw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	if err := openedFile(ctx, open(), path, before); err != nil {
+		t.Fatalf("the same file: %v", err)
+	}
+	if err := os.Rename(path, path+".swapped"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := openedFile(ctx, open(), path, before); !errors.Is(err, ErrBoardGone) {
+		t.Fatalf("a swapped file: err = %v, want ErrBoardGone", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := openedFile(ctx, open(), path, before); !errors.Is(err, ErrBoardGone) {
+		t.Fatalf("a missing file: err = %v, want ErrBoardGone", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatalf("mode=rw created %s", path)
 	}
 }
