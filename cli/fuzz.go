@@ -17,12 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 const fuzzHelp = `Usage: kanbanchaos fuzz [flags]
@@ -132,7 +134,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // campaign checks the flags and builds the campaign; code ≥ 0 means stop
 // with that exit code.
-func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad func(string, ...any) int) (*harness.Campaign, int) {
+func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad func(string, ...any) int) (*campaign.Campaign, int) {
 	switch {
 	case f.saveRegression != "" && !isDir(f.saveRegression):
 		return nil, bad("--save-regression %s: not a directory (e.g. testdata/script in a checkout)", f.saveRegression)
@@ -149,7 +151,7 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 	case given["max-duration"] && f.maxDuration < time.Millisecond:
 		return nil, bad("--max-duration %v: want at least 1ms", f.maxDuration)
 	}
-	shard, err := harness.ParseShard(f.shard)
+	shard, err := campaign.ParseShard(f.shard)
 	if err != nil {
 		return nil, bad("--shard: %v", err)
 	}
@@ -192,21 +194,21 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 			return nil, bad("%s: %v", sc.Name, err)
 		}
 	}
-	subject, err := parseSubject(f.subject, false)
+	sub, err := parseSubject(f.subject, false)
 	if err == nil {
-		subject, err = f.workers.apply(subject)
+		sub, err = f.workers.apply(sub)
 	}
 	if err != nil {
 		return nil, bad("--subject: %v", err)
 	}
-	if subject.Hermes != "" {
-		if _, err := hermes.Locate(subject.Hermes); err != nil {
+	if sub.Hermes != "" {
+		if _, err := hermes.Locate(sub.Hermes); err != nil {
 			return nil, bad("--subject: %v", err)
 		}
 		for _, sc := range scs {
 			s := sc.Build(1, f.variant)
-			s.Subject = subject
-			if err := harness.CheckWorkers(ctx, s); err != nil {
+			s.Subject = sub
+			if err := subject.CheckWorkers(ctx, s); err != nil {
 				return nil, bad("%s: %v", sc.Name, err)
 			}
 		}
@@ -220,7 +222,7 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 				knobs = map[string]string{}
 			}
 			maps.Copy(knobs, f.knobs)
-			if err := harness.CheckHermesKnobs(v, knobs); err != nil {
+			if err := subject.CheckHermesKnobs(v, knobs); err != nil {
 				return nil, bad("%s: %v", sc.Name, err)
 			}
 		}
@@ -240,13 +242,13 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 		}
 		f.artifacts = dir
 	}
-	c := &harness.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
+	c := &campaign.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
 		Budget: f.budget, KeepGoing: f.keepGoing, Doublecheck: f.doublecheck, ShrinkTime: f.shrinkTime, Votes: f.votes,
 		ArtifactsDir: f.artifacts, Command: progName()}
 	if len(f.knobs) > 0 {
 		c.Knobs = map[string]string(f.knobs)
 	}
-	c.Host.Subject = subject
+	c.Host.Subject = sub
 	c.Host.FullDuration = f.full
 	for _, sc := range scs {
 		c.Swarms = append(c.Swarms, sc.Swarm().WithMaxPhases(int(f.maxDuration.Milliseconds()), int(f.maxQuiet.Milliseconds())))
@@ -264,8 +266,8 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 	for _, n := range names {
 		extra = append(extra, "--knob", n+"="+f.knobs[n])
 	}
-	if subject.External() {
-		extra = append(extra, "--subject", shellQuote(subject.String()))
+	if sub.External() {
+		extra = append(extra, "--subject", shellQuote(sub.String()))
 	}
 	extra = append(extra, f.workers.args()...)
 	if f.maxDuration > 0 {
@@ -281,7 +283,7 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 	return c, -1
 }
 
-func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, stderr io.Writer) int {
+func runCampaign(ctx context.Context, c *campaign.Campaign, f fuzzFlags, stdout, stderr io.Writer) int {
 	st := newProgress(stdout, stderr)
 	defer st.close()
 	variant := c.Variant
@@ -298,10 +300,10 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 			strings.Join(names, ","), c.Host.Subject, variant, c.Seed, c.Runs, c.Shard, len(plan), c.Concurrency))
 	}
 	st.begin(len(plan))
-	c.OnStart = func(harness.Planned) { st.runStarted() }
-	var records []harness.RunRecord
+	c.OnStart = func(campaign.Planned) { st.runStarted() }
+	var records []campaign.RunRecord
 	var mu sync.Mutex
-	c.OnRun = func(r harness.RunRecord) {
+	c.OnRun = func(r campaign.RunRecord) {
 		mu.Lock()
 		records = append(records, r)
 		mu.Unlock()
@@ -316,7 +318,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 			st.println(runLine(r))
 		}
 	}
-	c.OnShrink = func(s harness.ShrinkStep) {
+	c.OnShrink = func(s campaign.ShrinkStep) {
 		if f.json || !(s.Accepted || f.verbose) {
 			return
 		}
@@ -388,7 +390,7 @@ func runCampaign(ctx context.Context, c *harness.Campaign, f fuzzFlags, stdout, 
 }
 
 // runLine is one run in text: its verdict, seed and replay command.
-func runLine(r harness.RunRecord) string {
+func runLine(r campaign.RunRecord) string {
 	what := ""
 	switch r.Status {
 	case oracle.Fail:
@@ -410,7 +412,7 @@ func runLine(r harness.RunRecord) string {
 	return line + "\n        replay: " + r.Replay
 }
 
-func printSummary(w io.Writer, s harness.Summary) {
+func printSummary(w io.Writer, s campaign.Summary) {
 	fmt.Fprintf(w, "runs: %d of %d done (%d pass, %d fail, %d unknown, %d harness errors) in %v — %.1f runs/min, %.1f spawns/s\n",
 		s.Done, len(s.Planned), s.Passed, s.Failed, s.Unknown, s.Errors, (time.Duration(s.ElapsedMs) * time.Millisecond).Round(time.Second),
 		s.RunsPerMinute, s.SpawnsPerSec)
@@ -467,13 +469,13 @@ func printSummary(w io.Writer, s harness.Summary) {
 	}
 }
 
-func printShrunk(w io.Writer, sr harness.ShrinkResult) {
+func printShrunk(w io.Writer, sr campaign.ShrinkResult) {
 	fmt.Fprintf(w, "shrunk run %d (seed %d, %s on %s): %d task(s), %d dispatcher(s) → %d task(s), %d dispatcher(s), %d ms + %d ms in %.0fs "+
 		"(%d candidates, %d re-runs; %s); original reproduced %s, minimal %s\n",
 		sr.Index, sr.Seed, sr.Invariant, sr.Variant, len(sr.Original.Tasks), sr.Original.Dispatchers, len(sr.Minimal.Tasks), sr.Minimal.Dispatchers,
 		sr.Minimal.DurationMs, sr.Minimal.QuietMs, float64(sr.ElapsedMs)/1000, sr.Candidates, sr.Runs, sr.Stopped, sr.Confirmed, sr.Reproduced)
 	if sr.Fixed != "" {
-		fmt.Fprintf(w, "minimal schedule on %s: %s\n", harness.FixedVariant, sr.Fixed)
+		fmt.Fprintf(w, "minimal schedule on %s: %s\n", campaign.FixedVariant, sr.Fixed)
 	}
 	if sr.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", sr.Note)
@@ -496,7 +498,7 @@ func sortedKeys(m map[string]int) []string {
 }
 
 // writeRegression puts regression.txtar beside the shrunk schedule.
-func writeRegression(sr harness.ShrinkResult, c *harness.Campaign, f fuzzFlags) error {
+func writeRegression(sr campaign.ShrinkResult, c *campaign.Campaign, f fuzzFlags) error {
 	about := sr.Scenario
 	if sc, err := scenarios.Lookup(sr.Scenario); err == nil {
 		about = sc.Issue
@@ -525,8 +527,8 @@ func writeRegression(sr harness.ShrinkResult, c *harness.Campaign, f fuzzFlags) 
 }
 
 // writeJUnit writes every run as a test case.
-func writeJUnit(path string, s harness.Summary, records []harness.RunRecord, elapsed time.Duration) error {
-	slices.SortFunc(records, func(a, b harness.RunRecord) int { return a.Index - b.Index })
+func writeJUnit(path string, s campaign.Summary, records []campaign.RunRecord, elapsed time.Duration) error {
+	slices.SortFunc(records, func(a, b campaign.RunRecord) int { return a.Index - b.Index })
 	suite := report.Suite{Name: "kanbanchaos fuzz", Time: elapsed, Timestamp: time.Now(), Properties: [][2]string{
 		{"seed", strconv.FormatUint(s.Seed, 10)}, {"runs", strconv.Itoa(s.Runs)}, {"shard", s.Shard},
 		{"scenarios", strings.Join(s.Scenarios, ",")}, {"variant", s.Variant}, {"verdict", string(s.Verdict)},

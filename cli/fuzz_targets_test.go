@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
@@ -66,7 +67,7 @@ func FuzzFlagValues(f *testing.F) {
 				}
 			}
 		}
-		if sh, err := harness.ParseShard(shard); err == nil {
+		if sh, err := campaign.ParseShard(shard); err == nil {
 			if sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
 				t.Fatalf("--shard %q accepted as %+v", shard, sh)
 			}

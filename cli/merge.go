@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/kanbanchaos/kanbanchaos/gate"
 	"io"
 	"slices"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
+	"github.com/kanbanchaos/kanbanchaos/campaign/gate"
 )
 
 // cmdMerge combines the --json outputs of a campaign's shards into the
@@ -59,7 +59,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos merge: --junit is for gate shards; a fuzz shard writes its own with fuzz --junit")
 		return exitUsage
 	}
-	var parts []harness.Summary
+	var parts []campaign.Summary
 	for _, path := range pos {
 		s, err := readSummary(path)
 		if err != nil {
@@ -68,7 +68,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		}
 		parts = append(parts, s)
 	}
-	m, err := harness.Merge(parts)
+	m, err := campaign.Merge(parts)
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos merge:", err)
 		return exitUsage
@@ -83,8 +83,8 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 }
 
 // readSummary returns the last summary line of a fuzz --json output.
-func readSummary(path string) (harness.Summary, error) {
-	var found harness.Summary
+func readSummary(path string) (campaign.Summary, error) {
+	var found campaign.Summary
 	data, err := readInput(path, maxShardBytes)
 	if err != nil {
 		return found, err
@@ -107,7 +107,7 @@ func readSummary(path string) (harness.Summary, error) {
 		if probe.Type != "summary" {
 			continue
 		}
-		var s harness.Summary
+		var s campaign.Summary
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			return found, fmt.Errorf("%s: a summary line that does not parse: %w", path, err)
 		}

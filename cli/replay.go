@@ -14,6 +14,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // cmdRun builds a schedule from a scenario; cmdReplay runs one that was
@@ -75,7 +76,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
-		if err := harness.CheckWorkers(ctx, s); err != nil {
+		if err := subject.CheckWorkers(ctx, s); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
@@ -163,7 +164,7 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
 	}
 	if err == nil && s.Subject.Hermes != "" {
-		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
 	}
 	if err != nil {
 		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)

@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/report"
 )
 
@@ -64,7 +64,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 // writeCampaignReport stores a campaign's summary in its artifacts directory
 // (a new temp dir if the campaign kept nothing), renders it and each kept
 // run, and returns the report's path.
-func writeCampaignReport(sum *harness.Summary) (string, error) {
+func writeCampaignReport(sum *campaign.Summary) (string, error) {
 	if sum.Artifacts == "" {
 		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", sum.Seed))
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // knobFlags collects repeated --knob name=value flags.
@@ -205,18 +206,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	subject, err := parseSubject(f.subject, f.oneShot)
+	sub, err := parseSubject(f.subject, f.oneShot)
 	if err == nil {
-		subject, err = f.workers.apply(subject)
+		sub, err = f.workers.apply(sub)
 	}
-	if err == nil && subject.Hermes != "" {
-		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+	if err == nil && sub.Hermes != "" {
+		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
 		if err == nil {
-			_, err = hermes.Locate(subject.Hermes)
+			_, err = hermes.Locate(sub.Hermes)
 		}
 		if err == nil {
-			s.Subject = subject
-			err = harness.CheckWorkers(ctx, s)
+			s.Subject = sub
+			err = subject.CheckWorkers(ctx, s)
 		}
 	}
 	if err == nil {
@@ -228,10 +229,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	replay := replayCommand(sc.Name, f, s.Variant)
 	if !f.json {
-		printHeader(stdout, "run "+sc.Name, s, subject)
+		printHeader(stdout, "run "+sc.Name, s, sub)
 	}
 	// Progress goes to stderr with --json too: stdout holds only the JSON.
-	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: sub,
 		FullDuration: f.full}, stderr)
 	if code >= 0 {
 		return code
@@ -352,28 +353,28 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 
 // parseSubject reads --subject: "" (the reference dispatcher), exec:CMD, or
 // hermes:VERSION|PATH (a real Hermes release or checkout).
-func parseSubject(s string, oneShot bool) (harness.Subject, error) {
+func parseSubject(s string, oneShot bool) (schedule.Subject, error) {
 	if s == "" {
 		if oneShot {
-			return harness.Subject{}, fmt.Errorf("--one-shot needs --subject exec:'CMD'")
+			return schedule.Subject{}, fmt.Errorf("--one-shot needs --subject exec:'CMD'")
 		}
-		return harness.Subject{}, nil
+		return schedule.Subject{}, nil
 	}
 	if spec, ok := strings.CutPrefix(s, "hermes:"); ok {
 		if oneShot {
-			return harness.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
+			return schedule.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
 		}
 		if err := hermes.ParseSpec(spec); err != nil {
-			return harness.Subject{}, err
+			return schedule.Subject{}, err
 		}
-		return harness.Subject{Hermes: spec}, nil
+		return schedule.Subject{Hermes: spec}, nil
 	}
 	cmd, ok := strings.CutPrefix(s, "exec:")
 	if !ok || strings.TrimSpace(cmd) == "" {
-		return harness.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed') or hermes:VERSION "+
+		return schedule.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed') or hermes:VERSION "+
 			"(e.g. hermes:%s, see 'kanbanchaos hermes'); for a reference variant use --variant", s, hermes.Release30896)
 	}
-	return harness.Subject{Exec: cmd, OneShot: oneShot}, nil
+	return schedule.Subject{Exec: cmd, OneShot: oneShot}, nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
@@ -388,7 +389,7 @@ func shellQuote(s string) string {
 
 // printHeader says what is about to run: the subject, the seed, and how
 // the workers connect.
-func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
+func printHeader(w io.Writer, what string, s schedule.Schedule, subject schedule.Subject) {
 	if subject.External() {
 		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
 		printWorkers(w, s, subject)

@@ -119,7 +119,7 @@ func TestCorruptionScenarios(t *testing.T) {
 				if c.minFail > 0 {
 					continue
 				}
-				damaged := slices.ContainsFunc(v.Failed(), func(inv string) bool { return slices.Contains(damage, inv) })
+				damaged := slices.ContainsFunc(v.Failed(), func(inv string) bool { return slices.Contains(oracle.Damage(), inv) })
 				stallOnly := slices.Equal(v.Failed(), []string{oracle.DispatcherProgress})
 				switch {
 				case stallOnly:

@@ -1,4 +1,12 @@
-package harness
+// Package campaign runs many schedules: a fuzz campaign draws each run's
+// schedule from its scenario's swarm by seed alone (plan, shards, parallel
+// runs, doublechecks), shrinks its first failure with re-runs and a
+// majority vote (shrink.go) and sums it up (summary.go, Merge of shards);
+// Compare runs the same schedules against two subjects (compare.go); the
+// regression gate and the conformance table are in campaign/gate. Every
+// run is one harness.Run (or Campaign.Runner): the package holds no
+// invariant logic and never reaches into a run's sandbox while it runs.
+package campaign
 
 import (
 	"cmp"
@@ -16,6 +24,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -71,14 +80,14 @@ type Campaign struct {
 	// phase caps), already quoted.
 	Command, ReplayFlags string
 	// Host is how each run is hosted (worker binary, stop grace).
-	Host Options
+	Host harness.Options
 	// OnStart sees each run as it starts, OnRun each finished run (calls
 	// are serialised); OnShrink each accepted or rejected shrink candidate.
 	OnStart  func(Planned)
 	OnRun    func(RunRecord)
 	OnShrink func(ShrinkStep)
-	// exec runs one schedule; nil is Run. Tests substitute it.
-	exec func(context.Context, schedule.Schedule, Options) (Result, error)
+	// Runner runs one schedule; nil is harness.Run. Tests substitute it.
+	Runner func(context.Context, schedule.Schedule, harness.Options) (harness.Result, error)
 	// sample are the run indices doublechecked (doublecheckSample).
 	sample map[int]bool
 }
@@ -234,8 +243,8 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 	if len(c.Swarms) == 0 {
 		return Summary{}, errors.New("harness: campaign without scenarios")
 	}
-	if c.exec == nil {
-		c.exec = Run
+	if c.Runner == nil {
+		c.Runner = harness.Run
 	}
 	c.Concurrency = max(c.Concurrency, 1)
 	if c.Votes <= 0 {
@@ -296,12 +305,12 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			// and a cut run lists only what it found by its stop.
 			twice := c.doublechecked(p)
 			opt.FullDuration = opt.FullDuration || twice
-			res, err := c.exec(ctx, s, opt)
+			res, err := c.Runner(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
 			undecidedIfInterrupted(ctx, &rec)
 			if twice && ctx.Err() == nil {
-				again, err2 := c.exec(ctx, s, opt)
-				discard(again)
+				again, err2 := c.Runner(ctx, s, opt)
+				again.Discard()
 				rec.Doublecheck = doublecheck(rec, again, err2)
 			}
 			mu.Lock()
@@ -318,7 +327,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 						runsDir = filepath.Join(dir, "runs")
 					}
 					if artsErr == nil {
-						if dest, err := moveSandbox(rec.Artifacts, runsDir, fmt.Sprintf("%s-%d", p.Scenario, p.Seed)); err == nil {
+						if dest, err := harness.MoveSandbox(rec.Artifacts, runsDir, fmt.Sprintf("%s-%d", p.Scenario, p.Seed)); err == nil {
 							rec.Artifacts = dest
 							kept++
 						} else {
@@ -419,7 +428,7 @@ func (c *Campaign) doublecheckSample() map[int]bool {
 	return out
 }
 
-func record(p Planned, s schedule.Schedule, res Result, err error, replay string) RunRecord {
+func record(p Planned, s schedule.Schedule, res harness.Result, err error, replay string) RunRecord {
 	rec := RunRecord{Type: "run", Index: p.Index, Seed: p.Seed, Scenario: p.Scenario, Variant: s.Variant,
 		Dispatchers: s.Dispatchers, Tasks: len(s.Tasks), Replay: replay}
 	if err != nil {
@@ -440,7 +449,7 @@ func record(p Planned, s schedule.Schedule, res Result, err error, replay string
 	return rec
 }
 
-func doublecheck(first RunRecord, again Result, err error) *Doublecheck {
+func doublecheck(first RunRecord, again harness.Result, err error) *Doublecheck {
 	d := &Doublecheck{Status: again.Verdict.Status, Failed: again.Verdict.Failed()}
 	if err != nil {
 		d.Status = statusError
@@ -452,31 +461,14 @@ func doublecheck(first RunRecord, again Result, err error) *Doublecheck {
 	return d
 }
 
-// discard removes a run's kept sandbox.
-func discard(res Result) {
-	if res.Artifacts != "" {
-		os.RemoveAll(res.Artifacts)
+// undecidedIfInterrupted turns a campaign run that ended in an error because
+// the campaign was interrupted (Ctrl-C, SIGTERM, SIGHUP during its setup)
+// into an undecided run: an interruption is no harness error.
+func undecidedIfInterrupted(ctx context.Context, rec *RunRecord) {
+	if rec.Status != statusError || ctx.Err() == nil {
+		return
 	}
-}
-
-// moveSandbox moves a kept sandbox to parent/name (made unique). By now
-// every process and connection of the run is gone, so copying its board
-// files drops nobody's locks. The HERMES_BIN symlink is no artifact.
-func moveSandbox(src, parent, name string) (string, error) {
-	if err := materializeBin(src); err != nil {
-		return "", err
-	}
-	dest, err := uniqueDir(parent, name)
-	if err != nil {
-		return "", err
-	}
-	if err := os.Rename(src, dest); err == nil {
-		return dest, nil
-	}
-	// Another file system: copy, then remove.
-	if err := os.CopyFS(dest, os.DirFS(src)); err != nil {
-		return "", fmt.Errorf("harness: keep %s: %w", src, err)
-	}
-	os.RemoveAll(src)
-	return dest, nil
+	rec.Status = oracle.Unknown
+	rec.Unknowns = append(rec.Unknowns, "run interrupted ("+ctx.Err().Error()+"): "+rec.Error)
+	rec.Error = ""
 }
