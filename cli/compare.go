@@ -74,10 +74,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !ok {
 		return code
 	}
-	usageErr := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "kanbanchaos compare: "+format+"\n", args...)
-		return exitUsage
-	}
+	usageErr := usageError(stderr, "compare")
 	if len(pos) > 0 {
 		return usageErr("takes no arguments, got %q (name the builds with --a and --b)", pos)
 	}

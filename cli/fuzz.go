@@ -109,10 +109,7 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kanbanchaos fuzz: "+format+"\n", a...)
-		return exitUsage
-	}
+	bad := usageError(stderr, "fuzz")
 	if len(pos) > 0 {
 		return bad("takes no arguments (the scenario goes in --scenario), got %q", pos)
 	}
@@ -253,15 +250,7 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 		c.RunSeeds = []uint64{f.runSeed}
 	}
 	// What every run's replay command must repeat to draw the same schedule.
-	var extra []string
-	names := make([]string, 0, len(f.knobs))
-	for n := range f.knobs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		extra = append(extra, "--knob", n+"="+f.knobs[n])
-	}
+	extra := f.knobs.args()
 	if sub.External() {
 		extra = append(extra, "--subject", shellQuote(sub.String()))
 	}

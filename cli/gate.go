@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -58,8 +57,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON, conformance                       bool
 		allow                                     = knobFlags{}
 	)
-	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("gate", gateHelp, stderr)
 	fs.StringVar(&subjectArg, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
 	var workers workerFlags
 	workers.register(fs)
@@ -69,20 +67,16 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&junit, "junit", "", "write JUnit XML: one test case gate/<entry> per entry")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON line (what 'kanbanchaos merge' combines)")
 	fs.StringVar(&artifacts, "artifacts", "", "keep the runs of violated and unchecked seeds under DIR/<entry>/\n"+
-		"(default: a new <time>-gate-<subjectArg> in the artifact store "+defaultStore()+", made only when a run is kept)")
+		"(default: a new <time>-gate-<subject> in the artifact store "+defaultStore()+", made only when a run is kept)")
 	fs.StringVar(&shard, "shard", "0/1", "run only part i of n of the (entry, seed) pairs")
 	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
-	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subjectArg up to spec §8's observed table (the June 2026\n"+
+	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subject up to spec §8's observed table (the June 2026\n"+
 		"release against a fake worker) row by row — starts, final status, counter, events — and mark each difference")
-	fs.Usage = func() { fmt.Fprint(stderr, gateHelp); fs.PrintDefaults() }
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kanbanchaos gate: "+format+"\n", a...)
-		return exitUsage
-	}
+	bad := usageError(stderr, "gate")
 	if len(pos) > 0 {
 		return bad("takes no arguments, got %q", pos)
 	}
@@ -157,7 +151,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runConformance(ctx, spec, subjectArg, asJSON, stdout, stderr)
 	}
 	if !asJSON {
-		fmt.Fprintf(stdout, "kanbanchaos gate  subjectArg=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subjectArg, len(entries), seeds, sh)
+		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subjectArg, len(entries), seeds, sh)
 		spec.Progress = func(s gate.Seed) {
 			fmt.Fprintf(stderr, "%-20s seed %d: %s %s\n", s.Entry, s.Seed, s.Status, firstLine(s.Why))
 		}

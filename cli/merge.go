@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -18,21 +17,16 @@ import (
 func cmdMerge(args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
 	var junit string
-	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("merge", "Usage: kanbanchaos merge SHARD… [--json] [--junit FILE]\n\n"+
+		"Combines the outputs of 'kanbanchaos gate --json --shard i/n' into the gate's verdict (every entry's seeds from\n"+
+		"every shard; --junit writes it for CI), or those of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
+		"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
+		"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
+		"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
+		"Example: kanbanchaos merge shard0.jsonl shard1.jsonl shard2.jsonl shard3.jsonl\n\n"+
+		"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n", stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the merged summary as one JSON line")
 	fs.StringVar(&junit, "junit", "", "gate shards: write the merged gate as JUnit XML (one test case gate/<entry>)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: kanbanchaos merge SHARD… [--json] [--junit FILE]\n\n"+
-			"Combines the outputs of 'kanbanchaos gate --json --shard i/n' into the gate's verdict (every entry's seeds from\n"+
-			"every shard; --junit writes it for CI), or those of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
-			"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
-			"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
-			"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
-			"Example: kanbanchaos merge shard0.jsonl shard1.jsonl shard2.jsonl shard3.jsonl\n\n"+
-			"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code

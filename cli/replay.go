@@ -26,8 +26,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		asJSON, keep, full, harnessJSON bool
 		artifacts, recorded, stopOn     string
 	)
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("replay", "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
+		"Runs a written schedule again — same scenario, subject, variant, knobs, seed, timings and SQLite engine —\n"+
+		"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
+		"Progress lines go to stderr, also with --json.\n\n"+
+		"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n", stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
@@ -38,21 +41,12 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
-			"Runs a written schedule again — same scenario, subject, variant, knobs, seed, timings and SQLite engine —\n"+
-			"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
-			"Progress lines go to stderr, also with --json.\n\n"+
-			"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "kanbanchaos replay: want exactly one schedule file or artifact directory, got %d arguments\n", len(pos))
-		return exitUsage
+		return usageError(stderr, "replay")("want exactly one schedule file or artifact directory, got %d arguments", len(pos))
 	}
 	s, path, err := readSchedule(pos[0])
 	if err == nil {

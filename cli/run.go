@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +31,16 @@ import (
 type knobFlags map[string]string
 
 func (k knobFlags) String() string { return "" }
+
+// args are the --knob flags that set k again, in name order (for a replay
+// command).
+func (k knobFlags) args() []string {
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(k)) {
+		out = append(out, "--knob", n+"="+k[n])
+	}
+	return out
+}
 
 func (k knobFlags) Set(v string) error {
 	name, value, ok := strings.Cut(v, "=")
@@ -323,14 +335,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 	if f.sqlite != "" && f.sqlite != defaultEngine {
 		parts = append(parts, "--sqlite", f.sqlite)
 	}
-	names := make([]string, 0, len(f.knobs))
-	for n := range f.knobs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		parts = append(parts, "--knob", n+"="+f.knobs[n])
-	}
+	parts = append(parts, f.knobs.args()...)
 	if f.dispatchers != 0 {
 		parts = append(parts, "--dispatchers", strconv.Itoa(f.dispatchers))
 	}

@@ -30,19 +30,13 @@ import (
 // re-run every tick — with Hermes' environment pointing it at the sandbox.
 // It is given the schedule's times in the whole seconds Hermes reads, and
 // it is seen doing only what it writes to the ledger itself.
-type execSubject struct{ sub schedule.Subject }
-
-func (e execSubject) Name() string { return e.sub.String() }
-
-// Check: a command takes what it takes; the knobs still shape the board
-// and the workers.
-func (execSubject) Check(context.Context, schedule.Schedule) error { return nil }
+// A command takes what it takes (Check: the knobs still shape the board
+// and the workers) and reports nothing of itself to verify.
+type execSubject struct{ base }
 
 func (e execSubject) Settings(s schedule.Schedule, timing dispatcher.Timing) Settings {
 	return externalSettings(e.sub, s, timing)
 }
-
-func (execSubject) Verify(*Settings, ledger.History, schedule.Schedule) []string { return nil }
 
 // Observability: whatever the command wrote to the ledger itself (a
 // dispatcher that writes one record of a kind writes them all).

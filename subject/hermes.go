@@ -23,9 +23,7 @@ import (
 // gateway reads written to config.yaml and the time settings in the whole
 // seconds Hermes parses. The drivers record the release's ticks, commits
 // and SQLite errors in the ledger and report the settings it resolved.
-type hermesSubject struct{ sub schedule.Subject }
-
-func (h hermesSubject) Name() string { return h.sub.String() }
+type hermesSubject struct{ base }
 
 // Check refuses knobs the release would silently ignore, a release that is
 // not installed, and worker behaviours its kanban tools cannot play.

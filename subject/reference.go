@@ -26,19 +26,13 @@ import (
 // would be. It takes every knob and the schedule's timing to the
 // millisecond, and everything it does is observed: its ticks, its commits
 // and errors (in the ledger) and this process's file descriptors.
-type reference struct{ sub schedule.Subject }
-
-func (r reference) Name() string { return r.sub.String() }
-
-// Check: the reference dispatcher plays every schedule (the schedule's own
-// validation and the knobs' resolution are the harness's).
-func (reference) Check(context.Context, schedule.Schedule) error { return nil }
+// It plays every schedule (Check: the schedule's own validation and the
+// knobs' resolution are the harness's) and reports nothing to verify.
+type reference struct{ base }
 
 func (r reference) Settings(s schedule.Schedule, timing dispatcher.Timing) Settings {
 	return baseSettings(r.sub, s, timing)
 }
-
-func (reference) Verify(*Settings, ledger.History, schedule.Schedule) []string { return nil }
 
 // Observability: this process counts its ticks and watches its file
 // descriptors; its commits and errors are in the ledger.

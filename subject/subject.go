@@ -55,12 +55,22 @@ type Subject interface {
 func For(sub schedule.Subject) Subject {
 	switch {
 	case sub.Hermes != "":
-		return hermesSubject{sub}
+		return hermesSubject{base{sub}}
 	case sub.Exec != "":
-		return execSubject{sub}
+		return execSubject{base{sub}}
 	}
-	return reference{sub}
+	return reference{base{sub}}
 }
+
+// base is what every subject has: the schedule's name for it, and by
+// default nothing to check beforehand and nothing reported to verify.
+type base struct{ sub schedule.Subject }
+
+func (b base) Name() string { return b.sub.String() }
+
+func (base) Check(context.Context, schedule.Schedule) error { return nil }
+
+func (base) Verify(*Settings, ledger.History, schedule.Schedule) []string { return nil }
 
 // Run is what a subject's dispatch phase is given.
 type Run struct {
