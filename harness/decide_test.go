@@ -108,14 +108,7 @@ func TestPassingRunRunsItsSchedule(t *testing.T) {
 // before its schedule ends, and neither it nor any worker survives.
 func TestExecSubjectStopsEarlyLeavesNothing(t *testing.T) {
 	t.Parallel()
-	s := build(t, "issue-30896", "hermes-0.14", 22)
-	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
-	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
-	s.DurationMs, s.QuietMs = 20000, 0
-	task := s.Tasks[0].ID
-	start := fmt.Sprintf(`setsid "$HERMES_BIN" -p %s --accept-hooks chat -q "work kanban task %s" </dev/null >/dev/null 2>&1 &`,
-		s.Profiles[0].Name, task)
-	cmd := start + start + start + " sleep 60"
+	s, cmd := orphaningSubject(t, 22, 3, 20000)
 	res, err := Run(context.Background(), s, Options{Keep: true, Subject: schedule.Subject{Exec: cmd}, StopGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/ledger"
@@ -17,13 +18,8 @@ import (
 // environment and killed.
 func TestExecSubjectLeavesNothing(t *testing.T) {
 	t.Parallel()
-	s := build(t, "issue-30896", "hermes-0.14", 21)
-	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
-	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
-	s.DurationMs, s.QuietMs = 600, 0
+	s, cmd := orphaningSubject(t, 21, 1, 600)
 	task := s.Tasks[0].ID
-	cmd := fmt.Sprintf(`setsid "$HERMES_BIN" -p %s --accept-hooks chat -q "work kanban task %s" </dev/null >/dev/null 2>&1 & sleep 60`,
-		s.Profiles[0].Name, task)
 	res, err := Run(context.Background(), s, Options{Keep: true, Subject: schedule.Subject{Exec: cmd}})
 	if err != nil {
 		t.Fatal(err)
@@ -40,4 +36,19 @@ func TestExecSubjectLeavesNothing(t *testing.T) {
 	if res.Verdict.Status == oracle.Fail {
 		t.Fatalf("a hanging worker started once breaks nothing: %+v", res.Verdict.Violations)
 	}
+}
+
+// orphaningSubject is issue-30896 on hermes-0.14 with hanging workers and
+// one exec dispatcher, for durationMs, whose command starts n workers of
+// the first task, each in a session of its own as Hermes does, and then
+// sleeps: what it leaves behind is the harness's to find and kill.
+func orphaningSubject(t *testing.T, seed uint64, n, durationMs int) (schedule.Schedule, string) {
+	t.Helper()
+	s := build(t, "issue-30896", "hermes-0.14", seed)
+	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
+	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
+	s.DurationMs, s.QuietMs = durationMs, 0
+	start := fmt.Sprintf(`setsid "$HERMES_BIN" -p %s --accept-hooks chat -q "work kanban task %s" </dev/null >/dev/null 2>&1 &`,
+		s.Profiles[0].Name, s.Tasks[0].ID)
+	return s, strings.Repeat(start+" ", n) + "sleep 60"
 }
