@@ -108,44 +108,25 @@ func configuredLimits(configured int) limitFunc {
 // as the board books it, and as the workers' own exit codes in the ledger
 // say (exits.go), whatever the board booked them as.
 func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, cooldown float64) {
-	ids := slices.Sorted(maps.Keys(runs))
-	next := map[string]histRun{} // per task, the run after the one at hand
+	byTask := map[string][]histRun{}
+	for _, id := range slices.Sorted(maps.Keys(runs)) {
+		r := runs[id]
+		byTask[r.task] = append(byTask[r.task], r)
+	}
 	seen := false
-	var late []Violation
-	for i := len(ids) - 1; i >= 0; i-- {
-		r := runs[ids[i]]
-		if r.outcome == kanban.OutcomeRateLimited && r.isEnded {
-			seen = true
-			if n, ok := next[r.task]; ok && n.started < r.ended+cooldown-max(in.ClockResolution, 1e-3) {
-				late = append(late, Violation{Invariant: RateLimit, Task: r.task, AtMs: round(in.relMs(n.started)),
-					Message: fmt.Sprintf("run %d started %.0fms after run %d exited 75 (rate limited); the cooldown is %s",
-						n.id, (n.started-r.ended)*1000, r.id, time.Duration(cooldown*float64(time.Second))),
-					Evidence: map[string]any{"rate_limited_run": r.id, "next_run": n.id, "gap_ms": round((n.started - r.ended) * 1000),
-						"cooldown_s": cooldown}})
-			}
+	var late []earlyRun
+	for _, rs := range byTask {
+		seen = seen || hasRateLimitedRun(rs)
+		if x, ok := earlyRespawn(in, rs, cooldown); ok {
+			late = append(late, x)
 		}
-		next[r.task] = r
 	}
 	for _, t := range s.tasks {
-		for _, e := range s.events[t.id] {
-			if e.kind != kanban.EventGaveUp || payloadField(e.payload, "trigger_outcome") != kanban.OutcomeRateLimited {
-				continue
-			}
-			seen = true
-			v.Violations = append(v.Violations, Violation{Invariant: RateLimit, Task: t.id, AtMs: round(in.relMs(e.at)),
-				Message:  fmt.Sprintf("a rate-limited exit (75) tripped the breaker: gave_up %s", e.payload),
-				Evidence: map[string]any{"gave_up_event": e.id}})
-		}
+		gaveUps := rateLimitedGaveUps(in, t.id, s.events[t.id])
+		seen = seen || len(gaveUps) > 0
+		v.Violations = append(v.Violations, gaveUps...)
 	}
-	// One violation per task: the first (the list was built newest first).
-	slices.Reverse(late)
-	reported := map[string]bool{}
-	for _, x := range late {
-		if !reported[x.Task] {
-			reported[x.Task] = true
-			v.Violations = append(v.Violations, x)
-		}
-	}
+	v.Violations = append(v.Violations, inRunOrder(late)...)
 	if pidsLost(in.Schedule) {
 		// The board's own rate_limited bookings were judged above; the
 		// workers' exit codes cannot be held against a dispatcher that was
@@ -168,8 +149,69 @@ func checkRateLimit(v *Verdict, in Input, s snapshot, runs map[int64]histRun, co
 	if len(in.Ledger.Entries) > 0 {
 		v.skip(RateLimit, "no worker exited 75 (rate limited), and no run is booked rate_limited")
 	} else {
-		v.skip(RateLimit, "no run on the board is booked rate_limited (exit 75)")
+		v.skip(RateLimit, noRateLimitedRun)
 	}
+}
+
+// noRateLimitedRun is why rate-limit is not checked on a board without a
+// ledger (an audit) that books no run rate_limited.
+const noRateLimitedRun = "no run on the board is booked rate_limited (exit 75)"
+
+// hasRateLimitedRun: some run of runs ended booked rate_limited.
+func hasRateLimitedRun(runs []histRun) bool {
+	return slices.ContainsFunc(runs, func(r histRun) bool { return r.outcome == kanban.OutcomeRateLimited && r.isEnded })
+}
+
+// rateLimitedGaveUps are a task's gave_up events that a rate-limited run
+// triggered, in event order.
+func rateLimitedGaveUps(in Input, task string, events []eventRow) []Violation {
+	var out []Violation
+	for _, e := range events {
+		if e.kind != kanban.EventGaveUp || payloadField(e.payload, "trigger_outcome") != kanban.OutcomeRateLimited {
+			continue
+		}
+		out = append(out, Violation{Invariant: RateLimit, Task: task, AtMs: round(in.relMs(e.at)),
+			Message:  fmt.Sprintf("a rate-limited exit (75) tripped the breaker: gave_up %s", e.payload),
+			Evidence: map[string]any{"gave_up_event": e.id}})
+	}
+	return out
+}
+
+// earlyRun is a run started within the cooldown after the task's
+// rate-limited run after ended: verdicts list them by that run's id.
+type earlyRun struct {
+	after int64
+	x     Violation
+}
+
+// earlyRespawn finds a task's first run (runs are the task's, by id) that
+// started sooner than cooldown after the run before it ended rate limited.
+func earlyRespawn(in Input, runs []histRun, cooldown float64) (earlyRun, bool) {
+	for i, r := range runs {
+		if r.outcome != kanban.OutcomeRateLimited || !r.isEnded || i+1 == len(runs) {
+			continue
+		}
+		n := runs[i+1]
+		if n.started < r.ended+cooldown-max(in.ClockResolution, 1e-3) {
+			return earlyRun{r.id, Violation{Invariant: RateLimit, Task: r.task, AtMs: round(in.relMs(n.started)),
+				Message: fmt.Sprintf("run %d started %.0fms after run %d exited 75 (rate limited); the cooldown is %s",
+					n.id, (n.started-r.ended)*1000, r.id, time.Duration(cooldown*float64(time.Second))),
+				Evidence: map[string]any{"rate_limited_run": r.id, "next_run": n.id, "gap_ms": round((n.started - r.ended) * 1000),
+					"cooldown_s": cooldown}}}, true
+		}
+	}
+	return earlyRun{}, false
+}
+
+// inRunOrder lists early respawns (one per task) by their rate-limited
+// run's id.
+func inRunOrder(late []earlyRun) []Violation {
+	slices.SortFunc(late, func(a, b earlyRun) int { return cmpInt(a.after, b.after) })
+	out := make([]Violation, 0, len(late))
+	for _, l := range late {
+		out = append(out, l.x)
+	}
+	return out
 }
 
 // overLimit walks a task's events in order, counting those counts() accepts
@@ -203,17 +245,11 @@ func overLimit(events []eventRow, counts func(eventRow) bool, limit int) (peak i
 func checkProtocolBudget(v *Verdict, in Input, s snapshot, limits limitFunc) {
 	seen := false
 	for _, t := range s.tasks {
-		limit, source := limits(t)
-		isPV := func(e eventRow) bool { return e.kind == kanban.EventProtocolViolation }
-		peak, over, window := overLimit(s.events[t.id], isPV, limit)
+		peak, x := protocolOverBudget(in, t, s.events[t.id], limits)
 		seen = seen || peak > 0
-		if over == nil {
-			continue
+		if x != nil {
+			v.Violations = append(v.Violations, *x)
 		}
-		v.Violations = append(v.Violations, Violation{Invariant: ProtocolBudget, Task: t.id, AtMs: round(in.relMs(over.at)),
-			Message: fmt.Sprintf("%d protocol violations (exit 0 without completing) between counter resets > budget %d (%s); #%d at %s",
-				peak, limit, source, limit+1, in.when(over.at)),
-			Evidence: map[string]any{"limit": limit, "limit_source": source, "protocol_violation_events": window}})
 	}
 	if checkQuitExits(v, in, s, limits) {
 		seen = true
@@ -225,79 +261,77 @@ func checkProtocolBudget(v *Verdict, in Input, s snapshot, limits limitFunc) {
 	if len(in.Ledger.Entries) > 0 {
 		v.skip(ProtocolBudget, "no worker exited 0 without completing, and no run is booked protocol_violation")
 	} else {
-		v.skip(ProtocolBudget, "no run on the board is booked protocol_violation (exit 0 without completing)")
+		v.skip(ProtocolBudget, noProtocolViolation)
 	}
 }
 
-// checkSpawnHistory counts, per task, runs whose worker was spawned (a
-// spawned event) between counter resets, rate-limited runs excepted.
-func checkSpawnHistory(v *Verdict, in Input, s snapshot, runs map[int64]histRun, limits limitFunc) {
-	spawned := false
-	for _, es := range s.events {
-		spawned = spawned || slices.ContainsFunc(es, func(e eventRow) bool { return e.kind == kanban.EventSpawned })
+// noProtocolViolation is why protocol-budget is not checked on a board
+// without a ledger (an audit) that books no protocol violation.
+const noProtocolViolation = "no run on the board is booked protocol_violation (exit 0 without completing)"
+
+// protocolOverBudget counts a task's protocol_violation events between
+// counter resets: the most any window held, and the violation when that
+// is over the task's limit (nil: it is not).
+func protocolOverBudget(in Input, t taskRow, events []eventRow, limits limitFunc) (int, *Violation) {
+	limit, source := limits(t)
+	isPV := func(e eventRow) bool { return e.kind == kanban.EventProtocolViolation }
+	peak, over, window := overLimit(events, isPV, limit)
+	if over == nil {
+		return peak, nil
 	}
-	if !spawned {
-		v.skip(SpawnLimit, "no spawned event on the board: no worker to count")
-		return
+	return peak, &Violation{Invariant: ProtocolBudget, Task: t.id, AtMs: round(in.relMs(over.at)),
+		Message: fmt.Sprintf("%d protocol violations (exit 0 without completing) between counter resets > budget %d (%s); #%d at %s",
+			peak, limit, source, limit+1, in.when(over.at)),
+		Evidence: map[string]any{"limit": limit, "limit_source": source, "protocol_violation_events": window}}
+}
+
+func hasSpawned(events []eventRow) bool {
+	return slices.ContainsFunc(events, func(e eventRow) bool { return e.kind == kanban.EventSpawned })
+}
+
+// spawnsOverLimit counts a task's runs whose worker was spawned (a spawned
+// event) between counter resets, rate-limited runs excepted (the event's
+// runOutcome), and reports the first spawn over the task's limit, or nil.
+func spawnsOverLimit(in Input, t taskRow, events []eventRow, limits limitFunc) *Violation {
+	limit, source := limits(t)
+	counts := func(e eventRow) bool {
+		return e.kind == kanban.EventSpawned && e.run.Valid && e.runOutcome != kanban.OutcomeRateLimited
 	}
-	v.check(SpawnLimit)
-	for _, t := range s.tasks {
-		limit, source := limits(t)
-		counts := func(e eventRow) bool {
-			return e.kind == kanban.EventSpawned && e.run.Valid && runs[e.run.Int64].outcome != kanban.OutcomeRateLimited
-		}
-		peak, over, _ := overLimit(s.events[t.id], counts, limit)
-		if over == nil {
-			continue
-		}
-		v.Violations = append(v.Violations, Violation{Invariant: SpawnLimit, Task: t.id, AtMs: round(in.relMs(over.at)),
-			Message: fmt.Sprintf("%d spawned runs between counter resets > limit %d (%s); spawn #%d (run %d) at %s",
-				peak, limit, source, limit+1, over.run.Int64, in.when(over.at)),
-			Evidence: map[string]any{"spawned_runs": peak, "limit": limit, "limit_source": source, "over_limit_run": over.run.Int64}})
+	peak, over, _ := overLimit(events, counts, limit)
+	if over == nil {
+		return nil
 	}
+	return &Violation{Invariant: SpawnLimit, Task: t.id, AtMs: round(in.relMs(over.at)),
+		Message: fmt.Sprintf("%d spawned runs between counter resets > limit %d (%s); spawn #%d (run %d) at %s",
+			peak, limit, source, limit+1, over.run.Int64, in.when(over.at)),
+		Evidence: map[string]any{"spawned_runs": peak, "limit": limit, "limit_source": source, "over_limit_run": over.run.Int64}}
 }
 
 // unattendedOutcomes are the ends a dispatcher gives a run for want of news
 // from its worker.
 var unattendedOutcomes = []string{kanban.OutcomeReclaimed, kanban.OutcomeStale, kanban.OutcomeTimedOut}
 
-// checkUnrecordedWorkers reports runs ended for want of news (reclaimed
-// after the claim expired, stale, timed out) that never had a worker
-// recorded: no spawned event, no pid, no spawn failure. A run its worker
-// completed or blocked had a worker, even if the dispatcher's
+// unattended: the run ended for want of news from its worker.
+func unattended(r histRun) bool {
+	return r.isEnded && slices.Contains(unattendedOutcomes, r.outcome)
+}
+
+// unrecordedViolation reports a task's runs ended for want of news
+// (reclaimed after the claim expired, stale, timed out) that never had a
+// worker recorded: no spawned event, no pid, no spawn failure. A run its
+// worker completed or blocked had a worker, even if the dispatcher's
 // _set_worker_pid commit came after the worker's (a live board shows that
-// race for a moment), so those are not counted.
-func checkUnrecordedWorkers(v *Verdict, in Input, s snapshot, runs map[int64]histRun) {
-	if !slices.ContainsFunc(slices.Collect(maps.Values(runs)), func(r histRun) bool {
-		return r.isEnded && slices.Contains(unattendedOutcomes, r.outcome)
-	}) {
-		v.skip(UnrecordedWorkers, "no run ended for want of news from its worker (reclaimed, stale, timed out)")
-		return
+// race for a moment), so those are not counted. runs are those runs, by id.
+func unrecordedViolation(in Input, runs []histRun) Violation {
+	first := runs[0]
+	ids := make([]int64, 0, min(len(runs), 20))
+	for _, r := range runs[:min(len(runs), 20)] {
+		ids = append(ids, r.id)
 	}
-	v.check(UnrecordedWorkers)
-	recorded := map[int64]bool{}
-	for _, es := range s.events {
-		for _, e := range es {
-			if e.run.Valid && (e.kind == kanban.EventSpawned || e.kind == kanban.EventSpawnFailed) {
-				recorded[e.run.Int64] = true
-			}
-		}
-	}
-	byTask := map[string][]int64{}
-	for _, id := range slices.Sorted(maps.Keys(runs)) {
-		r := runs[id]
-		if r.isEnded && !r.hasPID && !recorded[id] && slices.Contains(unattendedOutcomes, r.outcome) {
-			byTask[r.task] = append(byTask[r.task], id)
-		}
-	}
-	for _, t := range slices.Sorted(maps.Keys(byTask)) {
-		ids := byTask[t]
-		first := runs[ids[0]]
-		v.Violations = append(v.Violations, Violation{Invariant: UnrecordedWorkers, Task: t, AtMs: round(in.relMs(first.started)),
-			Message: fmt.Sprintf("%d run(s) ended with no worker ever recorded (no pid, no spawned event), first run %d (%s) at %s: "+
-				"a claim whose pid never reached the board escapes the crash sweep (#35202)", len(ids), first.id, first.outcome, in.when(first.started)),
-			Evidence: map[string]any{"runs": ids[:min(len(ids), 20)], "total": len(ids)}})
-	}
+	return Violation{Invariant: UnrecordedWorkers, Task: first.task, AtMs: round(in.relMs(first.started)),
+		Message: fmt.Sprintf("%d run(s) ended with no worker ever recorded (no pid, no spawned event), first run %d (%s) at %s: "+
+			"a claim whose pid never reached the board escapes the crash sweep (#35202)", len(runs), first.id, first.outcome, in.when(first.started)),
+		Evidence: map[string]any{"runs": ids, "total": len(runs)}}
 }
 
 // when formats a board time: ms after the run's start for a run, else UTC.
@@ -364,7 +398,9 @@ var ErrNotABoard = errors.New("not a kanban board: no tasks table")
 // between counter resets, the breaker holding after gave_up, open-run
 // bookkeeping and running tasks' claims, runs without a recorded worker,
 // rate-limited runs and protocol violations. With o.Run it also checks the
-// run's ledger-based invariants (Check).
+// run's ledger-based invariants (Check). The board's history is read one
+// task at a time (stream.go), so memory is bounded by the largest task, not
+// the board.
 //
 // path must be a private copy nobody else has open (see Snapshot): Audit
 // opens it read-write, so that SQLite recovers a hot journal or WAL in the
@@ -430,11 +466,10 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 		why = "the board failed integrity_check: its tables cannot be trusted"
 		return v, sum, nil
 	}
-	s, err := readSnapshot(ctx, db)
-	var runs map[int64]histRun
+	j := newHistoryJudge(in, limits, cooldown)
+	err = streamHistories(ctx, db, j.judge)
 	if err == nil {
-		sum = summarize(s)
-		runs, err = readRuns(ctx, db)
+		err = j.resolveUnrecorded(ctx, db)
 	}
 	if err != nil {
 		if kanban.IsCorrupt(err) {
@@ -444,14 +479,12 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 		}
 		return v, sum, fmt.Errorf("oracle: audit %s: %w", path, err)
 	}
+	sum, sum.Read = j.sum, true
 	if o.Run == nil {
-		checkBreaker(&v, in, s)
-		checkBookkeeping(&v, s)
-		checkRateLimit(&v, in, s, runs, cooldown)
-		checkProtocolBudget(&v, in, s, limits)
+		// No ledger: the board's own bookings are all there is to judge.
+		j.decideBoard(&v)
 	}
-	checkSpawnHistory(&v, in, s, runs, limits)
-	checkUnrecordedWorkers(&v, in, s, runs)
+	j.decideAudit(&v)
 	return v, sum, nil
 }
 
@@ -460,17 +493,6 @@ func Audit(ctx context.Context, path string, o AuditOptions) (v Verdict, sum Boa
 // UnrecordedWorkers.
 func AuditInvariants() []string {
 	return []string{Integrity, BreakerHolds, RunBookkeeping, RateLimit, ProtocolBudget, SpawnLimit, UnrecordedWorkers}
-}
-
-func summarize(s snapshot) BoardSummary {
-	sum := BoardSummary{Read: true, Tasks: len(s.tasks), Runs: len(s.runs), Status: map[string]int{}}
-	for _, t := range s.tasks {
-		sum.Status[t.status]++
-	}
-	for _, es := range s.events {
-		sum.Events += len(es)
-	}
-	return sum
 }
 
 // payloadField reads one field of an event's JSON payload.

@@ -14,7 +14,8 @@
 // exits.go (the same two from the workers' exit codes), ticks.go
 // (dispatcher-progress, one-writer-per-tick from tick entries),
 // regressions.go (board-routing, one-writer-per-tick), survivors.go
-// (no-survivors), targets.go.
+// (no-survivors), targets.go; stream.go reads a board for Audit one task
+// at a time.
 //
 // Audit is the same judgement on any Hermes kanban.db without a run behind
 // it (`kanbanchaos check`): the invariants its own history decides. It works
@@ -28,11 +29,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -598,6 +599,10 @@ type eventRow struct {
 	kind    string
 	payload string
 	at      float64
+	// runOutcome is the outcome of the run a spawned event names ("" for
+	// other events, or a run the board lacks); only the streaming audit
+	// reads it (stream.go).
+	runOutcome string
 }
 
 type snapshot struct {
@@ -674,49 +679,63 @@ func readSnapshot(ctx context.Context, db *sql.DB) (snapshot, error) {
 // checkBreaker: once a task's breaker tripped (gave_up), it must not be
 // promoted or claimed again until something resets it (completed, unblocked).
 func checkBreaker(v *Verdict, in Input, s snapshot) {
-	tasks := make([]string, 0, len(s.events))
-	for t := range s.events {
-		tasks = append(tasks, t)
-	}
-	sort.Strings(tasks)
 	tripped := false
-	for _, es := range s.events {
-		tripped = tripped || slices.ContainsFunc(es, func(e eventRow) bool { return e.kind == kanban.EventGaveUp })
+	var found []Violation
+	for _, task := range slices.Sorted(maps.Keys(s.events)) {
+		es := s.events[task]
+		tripped = tripped || hasGaveUp(es)
+		if x := breakerReopened(in, task, es); x != nil {
+			found = append(found, *x)
+		}
 	}
+	decideBreaker(v, tripped, found)
+}
+
+// decideBreaker records breaker-holds: checked when some task's breaker
+// tripped, with the reopenings found (one per task, in task order).
+func decideBreaker(v *Verdict, tripped bool, found []Violation) {
 	if tripped {
 		v.check(BreakerHolds)
 	} else {
 		v.skip(BreakerHolds, "no task's breaker tripped (no gave_up event on the board)")
 	}
-tasks:
-	for _, task := range tasks {
-		var trip *eventRow
-		for i, e := range s.events[task] {
-			switch e.kind {
-			case kanban.EventGaveUp:
-				if trip == nil {
-					trip = &s.events[task][i]
-				}
-			case kanban.EventCompleted, kanban.EventUnblocked:
-				trip = nil
-			case kanban.EventPromoted, kanban.EventClaimed:
-				if trip == nil {
-					continue
-				}
-				quiet := in.QuietStartWall > 0 && e.at >= in.QuietStartWall
-				var payload map[string]any
-				json.Unmarshal([]byte(trip.payload), &payload)
-				v.Violations = append(v.Violations, Violation{
-					Invariant: BreakerHolds, Task: task, AtMs: round(in.relMs(e.at)),
-					Message: fmt.Sprintf("%s at %s after gave_up at %s (failures=%v, limit=%v)%s",
-						e.kind, in.when(e.at), in.when(trip.at), orUnknown(payload["failures"]), orUnknown(payload["effective_limit"]), quietNote(quiet)),
-					Evidence: map[string]any{"gave_up_event": trip.id, "gave_up": payload, "reopened_by": e.kind,
-						"reopened_event": e.id, "in_quiet_phase": quiet},
-				})
-				continue tasks // one violation per task is evidence enough
+	v.Violations = append(v.Violations, found...)
+}
+
+func hasGaveUp(events []eventRow) bool {
+	return slices.ContainsFunc(events, func(e eventRow) bool { return e.kind == kanban.EventGaveUp })
+}
+
+// breakerReopened is a task's first promotion or claim after its breaker
+// tripped with no reset between, or nil: one violation per task is
+// evidence enough. events are the task's, by id.
+func breakerReopened(in Input, task string, events []eventRow) *Violation {
+	var trip *eventRow
+	for i, e := range events {
+		switch e.kind {
+		case kanban.EventGaveUp:
+			if trip == nil {
+				trip = &events[i]
+			}
+		case kanban.EventCompleted, kanban.EventUnblocked:
+			trip = nil
+		case kanban.EventPromoted, kanban.EventClaimed:
+			if trip == nil {
+				continue
+			}
+			quiet := in.QuietStartWall > 0 && e.at >= in.QuietStartWall
+			var payload map[string]any
+			json.Unmarshal([]byte(trip.payload), &payload)
+			return &Violation{
+				Invariant: BreakerHolds, Task: task, AtMs: round(in.relMs(e.at)),
+				Message: fmt.Sprintf("%s at %s after gave_up at %s (failures=%v, limit=%v)%s",
+					e.kind, in.when(e.at), in.when(trip.at), orUnknown(payload["failures"]), orUnknown(payload["effective_limit"]), quietNote(quiet)),
+				Evidence: map[string]any{"gave_up_event": trip.id, "gave_up": payload, "reopened_by": e.kind,
+					"reopened_event": e.id, "in_quiet_phase": quiet},
 			}
 		}
 	}
+	return nil
 }
 
 func quietNote(quiet bool) string {
@@ -734,26 +753,34 @@ func checkBookkeeping(v *Verdict, s snapshot) {
 			open[r.task] = append(open[r.task], r.id)
 		}
 	}
-	add := func(task, msg string, ev map[string]any) {
-		v.Violations = append(v.Violations, Violation{Invariant: RunBookkeeping, Task: task, Message: msg, Evidence: ev})
-	}
 	for _, t := range s.tasks {
 		runs := open[t.id]
 		slices.Sort(runs)
-		switch {
-		case len(runs) > 1:
-			add(t.id, fmt.Sprintf("%d open runs %v", len(runs), runs), map[string]any{"open_runs": runs})
-		case !t.currentRun.Valid && len(runs) == 1:
-			add(t.id, fmt.Sprintf("current_run_id is NULL but run %d is open", runs[0]), map[string]any{"open_runs": runs, "status": t.status})
-		case t.currentRun.Valid && !slices.Contains(runs, t.currentRun.Int64):
-			add(t.id, fmt.Sprintf("current_run_id=%d but that run is not open", t.currentRun.Int64),
-				map[string]any{"current_run_id": t.currentRun.Int64, "open_runs": runs, "status": t.status})
-		}
-		if t.status == kanban.StatusRunning && (!t.lock.Valid || !t.expires.Valid || !t.currentRun.Valid) {
-			add(t.id, fmt.Sprintf("running without claim_lock/claim_expires/current_run_id (lock=%v expires=%v run=%v)",
-				t.lock.Valid, t.expires.Valid, t.currentRun.Valid), nil)
-		}
+		v.Violations = append(v.Violations, bookkeepingViolations(t, runs)...)
 	}
+}
+
+// bookkeepingViolations holds one task row to run-bookkeeping: open are
+// the ids of its runs not ended, ascending.
+func bookkeepingViolations(t taskRow, open []int64) []Violation {
+	var out []Violation
+	add := func(msg string, ev map[string]any) {
+		out = append(out, Violation{Invariant: RunBookkeeping, Task: t.id, Message: msg, Evidence: ev})
+	}
+	switch {
+	case len(open) > 1:
+		add(fmt.Sprintf("%d open runs %v", len(open), open), map[string]any{"open_runs": open})
+	case !t.currentRun.Valid && len(open) == 1:
+		add(fmt.Sprintf("current_run_id is NULL but run %d is open", open[0]), map[string]any{"open_runs": open, "status": t.status})
+	case t.currentRun.Valid && !slices.Contains(open, t.currentRun.Int64):
+		add(fmt.Sprintf("current_run_id=%d but that run is not open", t.currentRun.Int64),
+			map[string]any{"current_run_id": t.currentRun.Int64, "open_runs": open, "status": t.status})
+	}
+	if t.status == kanban.StatusRunning && (!t.lock.Valid || !t.expires.Valid || !t.currentRun.Valid) {
+		add(fmt.Sprintf("running without claim_lock/claim_expires/current_run_id (lock=%v expires=%v run=%v)",
+			t.lock.Valid, t.expires.Valid, t.currentRun.Valid), nil)
+	}
+	return out
 }
 
 // checkLostRuns: every worker that started (ledger) was started for a run

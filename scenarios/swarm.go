@@ -63,6 +63,9 @@ type Swarm struct {
 	base   schedule.Schedule // the scenario's fixed parts (seed 1, its own variant)
 	menu   []schedule.Behaviour
 	ranges Ranges
+	// capMs caps the dispatch and quiet phases (WithMaxPhases; 0: none),
+	// above the room a draw needs: a capped campaign asked for short runs.
+	capMs [2]int
 }
 
 // Swarm returns the scenario's swarm. Scenarios whose workers write like
@@ -131,6 +134,7 @@ func (w Swarm) WithMaxPhases(durationMs, quietMs int) Swarm {
 	}
 	capRange(&w.ranges.DurationMs, durationMs)
 	capRange(&w.ranges.QuietMs, quietMs)
+	w.capMs = [2]int{max(durationMs, 0), max(quietMs, 0)}
 	return w
 }
 
@@ -204,16 +208,13 @@ func (w Swarm) Valid(p Params) bool {
 // Schedule maps p to the schedule of a run: the scenario's fixed parts
 // (variant, knobs, engine, time scale, fault kinds) plus p. Task ids and
 // dispatcher offsets come from seed; the same (p, seed, variant) always
-// gives the same schedule.
+// gives the same schedule. Its phases are p's, or the room its tasks need
+// (Room) when that is longer, within the caps of WithMaxPhases.
 func (w Swarm) Schedule(p Params, seed uint64, variant string) schedule.Schedule {
 	s := w.sc.Build(seed, variant)
 	s.Dispatchers = p.Dispatchers
 	s.TickMs = p.TickMs
-	s.DurationMs, s.QuietMs = p.DurationMs, p.QuietMs
 	s.FailureLimit, s.MaxSpawn = p.FailureLimit, p.MaxSpawn
-	for i := range s.Faults {
-		s.Faults[i].AtMs = p.DurationMs * p.FaultPermille / 1000
-	}
 	baseName := "worker"
 	if len(w.base.Profiles) > 0 {
 		baseName = w.base.Profiles[0].Name
@@ -245,8 +246,26 @@ func (w Swarm) Schedule(p Params, seed uint64, variant string) schedule.Schedule
 		ids[id] = true
 		s.Tasks = append(s.Tasks, schedule.Task{ID: id, Title: fmt.Sprintf("swarm card %d (%s)", i+1, b), Assignee: name, MaxRetries: tp.MaxRetries})
 	}
+	s.DurationMs, s.QuietMs = w.phases(p, s)
+	for i := range s.Faults {
+		s.Faults[i].AtMs = s.DurationMs * p.FaultPermille / 1000
+	}
 	Respread(&s)
 	return s
+}
+
+// phases are the dispatch and quiet phases of p's schedule s: the drawn
+// ones, lengthened to the room s needs, then capped.
+func (w Swarm) phases(p Params, s schedule.Schedule) (durationMs, quietMs int) {
+	roomD, roomQ := Room(s)
+	durationMs, quietMs = max(p.DurationMs, roomD), max(p.QuietMs, roomQ)
+	if w.capMs[0] > 0 {
+		durationMs = min(durationMs, w.capMs[0])
+	}
+	if w.capMs[1] > 0 {
+		quietMs = min(quietMs, w.capMs[1])
+	}
+	return durationMs, quietMs
 }
 
 // behaviour is the worker a task's parameters pick from the menu.
