@@ -233,9 +233,6 @@ func assertNoneAlive(t *testing.T, h ledger.History) {
 	}
 }
 
-// TestDispatcherPanicIsAnError: a panic inside a dispatcher goroutine (here
-// in the tick callback) becomes an internal error of the run, and the
-// workers still die.
 // assertSandboxEmpty: no process of the run kept in dir — an external
 // subject's orphaned workers included — survived it.
 func assertSandboxEmpty(t *testing.T, dir string) {
@@ -245,6 +242,9 @@ func assertSandboxEmpty(t *testing.T, dir string) {
 	}
 }
 
+// TestDispatcherPanicIsAnError: a panic inside a dispatcher goroutine (here
+// in the tick callback) becomes an internal error of the run, and the
+// workers still die.
 func TestDispatcherPanicIsAnError(t *testing.T) {
 	t.Parallel()
 	s := build(t, "issue-30896", "hermes-0.14", 13)
