@@ -42,7 +42,7 @@ var engineModules = map[string]string{
 // the sources and runs `go build` for an engine at most once however many runs ask for it. lock (a
 // one-slot semaphore, so a waiting caller can still give up on its context)
 // serialises the checks and builds. It is the package's only global mutable
-// state; it only ever gains entries.
+// state; an entry is dropped only when its binary was removed.
 var engineBuilds = struct {
 	lock  chan struct{}
 	built map[string]string
@@ -78,7 +78,13 @@ func EngineBinary(ctx context.Context, engine string, log io.Writer) (string, er
 	}
 	defer func() { <-engineBuilds.lock }()
 	if bin, ok := engineBuilds.built[engine]; ok {
-		return bin, nil
+		if stillThere(bin) {
+			return bin, nil
+		}
+		// Removed since this process found it: another checkout's new build
+		// pruned it (pruneEngines), or the cache was cleaned. Every later run
+		// of a long campaign would fail on it; find or build it again.
+		delete(engineBuilds.built, engine)
 	}
 	bin, mismatch := installedEngine(ctx, engine, version)
 	if bin == "" {
@@ -183,6 +189,25 @@ func buildEngine(ctx context.Context, engine, version string, log io.Writer) (st
 	}
 	pruneEngines(filepath.Dir(dir), sum, engineIdle, engineKeep)
 	return bin, nil
+}
+
+// stillThere reports whether an engine binary found before is still in
+// place and, when it is a cached build, dates its directory as used: a
+// campaign asks for its engine on every run, so its build stays among the
+// most recently used that another checkout's pruning keeps (the soak of
+// issue 12 lost its 3.50 build to it after 14 minutes: every later run on
+// that engine was a harness error).
+func stillThere(bin string) bool {
+	fi, err := os.Stat(bin)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	dir := filepath.Dir(bin)
+	if strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "sqlite-") {
+		now := time.Now()
+		os.Chtimes(dir, now, now)
+	}
+	return true
 }
 
 // engineIdle is how long a cached engine build may go unused before a new

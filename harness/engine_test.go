@@ -220,3 +220,49 @@ func TestPruneEngines(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineBuildInUseOutlivesPruning: a campaign's engine build is dated
+// on every run that asks for it, so another checkout's pruning keeps it;
+// and a build removed all the same is looked for again, never handed to
+// a run as a path that no longer exists (the 1,000-run soak of issue 12
+// lost its 3.50 build after 14 minutes and every later 3.50 run failed).
+func TestEngineBuildInUseOutlivesPruning(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "engines", "sqlite-3.50.4")
+	hour := time.Now().Add(-time.Hour)
+	bin := ""
+	for _, name := range []string{"campaign", "a", "b"} {
+		dir := filepath.Join(root, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "kanbanchaos"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dir, hour, hour); err != nil {
+			t.Fatal(err)
+		}
+		if name == "campaign" {
+			bin = filepath.Join(dir, "kanbanchaos")
+		}
+	}
+	// The campaign's build was found an hour ago; a run asks for it now.
+	if !stillThere(bin) {
+		t.Fatalf("%s is there", bin)
+	}
+	// Another checkout builds "new" and keeps one other build.
+	pruneEngines(root, "new", 7*24*time.Hour, 1)
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("the build in use was pruned: %v", err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := os.Stat(filepath.Join(root, name)); err == nil {
+			t.Errorf("%s, unused for an hour, was kept over the build in use", name)
+		}
+	}
+	if err := os.RemoveAll(filepath.Dir(bin)); err != nil {
+		t.Fatal(err)
+	}
+	if stillThere(bin) {
+		t.Fatal("a removed build is reported there")
+	}
+}

@@ -98,3 +98,29 @@ func TestAuditStreamsTaskByTask(t *testing.T) {
 		t.Errorf("t_f's unrecorded runs %s, want [3]", msg)
 	}
 }
+
+// TestAuditOrdersIdsAsText: a task id stored as a BLOB sorts after every
+// TEXT id in SQLite but by its bytes in Go; the merge reads ids as text in
+// both, so such a board is judged, never an "out of order" internal error
+// (exit 4 on check before).
+func TestAuditOrdersIdsAsText(t *testing.T) {
+	path := streamBoard(t, func(db *sql.DB) {
+		for _, q := range []string{
+			`INSERT INTO tasks (id, title, status, created_at) VALUES ('t_a', '', 'ready', 1)`,
+			`INSERT INTO tasks (id, title, status, created_at) VALUES (CAST('00' AS BLOB), '', 'ready', 1)`,
+			`INSERT INTO task_events (task_id, kind, payload, created_at) VALUES (CAST('0' AS BLOB), 'created', '{}', 1)`,
+			`INSERT INTO task_events (task_id, kind, payload, created_at) VALUES ('t_a', 'created', '{}', 1)`,
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	})
+	v, sum, err := Audit(t.Context(), path, AuditOptions{})
+	if err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	if sum.Tasks != 2 || v.Status != Pass {
+		t.Errorf("tasks %d, verdict %s %v: want 2 tasks judged, a pass", sum.Tasks, v.Status, v.Failed())
+	}
+}
