@@ -81,7 +81,7 @@ type Result struct {
 	LeftRunning []int              `json:"left_running,omitempty"`
 	Faults      []faults.Injection `json:"faults,omitempty"` // what was injected, when, with what effect
 	Probes      *Probes            `json:"probes,omitempty"` // the interesting states the run reached (probes.go)
-	// Settings are what the dispatcher under test ran with (settings.go).
+	// Settings are what the dispatcher under test ran with (subject.Settings).
 	Settings *subject.Settings `json:"settings,omitempty"`
 	// Binary is the kanbanchaos that ran it (with its SQLite): a kept run
 	// names the code that judged it.
