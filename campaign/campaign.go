@@ -138,7 +138,7 @@ const statusError oracle.Status = "error"
 // is a record with status "error".
 func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 	if len(c.Swarms) == 0 {
-		return Summary{}, errors.New("harness: campaign without scenarios")
+		return Summary{}, errors.New("campaign: campaign without scenarios")
 	}
 	if c.Runner == nil {
 		c.Runner = harness.Run
@@ -286,12 +286,12 @@ func (c *Campaign) artifacts() (string, error) {
 	if c.ArtifactsDir == "" {
 		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", c.Seed))
 		if err != nil {
-			return "", fmt.Errorf("harness: artifacts dir: %w", err)
+			return "", fmt.Errorf("campaign: artifacts dir: %w", err)
 		}
 		c.ArtifactsDir = dir
 	}
 	if err := os.MkdirAll(c.ArtifactsDir, 0o755); err != nil {
-		return "", fmt.Errorf("harness: artifacts dir: %w", err)
+		return "", fmt.Errorf("campaign: artifacts dir: %w", err)
 	}
 	return c.ArtifactsDir, nil
 }

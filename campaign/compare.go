@@ -211,7 +211,7 @@ func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s
 	}
 	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		return compare.Run{}, fmt.Errorf("harness: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
+		return compare.Run{}, fmt.Errorf("campaign: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
 	}
 	return compare.RunOf(res.Verdict, res.SQLite, res.Artifacts), nil
 }

@@ -208,7 +208,7 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 		return res, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	res.Artifacts = dir
 	res.Replay = c.Command + " replay " + dir
@@ -221,7 +221,7 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 	script := "#!/bin/sh\n# Replays the shrunk failure of kanbanchaos fuzz run " + fmt.Sprint(p.Index) + " (seed " + fmt.Sprint(p.Seed) +
 		"): " + target + " on " + cur.Variant + ".\nexec " + c.Command + ` replay "$(dirname "$0")/schedule.json" "$@"` + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "repro.sh"), []byte(script), 0o755); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	if keep != "" {
 		if _, err := harness.MoveSandbox(keep, dir, "run"); err == nil {
@@ -230,10 +230,10 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 	}
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return res, fmt.Errorf("harness: encode shrink result: %w", err)
+		return res, fmt.Errorf("campaign: encode shrink result: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "shrink.json"), append(data, '\n'), 0o644); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	return res, nil
 }

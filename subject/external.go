@@ -171,11 +171,11 @@ func awaitReady(ctx context.Context, ready []func() bool, ended <-chan struct{},
 func subjectEnv(sb sandbox.Dir, timing dispatcher.Timing, ofd bool) ([]string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("harness: own executable: %w", err)
+		return nil, fmt.Errorf("subject: own executable: %w", err)
 	}
 	bin := filepath.Dir(sb.HermesBin())
 	if err := os.Symlink(exe, filepath.Join(bin, "kanbanchaos")); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("harness: kanbanchaos symlink: %w", err)
+		return nil, fmt.Errorf("subject: kanbanchaos symlink: %w", err)
 	}
 	// exec.Cmd keeps the last of duplicate variables: the knob's lock kind
 	// wins over this process's for the subject and its workers.

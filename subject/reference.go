@@ -53,7 +53,7 @@ func (reference) Dispatch(ctx context.Context, r Run) (Phases, error) {
 	s, sb, timing := r.Schedule, r.Sandbox, r.Timing
 	trace, err := os.OpenFile(sb.Trace(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return Phases{}, fmt.Errorf("harness: trace: %w", err)
+		return Phases{}, fmt.Errorf("subject: trace: %w", err)
 	}
 	defer trace.Close()
 	var mu sync.Mutex
