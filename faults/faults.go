@@ -34,12 +34,12 @@ type Injection struct {
 }
 
 // Inject carries out the schedule's faults at their times after start,
-// until ctx ends, and hands each to record. power is the run's power-loss
-// disk (nil: none). Every fault acts by path (unlink, truncate, rename) or through a
+// until ctx ends, and hands each to record. disk is the run's disk (the
+// power-loss fault cuts its power). Every fault acts by path (unlink, truncate, rename) or through a
 // separate process (cp), never through a file descriptor of this process:
 // this process holds the dispatchers' connections, and closing any fd of the
 // board would drop their locks (M1) and corrupt the run's own evidence.
-func Inject(ctx context.Context, sb sandbox.Dir, power *PowerLoss, faults []schedule.Fault, start time.Time, record func(Injection)) {
+func Inject(ctx context.Context, sb sandbox.Dir, disk Disk, faults []schedule.Fault, start time.Time, record func(Injection)) {
 	faults = slices.Clone(faults)
 	slices.SortStableFunc(faults, func(a, b schedule.Fault) int { return a.AtMs - b.AtMs })
 	for _, f := range faults {
@@ -48,12 +48,12 @@ func Inject(ctx context.Context, sb sandbox.Dir, power *PowerLoss, faults []sche
 			return
 		case <-time.After(time.Until(start.Add(time.Duration(f.AtMs) * time.Millisecond))):
 		}
-		result := inject(ctx, sb, power, f.Kind)
+		result := inject(ctx, sb, disk, f.Kind)
 		record(Injection{Fault: f, Mono: ledger.MonoNow(), Result: result})
 	}
 }
 
-func inject(ctx context.Context, sb sandbox.Dir, power *PowerLoss, kind string) string {
+func inject(ctx context.Context, sb sandbox.Dir, disk Disk, kind string) string {
 	db := sb.DB()
 	switch kind {
 	case schedule.FaultDeleteWAL:
@@ -95,7 +95,7 @@ func inject(ctx context.Context, sb sandbox.Dir, power *PowerLoss, kind string) 
 		}
 		return "renamed " + aside + "aside (.swapped) and created an empty kanban.db"
 	case schedule.FaultPowerLoss:
-		return power.halt() // the image is copied once the dispatchers have stopped (powerloss.go)
+		return disk.Halt() // the image is copied once the dispatchers have stopped (powerloss.go)
 	}
 	return "unknown fault " + kind
 }

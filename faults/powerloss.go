@@ -98,9 +98,6 @@ type PowerLoss struct {
 // Swept says what the power-loss set-up cleared of runs killed before this
 // one: each unmount and loop detach.
 func (p *PowerLoss) Swept() []string {
-	if p == nil {
-		return nil
-	}
 	return p.swept
 }
 
@@ -132,9 +129,6 @@ func NewPowerLoss(ctx context.Context, sb sandbox.Dir, children *dispatcher.Chil
 // through the mount point's directory, not a board file, so no lock is
 // touched.
 func (p *PowerLoss) Start(sb sandbox.Dir, seed uint64) error {
-	if p == nil {
-		return nil
-	}
 	dir, err := os.Open(sb.Home())
 	if err != nil {
 		return fmt.Errorf("powerloss: %w", err)
@@ -202,22 +196,16 @@ func (p *PowerLoss) stopWriteback() {
 
 // SetStop hands over the function that ends the dispatch phase.
 func (p *PowerLoss) SetStop(stop context.CancelFunc) {
-	if p == nil {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopRun = stop
 }
 
-// halt is the fault at its time: writeback stops, every worker is
+// Halt is the fault at its time: writeback stops, every worker is
 // SIGKILLed and the dispatchers are told to stop; the image is copied once
 // they have (see cut). KillAll also refuses any later start, which is what a
 // machine without power does.
-func (p *PowerLoss) halt() string {
-	if p == nil {
-		return "no loop-mounted disk under the board: power loss not injected"
-	}
+func (p *PowerLoss) Halt() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.haltMono != 0 {
@@ -280,11 +268,8 @@ type CrashBoard struct {
 }
 
 // Board does the cut once the dispatchers have stopped and recovers the
-// board in the copy. Without a power-loss fault it is the live board.
+// board in the copy.
 func (p *PowerLoss) Board(ctx context.Context, sb sandbox.Dir) (CrashBoard, error) {
-	if p == nil {
-		return CrashBoard{Path: sb.DB()}, nil
-	}
 	db, cutMono, halted, err := p.cut(ctx, sb)
 	if err != nil {
 		return CrashBoard{}, err
@@ -352,9 +337,6 @@ func saveBoardFiles(db, dir string) error {
 // kept sandbox looks like any other run's. By now no process of the run has
 // a board file open, and cp is a separate process anyway.
 func (p *PowerLoss) KeepHome(ctx context.Context, sb sandbox.Dir) error {
-	if p == nil {
-		return nil
-	}
 	saved := sb.Home() + ".live"
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
@@ -379,9 +361,6 @@ func (p *PowerLoss) KeepHome(ctx context.Context, sb sandbox.Dir) error {
 // call more than once; the deferred call in Run covers errors, deadlines and
 // panics.
 func (p *PowerLoss) Close() error {
-	if p == nil {
-		return nil
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true

@@ -62,7 +62,7 @@ func (r *run) dispatch(ctx context.Context, settings *subject.Settings) (evidenc
 		}
 	}
 	// After a power cut the oracle checks the board the disk kept.
-	if ev.board, err = r.power.Board(ctx, r.sb); err != nil {
+	if ev.board, err = r.disk.Board(ctx, r.sb); err != nil {
 		return ev, err
 	}
 	// Every process of the run is stopped by now, the power-loss writeback
@@ -88,13 +88,13 @@ func (r *run) dispatch(ctx context.Context, settings *subject.Settings) (evidenc
 func (r *run) beside(decided **Decision) subject.Beside {
 	return func(ctx context.Context, stop context.CancelFunc, start subject.Clock, record func(faults.Injection)) func() bool {
 		if !r.s.Subject.External() {
-			r.power.SetStop(stop)
+			r.disk.SetStop(stop)
 		}
 		decision := stopWhenDecided(ctx, stop, r.opt.FullDuration, r.sb.Ledger(), r.s, start.Mono, r.opt.StopOn, evidenceTicks*r.timing.Tick)
 		injected := make(chan struct{})
 		go func() {
 			defer close(injected)
-			faults.Inject(ctx, r.sb, r.power, r.s.Faults, start.Start, record)
+			faults.Inject(ctx, r.sb, r.disk, r.s.Faults, start.Start, record)
 		}()
 		return func() bool {
 			*decided = decision()

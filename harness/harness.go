@@ -181,7 +181,7 @@ type run struct {
 	timing   dispatcher.Timing
 	sb       sandbox.Dir
 	children *dispatcher.Children // every process this process starts for the run
-	power    *faults.PowerLoss    // the disk under home, for a power-loss run (else nil)
+	disk     faults.Disk          // the disk under home: loop-mounted for a power-loss run
 	logf     func(format string, args ...any)
 }
 
@@ -192,15 +192,13 @@ func (r *run) here(ctx context.Context, res Result) (Result, error) {
 		return res, fmt.Errorf("harness: sandbox: %w: %w", ErrEnvironment, err)
 	}
 	res.Artifacts = r.sb.Root
-	if faults.HasPowerLoss(r.s) {
-		// The board's home lives on a loop-mounted disk whose power is cut.
-		if r.power, err = faults.NewPowerLoss(ctx, r.sb, r.children, r.opt.StopGrace); err != nil {
-			return res, err
-		}
-		defer r.power.Close()
-		for _, s := range r.power.Swept() {
-			r.logf("power loss: swept what a killed run left behind: %s", s)
-		}
+	// For a power cut, the board's home lives on a loop-mounted disk.
+	if r.disk, err = faults.NewDisk(ctx, r.sb, r.s, r.children, r.opt.StopGrace); err != nil {
+		return res, err
+	}
+	defer r.disk.Close()
+	for _, s := range r.disk.Swept() {
+		r.logf("power loss: swept what a killed run left behind: %s", s)
 	}
 	settings := r.sub.Settings(r.s, r.timing)
 	res.Settings = &settings
@@ -211,7 +209,7 @@ func (r *run) here(ctx context.Context, res Result) (Result, error) {
 	if err := prepare(ctx, r.sb, r.s, r.knobs, r.timing, r.opt.WorkerBin); err != nil {
 		return res, err
 	}
-	if err := r.power.Start(r.sb, r.s.Seed); err != nil {
+	if err := r.disk.Start(r.sb, r.s.Seed); err != nil {
 		return res, err
 	}
 	r.logf("sandbox %s", r.sb.Root)
@@ -237,7 +235,7 @@ func (r *run) here(ctx context.Context, res Result) (Result, error) {
 		res.SpawnRate = float64(res.Spawns) / secs
 	}
 	// Unmounted before finish, which copies or removes the sandbox.
-	if err := r.power.KeepHome(ctx, r.sb); err != nil {
+	if err := r.disk.KeepHome(ctx, r.sb); err != nil {
 		return res, err
 	}
 	if res, err = finish(r.sb, res, r.opt, r.logf); err != nil {
