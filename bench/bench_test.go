@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -124,8 +125,8 @@ func stormSchedule(d time.Duration) schedule.Schedule {
 
 // rawLoop starts bin as a dispatcher starts a worker — the hermes name,
 // Hermes' argv, the run's environment, a session of its own — from loops
-// goroutines, each waiting for its child, for d; it returns starts/s.
-func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworker.Config) float64 {
+// goroutines, each waiting for its child, for d.
+func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworker.Config) rawStats {
 	dir := b.TempDir()
 	link := filepath.Join(dir, fakeworker.InvokedAs)
 	if err := os.Symlink(bin, link); err != nil {
@@ -137,8 +138,9 @@ func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworke
 	}
 	env := append(os.Environ(), fakeworker.EnvLedger+"="+filepath.Join(dir, "ledger.jsonl"), fakeworker.EnvConfig+"="+conf,
 		"HERMES_KANBAN_TASK=t_00000000", "HERMES_KANBAN_RUN_ID=1", "HERMES_KANBAN_HOME="+dir, "HERMES_BIN="+link)
-	var n atomic.Int64
+	var n, forkNs atomic.Int64
 	var wg sync.WaitGroup
+	self0, cpu0 := selfCPU(), childrenCPU()
 	stop := time.Now().Add(d)
 	start := time.Now()
 	for range loops {
@@ -149,13 +151,35 @@ func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworke
 				cmd := exec.Command(link, "-p", "ghost", "--accept-hooks", "chat", "-q", "work kanban task t_00000000")
 				cmd.Env = env
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-				cmd.Run() // exits 1 by design
+				began := time.Now()
+				if cmd.Start() == nil {
+					forkNs.Add(int64(time.Since(began)))
+					cmd.Wait() // exits 1 by design
+				}
 				n.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds()
+	starts := float64(n.Load())
+	return rawStats{rate: starts / time.Since(start).Seconds(), forkMs: float64(forkNs.Load()) / 1e6 / starts,
+		selfCPUMs: (selfCPU() - self0).Seconds() * 1e3 / starts, workerCPUMs: (childrenCPU() - cpu0).Seconds() * 1e3 / starts}
+}
+
+// rawStats is what a raw loop measured: starts/s, the mean wait from fork
+// to the child's exec (what starting a process waits for), and the CPU
+// time (user+sys) per start of this process and of the workers.
+type rawStats struct{ rate, forkMs, selfCPUMs, workerCPUMs float64 }
+
+// selfCPU and childrenCPU are the user+sys time of this process and of its
+// reaped children.
+func selfCPU() time.Duration     { return cpuTime(syscall.RUSAGE_SELF) }
+func childrenCPU() time.Duration { return cpuTime(syscall.RUSAGE_CHILDREN) }
+
+func cpuTime(who int) time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(who, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkHarnessOverhead: worker starts per second through the real
@@ -163,24 +187,51 @@ func rawLoop(b *testing.B, bin string, loops int, d time.Duration, cfg fakeworke
 // binary with as many loops as the storm has tasks (the harness keeps up to
 // one worker per task in flight, so that is the concurrency the machine is
 // asked for). The ratio is the share of the machine's start rate at that
-// concurrency that the harness reaches.
+// concurrency that the harness reaches. What bounds it is split out, per
+// start: the dispatchers' wall time in ticks (both summed), the part of it
+// spent from fork to the child's exec (a dispatcher starts its workers one
+// after the other, as Hermes does), the raw loop's same fork-to-exec wait,
+// the CPU time of this process per start on both sides (the harness's
+// counts its whole run: setup and audit too), and the workers' (the same
+// binary doing the same thing: these must match).
 func BenchmarkHarnessOverhead(b *testing.B) {
 	kc, _ := build(b)
 	const d = 3 * time.Second
 	for range b.N {
 		load := loadavg()
 		s := stormSchedule(d)
-		res, err := harness.Run(context.Background(), s, harness.Options{WorkerBin: kc, FullDuration: true})
+		var mu sync.Mutex
+		var tickMs, forkMs float64
+		onTick := func(t dispatcher.Tick) {
+			mu.Lock()
+			defer mu.Unlock()
+			tickMs += t.DurationMs
+			forkMs += t.StartMs
+		}
+		self0, cpu0 := selfCPU(), childrenCPU()
+		res, err := harness.Run(context.Background(), s, harness.Options{WorkerBin: kc, FullDuration: true, OnTick: onTick})
 		if err != nil {
 			b.Fatal(err)
 		}
+		starts := float64(res.Spawns)
+		harnessCPU := (selfCPU() - self0).Seconds() * 1e3 / starts
+		workerCPU := (childrenCPU() - cpu0).Seconds() * 1e3 / starts
 		os.RemoveAll(res.Artifacts)
-		rate := float64(res.Spawns) / res.Elapsed.Seconds()
+		rate := starts / res.Elapsed.Seconds()
 		raw := rawLoop(b, kc, len(s.Tasks), d, fakeworker.Config{Connect: kanban.DefaultOptions(),
 			Profiles: map[string]schedule.Behaviour{"ghost": s.Profiles[0].Worker}})
 		b.ReportMetric(rate, "harness-starts/s")
-		b.ReportMetric(raw, "raw-starts/s")
-		b.ReportMetric(rate/raw, "overhead-ratio")
+		b.ReportMetric(raw.rate, "raw-starts/s")
+		b.ReportMetric(rate/raw.rate, "overhead-ratio")
+		mu.Lock()
+		b.ReportMetric(tickMs/starts, "dispatcher-ms/start")
+		b.ReportMetric(forkMs/starts, "fork-exec-ms/start")
+		mu.Unlock()
+		b.ReportMetric(raw.forkMs, "raw-fork-exec-ms/start")
+		b.ReportMetric(harnessCPU, "harness-cpu-ms/start")
+		b.ReportMetric(raw.selfCPUMs, "raw-loop-cpu-ms/start")
+		b.ReportMetric(workerCPU, "worker-cpu-ms/start")
+		b.ReportMetric(raw.workerCPUMs, "raw-worker-cpu-ms/start")
 		b.ReportMetric(load, "loadavg")
 	}
 }
@@ -195,8 +246,8 @@ func BenchmarkWorkerStart(b *testing.B) {
 		Profiles: map[string]schedule.Behaviour{"ghost": {Mode: schedule.ModeExitNow, Exit: 1}}}
 	for range b.N {
 		load := loadavg()
-		fake := rawLoop(b, kc, 1, d, cfg)
-		floor := rawLoop(b, minimal, 1, d, cfg)
+		fake := rawLoop(b, kc, 1, d, cfg).rate
+		floor := rawLoop(b, minimal, 1, d, cfg).rate
 		b.ReportMetric(1e3/fake, "fake-worker-ms")
 		b.ReportMetric(1e3/floor, "minimal-ms")
 		b.ReportMetric(fake/floor, "start-ratio")

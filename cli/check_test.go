@@ -122,6 +122,9 @@ func equalMaps(a, b map[string]string) bool {
 // must see no error; with the dispatcher stopped (SIGSTOP) while it holds its
 // connections, a check leaves the DB and its WAL byte-identical; resumed, it
 // carries on without an error.
+//
+// Not parallel: the 40 cards must complete within a 10 s deadline on a
+// live dispatcher.
 func TestCheckLiveDispatcherUntouched(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a dispatcher process and its workers")

@@ -118,6 +118,7 @@ func TestReplayRefusesUnknownVariantOrKnob(t *testing.T) {
 // the verdict and summary are printed all the same and the exit code is
 // the verdict's, or undecided for a pass — never an internal error.
 func TestFinishedCampaignPrintsItsVerdict(t *testing.T) {
+	t.Parallel()
 	f := fuzzFlags{scenario: "issue-30417", variant: "fixed", runs: 1, seed: 3, votes: 1, concurrency: 1, shard: "0/1",
 		junit: filepath.Join(t.TempDir(), "gone", "fuzz.xml")}
 	var stderr bytes.Buffer
@@ -156,6 +157,7 @@ func kanbanchaosCommand(t *testing.T, args ...string) *exec.Cmd {
 // it reached the phase — never after a sleep, which a loaded machine
 // stretches.
 func TestSignalsEndCommandsUndecided(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts kanbanchaos processes")
 	}
@@ -176,6 +178,7 @@ func TestSignalsEndCommandsUndecided(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each a process of its own, signalled on its own output
 			cmd := kanbanchaosCommand(t, c.args...)
 			var stdout bytes.Buffer
 			pr, pw, err := os.Pipe()

@@ -21,6 +21,9 @@ import (
 // (damaged in 10 of 10 runs). The damage is a race, so the test allows
 // up to three runs; each kept run is then audited with `check`, which
 // must show the same damage. It skips where the release is not installed.
+//
+// Not parallel: a real release's Python dispatcher and workers, whose race
+// the parallel tests' processes would starve.
 func TestRealHermesLosesWrites(t *testing.T) {
 	if _, err := hermes.Locate(hermes.Newest); err != nil {
 		t.Skipf("real Hermes %s is not available (%v); .ci/run installs it", hermes.Newest, err)

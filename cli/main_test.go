@@ -59,8 +59,11 @@ func parallelByDefault(n int) {
 	}
 }
 
-// TestScripts runs every pinned behaviour in testdata/script.
+// TestScripts runs every pinned behaviour in testdata/script. Parallel
+// with the other tests: each script has its own work directory and
+// HOME, and its in-process commands change no process state.
 func TestScripts(t *testing.T) {
+	t.Parallel()
 	testscript.Run(t, testscript.Params{
 		Dir:                 "../testdata/script",
 		RequireExplicitExec: true,

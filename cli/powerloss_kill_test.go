@@ -45,6 +45,9 @@ func loopsUnder(t *testing.T, dir string) []string {
 // No process of the sandbox survives it; the mount it could not clean up
 // is swept by the next power-loss run's start, which says so, and then no
 // mount and no loop device of either run remain.
+//
+// Not parallel: a power-loss run started beside it could sweep the killed
+// run's mount first, and then the next run would have nothing to report.
 func TestNothingOutlivesAKilledPowerLossRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts power-loss runs as processes")

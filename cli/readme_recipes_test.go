@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,13 +36,17 @@ func offline(cmd string) string {
 	return ""
 }
 
-// TestReadmeRecipes turns the README's quick start and recipes into a
-// testscript and runs it: every command that can run offline, in order,
+// TestReadmeRecipes turns the README's quick start and recipes into
+// testscripts and runs them: every command that can run offline, in order,
 // in one directory as a user would, with the exit code its comment states
 // (0 when it states none); and the sample output the README pastes after
 // a command must match that command's real output line by line, numbers,
-// times and ids aside.
+// times and ids aside. A section that uses nothing an earlier one left
+// (no kanbanchaos-artifacts path) starts a script of its own, in a
+// directory of its own, so the scripts run side by side: the A/B compare
+// (20 whole schedules) does not wait for the quick start.
 func TestReadmeRecipes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the README's scenarios")
 	}
@@ -49,84 +54,101 @@ func TestReadmeRecipes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := recipeScript(t, string(data))
-	t.Logf("the README as a testscript:\n%s", script)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "readme.txtar"), []byte(script), 0o644); err != nil {
-		t.Fatal(err)
+	for i, script := range recipeScripts(t, string(data)) {
+		t.Logf("the README as a testscript, part %d:\n%s", i+1, script)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("readme-%d.txtar", i+1)), []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	testscript.Run(t, testscript.Params{Dir: dir, Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"kexit": cmdKexit,
 	}})
 }
 
-// recipeScript builds the script: for every command line of a recipe
+// recipeScripts builds the scripts: for every command line of a recipe
 // section, "kexit N ARGS…"; for a sample output block (``` without a
-// language) after it, one stdout pattern per line.
-func recipeScript(t *testing.T, readme string) string {
-	var b strings.Builder
-	exitRE := regexp.MustCompile(`exit (\d)`)
+// language) after it, one stdout pattern per line. A section that runs a
+// command and names no kanbanchaos-artifacts path in any starts a new
+// script; the others go on in the script before them.
+func recipeScripts(t *testing.T, readme string) []string {
+	var scripts []string
 	for _, section := range recipeSections {
-		i := strings.Index(readme, "\n"+section+"\n")
-		if i < 0 {
-			t.Fatalf("README has no section %q", section)
+		text, commands := recipeSection(t, readme, section)
+		usesEarlier := slices.ContainsFunc(commands, func(c string) bool { return strings.Contains(c, "kanbanchaos-artifacts") })
+		if len(scripts) == 0 || (len(commands) > 0 && !usesEarlier) {
+			scripts = append(scripts, "")
 		}
-		body := readme[i+len(section)+2:]
-		if j := regexp.MustCompile(`\n#{1,3} `).FindStringIndex(body); j != nil {
-			body = body[:j[0]]
-		}
-		fmt.Fprintf(&b, "# %s\n", section)
-		blocks := strings.Split(body, "```")
-		lastCmd := ""
-		for k := 1; k < len(blocks); k += 2 {
-			block := blocks[k]
-			lang, text, _ := strings.Cut(block, "\n")
-			if lang == "sh" {
-				for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-					cmd, comment, _ := strings.Cut(line, " #")
-					cmd = strings.TrimSpace(cmd)
-					if why := offline(cmd); why != "" {
-						fmt.Fprintf(&b, "# skipped: %s — %s\n", cmd, why)
-						continue
-					}
-					// go run of the checkout's command is the installed
-					// kanbanchaos, which the test binary stands for.
-					cmd = strings.Replace(cmd, "go run ./cmd/kanbanchaos ", "kanbanchaos ", 1)
-					args, ok := strings.CutPrefix(cmd, "kanbanchaos ")
-					if !ok {
-						t.Fatalf("%s: a command that is not kanbanchaos's: %q", section, cmd)
-					}
-					code := "0"
-					if m := exitRE.FindStringSubmatch(comment); m != nil {
-						code = m[1]
-					}
-					fmt.Fprintf(&b, "kexit %s %s\n", code, args)
-					lastCmd = cmd
+		scripts[len(scripts)-1] += text
+	}
+	return scripts
+}
+
+// recipeSection is one section's part of a script, and the kanbanchaos
+// commands it runs.
+func recipeSection(t *testing.T, readme, section string) (string, []string) {
+	var b strings.Builder
+	var commands []string
+	exitRE := regexp.MustCompile(`exit (\d)`)
+	i := strings.Index(readme, "\n"+section+"\n")
+	if i < 0 {
+		t.Fatalf("README has no section %q", section)
+	}
+	body := readme[i+len(section)+2:]
+	if j := regexp.MustCompile(`\n#{1,3} `).FindStringIndex(body); j != nil {
+		body = body[:j[0]]
+	}
+	fmt.Fprintf(&b, "# %s\n", section)
+	blocks := strings.Split(body, "```")
+	for k := 1; k < len(blocks); k += 2 {
+		block := blocks[k]
+		lang, text, _ := strings.Cut(block, "\n")
+		if lang == "sh" {
+			for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+				cmd, comment, _ := strings.Cut(line, " #")
+				cmd = strings.TrimSpace(cmd)
+				if why := offline(cmd); why != "" {
+					fmt.Fprintf(&b, "# skipped: %s — %s\n", cmd, why)
+					continue
 				}
-				continue
-			}
-			// A sample: "$ kanbanchaos ARGS  # exit N" runs it first; a
-			// block without one is the output of the last command run.
-			lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
-			if cmd, ok := strings.CutPrefix(lines[0], "$ kanbanchaos "); ok {
-				cmd, comment, _ := strings.Cut(cmd, " #")
+				// go run of the checkout's command is the installed
+				// kanbanchaos, which the test binary stands for.
+				cmd = strings.Replace(cmd, "go run ./cmd/kanbanchaos ", "kanbanchaos ", 1)
+				args, ok := strings.CutPrefix(cmd, "kanbanchaos ")
+				if !ok {
+					t.Fatalf("%s: a command that is not kanbanchaos's: %q", section, cmd)
+				}
 				code := "0"
 				if m := exitRE.FindStringSubmatch(comment); m != nil {
 					code = m[1]
 				}
-				fmt.Fprintf(&b, "kexit %s %s\n", code, strings.TrimSpace(cmd))
-				lines = lines[1:]
-			} else if lastCmd == "" {
-				t.Fatalf("%s: sample output before any command", section)
+				fmt.Fprintf(&b, "kexit %s %s\n", code, args)
+				commands = append(commands, args)
 			}
-			for _, line := range lines {
-				if p := samplePattern(line); p != "" {
-					fmt.Fprintf(&b, "stdout '%s'\n", strings.ReplaceAll(p, "'", "''"))
-				}
+			continue
+		}
+		// A sample: "$ kanbanchaos ARGS  # exit N" runs it first; a
+		// block without one is the output of the last command run.
+		lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+		if cmd, ok := strings.CutPrefix(lines[0], "$ kanbanchaos "); ok {
+			cmd, comment, _ := strings.Cut(cmd, " #")
+			code := "0"
+			if m := exitRE.FindStringSubmatch(comment); m != nil {
+				code = m[1]
+			}
+			fmt.Fprintf(&b, "kexit %s %s\n", code, strings.TrimSpace(cmd))
+			commands = append(commands, strings.TrimSpace(cmd))
+			lines = lines[1:]
+		} else if len(commands) == 0 {
+			t.Fatalf("%s: sample output before any command", section)
+		}
+		for _, line := range lines {
+			if p := samplePattern(line); p != "" {
+				fmt.Fprintf(&b, "stdout '%s'\n", strings.ReplaceAll(p, "'", "''"))
 			}
 		}
 	}
-	return b.String()
+	return b.String(), commands
 }
 
 // samplePattern is the regexp a pasted output line must match: the line

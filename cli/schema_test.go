@@ -17,6 +17,7 @@ import (
 // docs/kanbanchaos.schema.json, and checks the units everywhere in it: no
 // key left in nanoseconds or seconds, every _at an RFC 3339 time.
 func TestJSONSchema(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs real scenarios")
 	}

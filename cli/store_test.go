@@ -14,6 +14,7 @@ import (
 // runs there as a pin does — failing on the buggy variant, passing on the
 // fixed one.
 func TestSaveRegression(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a campaign and its regression")
 	}

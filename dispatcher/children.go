@@ -19,6 +19,13 @@ import (
 type Children struct {
 	mu    sync.Mutex
 	procs map[int]*child
+	// births counts Starts between their check that the table is open and
+	// their entry of the new pid: KillAll waits for them, and a Start that
+	// finds the table closed meanwhile kills its own child, so no process
+	// outlives KillAll although none is forked under mu (Go forks several
+	// processes at once; under mu the dispatchers of a process took turns,
+	// each waiting for the other's child to exec).
+	births sync.WaitGroup
 	// orphanable workers outlive this process, as Hermes' Popen workers
 	// outlive a one-shot `hermes kanban dispatch`: no Pdeathsig.
 	orphanable bool
@@ -62,13 +69,14 @@ func (c *Children) Start(owner string, spec Spec) (int, error) {
 		return 0, fmt.Errorf("open worker log: %w", err)
 	}
 	defer logf.Close()
-	// Holding the lock across fork keeps KillAll from missing a process that
-	// is being born.
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.procs == nil {
-		return 0, errors.New("children: table closed, refusing to start a process")
+		c.mu.Unlock()
+		return 0, errClosed
 	}
+	c.births.Add(1)
+	c.mu.Unlock()
+	defer c.births.Done()
 	p, err := os.StartProcess(spec.Argv[0], spec.Argv, &os.ProcAttr{
 		Dir:   spec.Dir,
 		Env:   spec.Env,
@@ -80,8 +88,36 @@ func (c *Children) Start(owner string, spec Spec) (int, error) {
 	}
 	pid := p.Pid
 	p.Release() // we wait with wait4 ourselves
-	c.procs[pid] = &child{owner: owner, started: time.Now()}
+	c.mu.Lock()
+	closed := c.procs == nil
+	if !closed {
+		c.procs[pid] = &child{owner: owner, started: time.Now()}
+	}
+	c.mu.Unlock()
+	if closed {
+		// KillAll ran while this child was being born: it is ours to kill.
+		killAndReap(pid, 5*time.Second)
+		return 0, errClosed
+	}
 	return pid, nil
+}
+
+var errClosed = errors.New("children: table closed, refusing to start a process")
+
+// killAndReap SIGKILLs pid's group and pid, and reaps it, waiting at most
+// timeout (a process in uninterruptible sleep is left to Pdeathsig).
+func killAndReap(pid int, timeout time.Duration) {
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var st syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &st, syscall.WNOHANG, nil)
+		if got == pid || (err != nil && !errors.Is(err, syscall.EINTR)) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (c *Children) sysProcAttr() *syscall.SysProcAttr {
@@ -192,7 +228,8 @@ func (c *Children) Started() int {
 }
 
 // KillAll SIGKILLs the process group of every unreaped child, reaps them, and
-// refuses further starts. It returns the pids still not reaped after
+// refuses further starts; a Start under way kills and reaps its own child
+// before KillAll returns. It returns the pids still not reaped after
 // timeout (a process stuck in uninterruptible sleep).
 func (c *Children) KillAll(timeout time.Duration) []int {
 	c.mu.Lock()
@@ -207,6 +244,7 @@ func (c *Children) KillAll(timeout time.Duration) []int {
 	procs := c.procs
 	c.procs = nil
 	c.mu.Unlock()
+	c.births.Wait() // a child born meanwhile was killed by its Start
 
 	deadline := time.Now().Add(timeout)
 	for {

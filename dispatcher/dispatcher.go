@@ -92,6 +92,10 @@ type Tick struct {
 	// DurationMs is how long the tick took, on the wall clock (the
 	// report's tick-duration plot).
 	DurationMs float64 `json:"duration_ms,omitempty"`
+	// StartMs is the part of it spent starting workers: fork until the
+	// child's exec, which the dispatcher waits for, as Hermes' Popen does
+	// (the harness-overhead benchmark splits a start's cost with it).
+	StartMs float64 `json:"start_ms,omitempty"`
 }
 
 // Dispatcher runs ticks against one board over its own connection.
@@ -589,7 +593,10 @@ func (d *Dispatcher) claimAndSpawn(ctx context.Context, c kanban.Candidate, tick
 	if err := d.board.SetWorkspacePath(ctx, c.ID, ws); err != nil {
 		return err
 	}
-	pid, err := d.cfg.Children.Start(d.cfg.Name, d.spec(c, run, ws, workspaces))
+	spec := d.spec(c, run, ws, workspaces)
+	began := time.Now()
+	pid, err := d.cfg.Children.Start(d.cfg.Name, spec)
+	tick.StartMs += float64(time.Since(began).Microseconds()) / 1000
 	if err != nil {
 		return d.spawnFailed(ctx, c, run, err, tick)
 	}

@@ -2,10 +2,13 @@ package dispatcher
 
 import (
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,16 @@ import (
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
 		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
+	}
+	// The tables tick a board every 25 ms and sleep between ticks (a case
+	// takes ~0.1 s of CPU in 1–2.5 s, measured): twice as many cases as
+	// there are CPUs run at once (as in cli), unless -test.parallel says
+	// otherwise.
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", strconv.Itoa(2*runtime.GOMAXPROCS(0)))
 	}
 	os.Exit(m.Run())
 }
@@ -176,6 +189,7 @@ type matrixCase struct {
 
 func runMatrix(t *testing.T, variant string, overrides map[string]string, cases []matrixCase) {
 	t.Helper()
+	t.Parallel() // a board of its own per case, like every table
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -342,6 +356,7 @@ func TestHermes015Repromotes(t *testing.T) {
 
 // TestFixed holds the fixed variant to the limit the user configured.
 func TestFixed(t *testing.T) {
+	t.Parallel()
 	longCooldown := fastTiming()
 	longCooldown.RateLimitCooldown = time.Minute
 	cases := []struct {

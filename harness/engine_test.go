@@ -23,6 +23,9 @@ import (
 // cache under the hash of this checkout's sources and that a later call does
 // not build again, and runs issue-30417 on it: hermes-0.15 fails "breaker
 // holds", fixed passes, both on SQLite 3.50.4.
+//
+// Not parallel: the build must be done before the parallel tests that run
+// on 3.50 (TestCorruptionScenarios) start, or each would build it too.
 func TestEngine350(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the SQLite 3.50 engine is built with the go command, which is not on PATH")

@@ -31,6 +31,7 @@ func build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedul
 // TestIssue30896 is the reproducer itself: hermes-0.14 breaks the spawn
 // limit, with the evidence counted from the ledger; the run's files are kept.
 func TestIssue30896(t *testing.T) {
+	t.Parallel()
 	arts := t.TempDir()
 	s := build(t, "issue-30896", "hermes-0.15", 7)
 	res, err := Run(context.Background(), s, Options{ArtifactsDir: arts, Replay: "kanbanchaos run issue-30896 --seed 7"})
@@ -107,6 +108,7 @@ func TestFixedHoldsSeeds1To20(t *testing.T) {
 // TestIssue30417: one dispatcher; hermes-0.14 breaks "breaker holds", fixed
 // keeps it.
 func TestIssue30417(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		variant string
 		want    oracle.Status
@@ -130,6 +132,9 @@ func TestIssue30417(t *testing.T) {
 // TestNothingOutlivesTheRun: a run ended early by its caller's deadline,
 // with workers that hang until killed, leaves no process alive, and its
 // verdict says it could not decide.
+//
+// Not parallel: both hanging workers must start within the 700 ms
+// deadline, which the parallel tests' hundreds of processes can stretch.
 func TestNothingOutlivesTheRun(t *testing.T) {
 	checkInterruptedRun(t, context.Background(), "", 700*time.Millisecond)
 }

@@ -36,6 +36,10 @@ func releaseOrSkip(t *testing.T, version string) {
 // as "pid N not alive"), so only what every seed showed is asserted. Every
 // run must have been observed in full: the driver's ticks and commits are
 // in the ledger, so the invariants that read them are checked.
+//
+// Not parallel with the other tests (its five runs are parallel among
+// themselves): each is a real release's Python driver whose tick loop is
+// asserted, and the other parallel tests' processes would starve it.
 func TestRealHermes(t *testing.T) {
 	for _, c := range []struct {
 		release, scenario string
@@ -159,6 +163,8 @@ func TestHermesSubjectNotInstalled(t *testing.T) {
 
 // TestHermesCheckout: hermes:PATH runs the code at PATH (Hermes' own CI
 // tests its checkout), here the installed 0.14.0's own files used as one.
+//
+// Not parallel: it sets the environment (t.Setenv).
 func TestHermesCheckout(t *testing.T) {
 	releaseOrSkip(t, hermes.Release30896)
 	in, _ := hermes.Locate(hermes.Release30896)

@@ -137,6 +137,9 @@ func TestHermesWorkersRefuse(t *testing.T) {
 
 // TestPythonSQLite: --python-sqlite VERSION really changes the SQLite the
 // release's Python (driver and Hermes workers) runs on.
+//
+// Not parallel, as TestHermesWorkers: a real release's Python driver and
+// workers, which the parallel tests' processes would starve.
 func TestPythonSQLite(t *testing.T) {
 	const version = "3.53.4"
 	releaseOrSkip(t, hermes.Newest)

@@ -16,6 +16,7 @@ import (
 // to that gateway, so every exit 75 is booked rate-limited and waited out.
 // Before the knob this schedule failed rate-limit on 8 of 8 replays.
 func TestFixedLeavesOtherGatewaysWorkers(t *testing.T) {
+	t.Parallel()
 	s := schedule.Schedule{Scenario: "cleanup-hang", Seed: 999478256, Variant: "fixed", Dispatchers: 2,
 		DispatcherOffsetsMs: []int{0, 2}, TimeScale: 0.0003, TickMs: 10, DurationMs: 800, QuietMs: 300,
 		Profiles: []schedule.Profile{{Name: "sleeper", Worker: schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: 75}}},

@@ -133,6 +133,7 @@ func fingerprint(t *testing.T, dir string) map[string][32]byte {
 // ledger start for the storm task, is self-contained, and leaves the
 // artifacts as they were.
 func TestRunReport(t *testing.T) {
+	t.Parallel()
 	// hermes-0.15 re-promotes a tripped task (v0.14.0's breaker holds).
 	res := keptRun(t, "hermes-0.15")
 	if res.Verdict.Status != oracle.Fail {
@@ -198,6 +199,7 @@ func TestRunReport(t *testing.T) {
 // TestReportOfCorruptBoard: a board that cannot be read still gets its
 // timeline from the ledger, with a note saying why events are missing.
 func TestReportOfCorruptBoard(t *testing.T) {
+	t.Parallel()
 	res := keptRun(t, "fixed")
 	db := filepath.Join(res.Artifacts, "home", "kanban.db")
 	for _, suffix := range []string{"-wal", "-shm"} {
@@ -221,6 +223,7 @@ func TestReportOfCorruptBoard(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	empty := t.TempDir()
 	file := filepath.Join(empty, "f")
 	os.WriteFile(file, nil, 0o644)
@@ -242,6 +245,7 @@ func TestBadInput(t *testing.T) {
 // TestCompareReport renders a comparison: the side-by-side table, the
 // verdict in words, and a link to each kept run's own report.
 func TestCompareReport(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "a", "issue-30896-1")
 	os.MkdirAll(runDir, 0o755)
@@ -274,6 +278,9 @@ func TestCompareReport(t *testing.T) {
 // offline, and checks the storm is on the screen: worker starts are drawn
 // in a colour used for nothing else, and a storm covers many columns of
 // the first timeline where a run that holds its limit covers a few.
+//
+// Not parallel: the storm's starts in its 0.8 s must far outnumber the
+// fixed run's, and the other tests' runs beside it would thin the storm.
 func TestScreenshot(t *testing.T) {
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
@@ -358,6 +365,7 @@ func colourColumns(img image.Image, r, g, b uint8) int {
 // timeline — the one a violation names first, then restarts — and the rest
 // are counted, not silently dropped.
 func TestLaneSelection(t *testing.T) {
+	t.Parallel()
 	d := runData{Result: result{StartMono: 1e9, StartWall: 1000}}
 	d.Result.Schedule.DurationMs = 1000
 	id := func(i int) string { return fmt.Sprintf("t_%08x", i) }
@@ -395,6 +403,7 @@ func TestLaneSelection(t *testing.T) {
 // per invariant, probe coverage with the never-reached ones flagged, and
 // links to the kept runs.
 func TestCampaignReport(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "runs", "issue-30896-42"), 0o755)
 	summary := `{"type":"summary","seed":5,"runs":3,"shard":"0/1","scenarios":["issue-30896"],"planned":[0,1,2],
@@ -425,6 +434,7 @@ func TestCampaignReport(t *testing.T) {
 // labelled scale that holds every step, labels the last tick inside the
 // drawing, and plots starts per second and tick durations.
 func TestZoomAndScales(t *testing.T) {
+	t.Parallel()
 	storm := keptRun(t, "hermes-0.15")
 	var page bytes.Buffer
 	if err := Render(context.Background(), &page, storm.Artifacts); err != nil {
@@ -509,6 +519,7 @@ func svgOf(t *testing.T, html, attr string) string {
 // the run and which wrote the report, as every JSON output and JUnit file
 // names its binary.
 func TestReportNamesItsBinaries(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, err := scenarios.Lookup("issue-30417")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 // A run's report shows every invariant's state: violated, held, or not
 // checked with why.
 func TestRunReportShowsInvariantStates(t *testing.T) {
+	t.Parallel()
 	d := runData{Result: result{StartMono: 1e9, StartWall: 1000}}
 	d.Result.Schedule.DurationMs = 1000
 	d.Result.Verdict = oracle.Verdict{Status: oracle.Fail,
@@ -48,6 +49,7 @@ func TestRunReportShowsInvariantStates(t *testing.T) {
 // properties, and the not-checked ones in system-out too; an undecided
 // run is an error of type undecided, never a skipped (green) case.
 func TestJUnitShowsNotChecked(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	err := WriteJUnit(&out, Suite{Name: "kanbanchaos", Cases: []Case{
 		{Name: "run 1", Class: "kanbanchaos.fuzz.issue-30896", Seed: 1, Status: "pass", Replay: "r1", SystemOut: "probes: gave_up",
