@@ -14,7 +14,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
-	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 )
 
 // Native fuzz targets over kanbanchaos' own inputs (go test -fuzz). Each
@@ -145,11 +145,7 @@ func TestWriteCheckCorpus(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ scenario, variant string }{{"issue-30417", "hermes-0.15"}, {"cleanup-hang", "fixed"}} {
-		sc, err := scenarios.Lookup(c.scenario)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := sc.Build(1, c.variant)
+		s := runtest.Build(t, c.scenario, c.variant, 1)
 		res, err := harness.Run(context.Background(), s, harness.Options{Keep: true})
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -166,10 +167,7 @@ func shrinkable(t *testing.T) uint64 {
 // run as a testscript of testdata/script would be, fails on hermes-0.15 and
 // passes on fixed.
 func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("shrinking re-runs real processes for ~20 s")
-	}
+	runtest.Long(t, "shrinking re-runs real processes for ~20 s")
 	seed := shrinkable(t)
 	dir := t.TempDir()
 	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--run-seed", strconv.FormatUint(seed, 10),

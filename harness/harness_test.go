@@ -78,10 +78,7 @@ func TestIssue30896(t *testing.T) {
 // TestFixedHoldsSeeds1To20: the fixed variant passes issue-30896 for seeds
 // 1–20, and removes the sandboxes of passing runs.
 func TestFixedHoldsSeeds1To20(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("20 runs of 4 s")
-	}
+	runtest.Long(t, "20 runs of 4 s")
 	// The runs are light on CPU (the ticks sleep), so five at a time keep the
 	// test short without starving the workers.
 	var g errgroup.Group

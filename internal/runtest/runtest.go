@@ -1,8 +1,9 @@
 // Package runtest is the scaffolding shared by the tests of the packages
-// that run schedules (harness, campaign, subject): a TestMain that makes
+// that run schedules (harness, campaign, subject, cli): a TestMain that makes
 // the test binary the fake worker HERMES_BIN runs, gives the tests a
-// private temp directory and checks that no goroutine outlives them; and
-// Build, a named scenario's schedule. It is imported by tests only.
+// private temp directory and checks that no goroutine outlives them;
+// Build, a named scenario's schedule; Long, the mark of a test too long for
+// -short. It is imported by tests only.
 package runtest
 
 import (
@@ -53,4 +54,14 @@ func Build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedul
 		t.Fatal(err)
 	}
 	return sc.Build(seed, variant)
+}
+
+// Long marks a test that runs real scenarios or processes: it runs in
+// parallel with the others, and -short skips it, saying why.
+func Long(t *testing.T, why string) {
+	t.Helper()
+	t.Parallel()
+	if testing.Short() {
+		t.Skip(why)
+	}
 }
