@@ -17,7 +17,6 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
-	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // CompareSide is one build in an A/B comparison: the reference dispatcher as
@@ -95,14 +94,8 @@ func (c CompareSide) Apply(s schedule.Schedule) schedule.Schedule {
 // engine cannot honour).
 func (c CompareSide) Check(s schedule.Schedule) error {
 	s = c.Apply(s)
-	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
-	if err == nil {
-		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
-	}
-	if err == nil && c.Subject.Hermes != "" {
-		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
-	}
-	if err != nil {
+	s.Subject = c.Subject
+	if err := harness.CheckKnobs(s); err != nil {
 		return fmt.Errorf("subject %s on %s: %w", c.Name, s.Scenario, err)
 	}
 	return nil
@@ -220,7 +213,8 @@ func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s
 func parseHermesSide(spec string) (schedule.Subject, error) {
 	parts := strings.Split(spec, ",")
 	sub := schedule.Subject{Hermes: parts[0]}
-	if _, err := hermes.Locate(sub.Hermes); err != nil {
+	in, err := hermes.Locate(sub.Hermes)
+	if err != nil {
 		return sub, err
 	}
 	for _, kv := range parts[1:] {
@@ -244,7 +238,8 @@ func parseHermesSide(spec string) (schedule.Subject, error) {
 			return sub, fmt.Errorf("%q: a hermes: side takes workers=go|hermes and python-sqlite=system|VERSION", kv)
 		}
 	}
-	if _, err := subject.HermesInstall(sub); err != nil {
+	// The release on the libsqlite3 the side asks for must be there.
+	if _, err := in.WithSQLite(sub.PythonSQLite); err != nil {
 		return sub, err
 	}
 	return sub, nil

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -153,14 +152,7 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 	}
 	// Its variant and knobs must exist and fit its engine: a schedule that
 	// names another is bad input, found before anything runs.
-	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
-	if err == nil {
-		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
-	}
-	if err == nil && s.Subject.Hermes != "" {
-		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
-	}
-	if err != nil {
+	if err := harness.CheckKnobs(s); err != nil {
 		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
 	}
 	return s, path, nil

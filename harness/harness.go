@@ -157,6 +157,21 @@ func Run(ctx context.Context, s schedule.Schedule, opt Options) (res Result, err
 	return r.here(ctx, res)
 }
 
+// CheckKnobs reports why Run would refuse s's variant and knobs: one that
+// does not exist, one its engine cannot honour, one its hermes: subject
+// would silently ignore. It asks no installed release anything (Run also
+// does: subject.CheckWorkers), so it suits checking input before a run.
+func CheckKnobs(s schedule.Schedule) error {
+	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
+	if err == nil {
+		err = CheckEngineKnobs(s.EngineOrDefault(), knobs)
+	}
+	if err == nil && s.Subject.Hermes != "" {
+		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
+	}
+	return err
+}
+
 // timing is the schedule's timing for the dispatchers.
 func timing(s schedule.Schedule) dispatcher.Timing {
 	t := dispatcher.HermesTiming(s.TimeScale)

@@ -31,7 +31,7 @@ func (h hermesSubject) Check(ctx context.Context, s schedule.Schedule) error {
 	if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
 		return err
 	}
-	if _, err := HermesInstall(h.sub); err != nil {
+	if _, err := hermesInstall(h.sub); err != nil {
 		return err
 	}
 	return CheckWorkers(ctx, s)
@@ -66,7 +66,7 @@ func (hermesSubject) ClockResolution() float64 { return 1 }
 // to begin.
 func (h hermesSubject) Dispatch(ctx context.Context, r Run) (Phases, error) {
 	s, sb, timing := r.Schedule, r.Sandbox, r.Timing
-	in, err := HermesInstall(h.sub)
+	in, err := hermesInstall(h.sub)
 	if err != nil {
 		return Phases{}, err
 	}
@@ -132,8 +132,8 @@ func CheckHermesKnobs(variant string, overrides map[string]string) error {
 	return nil
 }
 
-// HermesInstall is the subject's release, on the libsqlite3 it asks for.
-func HermesInstall(sub schedule.Subject) (hermes.Install, error) {
+// hermesInstall is the subject's release, on the libsqlite3 it asks for.
+func hermesInstall(sub schedule.Subject) (hermes.Install, error) {
 	in, err := hermes.Locate(sub.Hermes)
 	if err != nil {
 		return in, err
@@ -166,7 +166,7 @@ func CheckWorkers(ctx context.Context, s schedule.Schedule) error {
 	if s.Subject.Workers != hermes.WorkersHermes {
 		return nil
 	}
-	in, err := HermesInstall(s.Subject)
+	in, err := hermesInstall(s.Subject)
 	if err != nil {
 		return err
 	}
