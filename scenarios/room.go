@@ -65,10 +65,28 @@ const (
 // need under the model above, each at most maxRoomMs.
 func Room(s schedule.Schedule) (dispatchMs, quietMs int) {
 	m := newRoomModel(s)
-	first := m.firstTargets()
-	dispatchMs = int(math.Ceil(first*roomMargin)) + startupMs
+	completed, decided := m.firstTargets()
+	dispatchMs = roomFor(max(completed, decided, 0))
 	quietMs = int(math.Ceil(m.slowestRun() * roomMargin))
-	return min(dispatchMs, maxRoomMs), min(quietMs, maxRoomMs)
+	return dispatchMs, min(quietMs, maxRoomMs)
+}
+
+// CompletionRoom is the least time, in ms, before the first completion
+// can come under the same model (0: no task completes). A fault drawn
+// earlier would make the completion target unreachable on a dispatcher
+// that fails closed after it (fixed after a swap of the board file).
+func CompletionRoom(s schedule.Schedule) int {
+	completed, _ := newRoomModel(s).firstTargets()
+	if completed < 0 {
+		return 0
+	}
+	return roomFor(completed)
+}
+
+// roomFor is the phase that leaves a modelled time its margin and the
+// run's start-up, capped.
+func roomFor(ms float64) int {
+	return min(int(math.Ceil(ms*roomMargin))+startupMs, maxRoomMs)
 }
 
 // roomModel holds what the model needs of a schedule.
@@ -186,9 +204,9 @@ type taskState struct {
 
 // firstTargets simulates the tick until the first completion (when a task
 // completes) and the first breaker decision (when one fails) and returns
-// the later of the two; a target the model does not reach by maxRoomMs
-// counts as maxRoomMs.
-func (m roomModel) firstTargets() float64 {
+// when each came (-1: no such target); a target the model does not reach
+// by maxRoomMs counts as maxRoomMs.
+func (m roomModel) firstTargets() (completed, decided float64) {
 	var tasks []*taskState
 	wantComplete, wantDecision := false, false
 	for _, t := range m.s.Tasks {
@@ -201,7 +219,7 @@ func (m roomModel) firstTargets() float64 {
 		wantComplete = wantComplete || k == kindCompletes
 		wantDecision = wantDecision || k == kindFails
 	}
-	completed, decided := -1.0, -1.0
+	completed, decided = -1.0, -1.0
 	for now := 0.0; now <= maxRoomMs; now += m.tick {
 		running := 0
 		for _, t := range tasks {
@@ -219,7 +237,7 @@ func (m roomModel) firstTargets() float64 {
 			}
 		}
 		if (!wantComplete || completed >= 0) && (!wantDecision || decided >= 0) {
-			return max(completed, decided, 0)
+			return completed, decided
 		}
 		for _, t := range tasks {
 			if m.maxRunning > 0 && running >= m.maxRunning {
@@ -233,7 +251,13 @@ func (m roomModel) firstTargets() float64 {
 			running++
 		}
 	}
-	return maxRoomMs
+	if wantComplete && completed < 0 {
+		completed = maxRoomMs
+	}
+	if wantDecision && decided < 0 {
+		decided = maxRoomMs
+	}
+	return completed, decided
 }
 
 // end books the end of t's running run at t.endsAt.

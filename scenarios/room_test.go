@@ -190,3 +190,34 @@ func TestRoomGrowsWithTheMechanism(t *testing.T) {
 		t.Errorf("a 900 s claim TTL: room %d ms, want the cap %d ms", huge, maxRoomMs)
 	}
 }
+
+// TestSwarmFaultComesAfterFirstCompletion: a drawn fault (the board file
+// swapped in m6-swap-while-open) comes no earlier than the first
+// completion can (the bound under max_spawn 1 above): fixed fails closed
+// after a swap, so a swap before any completing card started left the
+// completion target unreachable (3 undecided runs of the soak).
+func TestSwarmFaultComesAfterFirstCompletion(t *testing.T) {
+	w := mustLookup(t, "m6-swap-while-open").Swarm()
+	checked := 0
+	for seed := uint64(1); seed <= 400; seed++ {
+		s := w.Schedule(w.Draw(seed), seed, "fixed")
+		need, ok := firstCompletionMs(s)
+		if !ok || need >= maxRoomMs || len(s.Faults) == 0 {
+			continue
+		}
+		checked++
+		if s.Faults[0].AtMs < need {
+			t.Errorf("seed %d: the swap at %d ms, the first completion under max_spawn 1 needs ≥ %d ms", seed, s.Faults[0].AtMs, need)
+		}
+	}
+	if checked < 30 {
+		t.Fatalf("only %d draws had a completion bound to check", checked)
+	}
+	// The undecided runs of the soak: no completing card had started when the swap came.
+	for _, seed := range []uint64{3307254554, 1246180762} {
+		s := w.Schedule(w.Draw(seed), seed, "fixed")
+		if room := CompletionRoom(s); s.Faults[0].AtMs < room {
+			t.Errorf("seed %d: the swap at %d ms, before the first completion's room %d ms", seed, s.Faults[0].AtMs, room)
+		}
+	}
+}

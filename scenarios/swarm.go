@@ -259,6 +259,12 @@ func (w Swarm) Schedule(p Params, seed uint64, variant string) schedule.Schedule
 func (w Swarm) phases(p Params, s schedule.Schedule) (durationMs, quietMs int) {
 	roomD, roomQ := Room(s)
 	durationMs, quietMs = max(p.DurationMs, roomD), max(p.QuietMs, roomQ)
+	if len(s.Faults) > 0 && p.FaultPermille > 0 {
+		// The fault comes at FaultPermille of the phase: after the first
+		// completion could come, which a dispatcher that fails closed after
+		// the fault (fixed after a swap) could not reach later.
+		durationMs = max(durationMs, min(ceilDiv(CompletionRoom(s)*1000, p.FaultPermille), maxRoomMs))
+	}
 	if w.capMs[0] > 0 {
 		durationMs = min(durationMs, w.capMs[0])
 	}
@@ -267,6 +273,8 @@ func (w Swarm) phases(p Params, s schedule.Schedule) (durationMs, quietMs int) {
 	}
 	return durationMs, quietMs
 }
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // behaviour is the worker a task's parameters pick from the menu.
 func (w Swarm) behaviour(tp TaskParams) schedule.Behaviour {
