@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -40,32 +39,26 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		limit    int
 		cooldown time.Duration
 	)
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", "Usage: kanbanchaos check PATH [--json] [--failure-limit N] [--cooldown D]\n\n"+
+		"Audits an existing Hermes kanban.db (e.g. ~/.hermes/kanban.db or ~/.hermes/kanban/boards/SLUG/kanban.db),\n"+
+		"or the artifact directory of a kanbanchaos run, without writing it: the board is copied through SQLite's\n"+
+		"online backup API from a read-only connection, and every check runs on that copy. Safe on a live board.\n\n"+
+		"Reports integrity_check and quick_check; spawned runs per task between counter resets against the\n"+
+		"effective failure limit; promoted/claimed after gave_up; open-run bookkeeping and running tasks without\n"+
+		"a claim; runs whose worker was never recorded; exit-75 runs that counted or were respawned within the\n"+
+		"cooldown; protocol violations past their budget; the -wal/-shm/-journal and backups beside the board.\n"+
+		"For an artifact directory, also the run's ledger-based invariants.\n\n"+
+		"Exit codes: 0 pass · 1 an invariant failed · 2 bad usage or input (missing, empty, not SQLite, not a board) ·\n"+
+		"3 unknown · 4 internal error.\n\nFlags:\n", stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	fs.IntVar(&limit, "failure-limit", 0, "the board's configured kanban.failure_limit (default: Hermes' 2; a task's max_retries wins)")
 	fs.DurationVar(&cooldown, "cooldown", 0, "the rate-limit cooldown after an exit 75 (default: Hermes' 5m)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kanbanchaos check PATH [--json] [--failure-limit N] [--cooldown D]\n\n"+
-			"Audits an existing Hermes kanban.db (e.g. ~/.hermes/kanban.db or ~/.hermes/kanban/boards/SLUG/kanban.db),\n"+
-			"or the artifact directory of a kanbanchaos run, without writing it: the board is copied through SQLite's\n"+
-			"online backup API from a read-only connection, and every check runs on that copy. Safe on a live board.\n\n"+
-			"Reports integrity_check and quick_check; spawned runs per task between counter resets against the\n"+
-			"effective failure limit; promoted/claimed after gave_up; open-run bookkeeping and running tasks without\n"+
-			"a claim; runs whose worker was never recorded; exit-75 runs that counted or were respawned within the\n"+
-			"cooldown; protocol violations past their budget; the -wal/-shm/-journal and backups beside the board.\n"+
-			"For an artifact directory, also the run's ledger-based invariants.\n\n"+
-			"Exit codes: 0 pass · 1 an invariant failed · 2 bad usage or input (missing, empty, not SQLite, not a board) ·\n"+
-			"3 unknown · 4 internal error.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "kanbanchaos check: want exactly one kanban.db or artifact directory, got %d arguments\n", len(pos))
-		return exitUsage
+		return usageError(stderr, "check")("want exactly one kanban.db or artifact directory, got %d arguments", len(pos))
 	}
 	if limit < 0 || cooldown < 0 {
 		fmt.Fprintln(stderr, "kanbanchaos check: --failure-limit and --cooldown must not be negative")

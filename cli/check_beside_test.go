@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
-	"github.com/kanbanchaos/kanbanchaos/scenarios"
 )
 
 // dirNames lists a directory's entries, recursively, with their sizes for
@@ -160,11 +160,7 @@ func TestCheckCreatesNothingBeside(t *testing.T) {
 			return link, []string{real, links}
 		}, exitPass},
 		{"artifact board", func(t *testing.T, dir string) (string, []string) {
-			sc, err := scenarios.Lookup("issue-30417")
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := sc.Build(3, "fixed")
+			s := runtest.Build(t, "issue-30417", "fixed", 3)
 			s.DurationMs, s.QuietMs = 1200, 300
 			res, err := harness.Run(context.Background(), s, harness.Options{ArtifactsDir: dir, Keep: true})
 			if err != nil || res.Artifacts == "" {

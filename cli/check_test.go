@@ -17,6 +17,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -250,10 +251,7 @@ func tail(s string) string {
 // (about one in four does at 1.5 s: the header probe's damage is mostly
 // lost writes, which need the run's ledger to see).
 func TestCheckFindsM1Corruption(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs the m1-header-probe scenario on SQLite 3.50.4")
-	}
+	runtest.Long(t, "runs the m1-header-probe scenario on SQLite 3.50.4")
 	sc, err := scenarios.Lookup("m1-header-probe")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/compare"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -73,25 +74,22 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if !ok {
 		return code
 	}
-	usageErr := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "kanbanchaos compare: "+format+"\n", args...)
-		return exitUsage
-	}
+	usageErr := usageError(stderr, "compare")
 	if len(pos) > 0 {
 		return usageErr("takes no arguments, got %q (name the builds with --a and --b)", pos)
 	}
 	if a == "" || b == "" {
 		return usageErr("want both --a SUBJECT and --b SUBJECT, e.g. --a hermes-0.14 --b fixed")
 	}
-	sideA, err := harness.ParseCompareSide(a)
+	sideA, err := campaign.ParseCompareSide(a)
 	if err != nil {
 		return usageErr("--a: %v", err)
 	}
-	sideB, err := harness.ParseCompareSide(b)
+	sideB, err := campaign.ParseCompareSide(b)
 	if err != nil {
 		return usageErr("--b: %v", err)
 	}
-	for _, side := range []*harness.CompareSide{&sideA, &sideB} {
+	for _, side := range []*campaign.CompareSide{&sideA, &sideB} {
 		side.Subject.OneShot = side.Subject.Exec != "" && oneShot
 	}
 	var picked []scenarios.Scenario
@@ -142,7 +140,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			if err := s.Validate(); err != nil {
 				return usageErr("%s: %v", sc.Name, err)
 			}
-			for _, side := range []harness.CompareSide{sideA, sideB} {
+			for _, side := range []campaign.CompareSide{sideA, sideB} {
 				if err := side.Check(s); err != nil {
 					return usageErr("%v", err)
 				}
@@ -166,7 +164,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "  %s; %d seed(s) each (%d–%d), every seed on both sides\n",
 			strings.Join(names, ", "), runs, seed, seed+uint64(runs)-1)
 	}
-	replay := func(side harness.CompareSide, s schedule.Schedule) string {
+	replay := func(side campaign.CompareSide, s schedule.Schedule) string {
 		f := runFlags{knobs: knobFlags(side.Knobs), seed: s.Seed, sqlite: s.EngineOrDefault(),
 			dispatchers: dispatchers, duration: duration, timeScale: timeScale}
 		if side.Subject.External() {
@@ -178,7 +176,7 @@ func cmdCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "[%d/%d] %s seed %d: A %s  B %s  → %s\n", done, total, p.Scenario, p.Seed,
 			runWords(p.A), runWords(p.B), p.Change)
 	}
-	cmp, err := harness.Compare(ctx, harness.CompareSpec{
+	cmp, err := campaign.Compare(ctx, campaign.CompareSpec{
 		A: sideA, B: sideB, Schedules: scheds, Parallel: parallel,
 		Options: harness.Options{ArtifactsDir: artifacts, Keep: keep},
 		Replay:  replay, Progress: progress, Log: stderr,

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,8 +27,13 @@ const (
 // Hermes-like flags and environment: the external subject the harness can
 // drive exactly like a real `hermes kanban dispatch`.
 func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dispatch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("dispatch", fmt.Sprintf("Usage: kanbanchaos dispatch [flags]\n\n"+
+		"The reference dispatcher as a process. It resolves the board like Hermes (HERMES_KANBAN_HOME, --board,\n"+
+		"HERMES_KANBAN_BOARD, the current file), spawns workers through HERMES_BIN with Hermes' argv and\n"+
+		"environment, and honours HERMES_KANBAN_CRASH_GRACE_SECONDS, HERMES_KANBAN_CLAIM_TTL_SECONDS and\n"+
+		"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS. With %s set it appends its settings, commits, SQLite\n"+
+		"errors and every tick to that ledger. It never waits on or kills its workers: like Hermes, it leaves them to the next tick.\n\n"+
+		"Example: HERMES_KANBAN_HOME=/tmp/h HERMES_BIN=/usr/local/bin/hermes kanbanchaos dispatch --once\n\nFlags:\n", fakeworker.EnvLedger), stderr)
 	board := fs.String("board", "", "board slug (default: the active board: HERMES_KANBAN_BOARD, the current file, else default)")
 	variant := fs.String("variant", "hermes-0.14", "dispatcher variant; see 'kanbanchaos variants'")
 	knobs := knobFlags{}
@@ -39,23 +43,12 @@ func cmdDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	interval := fs.Duration("interval", 0, "tick interval (default: 60s × --time-scale)")
 	once := fs.Bool("once", false, "run one dispatch_once and exit (like 'hermes kanban dispatch')")
 	scale := fs.Float64("time-scale", envFloat(envTimeScale, 1), "factor on Hermes' intervals (60 s tick, 30 s crash grace, 900 s claim TTL …)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kanbanchaos dispatch [flags]\n\n"+
-			"The reference dispatcher as a process. It resolves the board like Hermes (HERMES_KANBAN_HOME, --board,\n"+
-			"HERMES_KANBAN_BOARD, the current file), spawns workers through HERMES_BIN with Hermes' argv and\n"+
-			"environment, and honours HERMES_KANBAN_CRASH_GRACE_SECONDS, HERMES_KANBAN_CLAIM_TTL_SECONDS and\n"+
-			"HERMES_KANBAN_RATE_LIMIT_COOLDOWN_SECONDS. With %s set it appends its settings, commits, SQLite\n"+
-			"errors and every tick to that ledger. It never waits on or kills its workers: like Hermes, it leaves them to the next tick.\n\n"+
-			"Example: HERMES_KANBAN_HOME=/tmp/h HERMES_BIN=/usr/local/bin/hermes kanbanchaos dispatch --once\n\nFlags:\n", fakeworker.EnvLedger)
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "kanbanchaos dispatch: takes no arguments, got %q\n", pos)
-		return exitUsage
+		return usageError(stderr, "dispatch")("takes no arguments, got %q", pos)
 	}
 	cfg, err := dispatchConfig(*board, *variant, knobs, *maxSpawn, *failureLimit, *interval, *scale)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -25,10 +26,7 @@ import (
 // exec subject made of them to dispatcher-progress and one-writer-per-tick
 // as it holds the in-process reference dispatcher.
 func TestDispatchRecordsTicksInTheLedger(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts two dispatcher processes and their workers")
-	}
+	runtest.Long(t, "starts two dispatcher processes and their workers")
 	sb := newDispatchSandbox(t, "fixed", "finisher", 6, schedule.Behaviour{Mode: schedule.ModeComplete})
 	root, home, db, bin, cfg := sb.root, sb.home, sb.db, sb.bin, sb.cfg
 	ledgerPath := filepath.Join(root, "ledger.jsonl")

@@ -48,3 +48,12 @@ func outputFailed(cmd, what string, err error, verdictCode int, stderr io.Writer
 	}
 	return exitUnknown
 }
+
+// usageError is cmd's report of bad usage: the message on stderr, naming
+// the command, and the exit code for it.
+func usageError(stderr io.Writer, cmd string) func(format string, args ...any) int {
+	return func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "kanbanchaos "+cmd+": "+format+"\n", args...)
+		return exitUsage
+	}
+}

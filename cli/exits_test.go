@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 )
 
@@ -21,12 +22,8 @@ import (
 // setup leaves it undecided, exit 3 — never an internal error.
 func TestInterruptedSetupIsUndecided(t *testing.T) {
 	dir := t.TempDir()
-	sc, err := scenarios.Lookup("issue-30417")
-	if err != nil {
-		t.Fatal(err)
-	}
 	sched := filepath.Join(dir, "schedule.json")
-	if err := sc.Build(1, "fixed").Write(sched); err != nil {
+	if err := runtest.Build(t, "issue-30417", "fixed", 1).Write(sched); err != nil {
 		t.Fatal(err)
 	}
 	board := closedWALBoard(t, dir)
@@ -157,10 +154,7 @@ func kanbanchaosCommand(t *testing.T, args ...string) *exec.Cmd {
 // it reached the phase — never after a sleep, which a loaded machine
 // stretches.
 func TestSignalsEndCommandsUndecided(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts kanbanchaos processes")
-	}
+	runtest.Long(t, "starts kanbanchaos processes")
 	cases := []struct {
 		name   string
 		args   []string
@@ -243,11 +237,7 @@ func TestSubjectThatDidNotRunIsUndecided(t *testing.T) {
 // the disk filled) still gives its verdict — with why its evidence is not
 // there — never an internal error without one.
 func TestVerdictStandsWhenArtifactsFail(t *testing.T) {
-	sc, err := scenarios.Lookup("issue-30417")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sc.Build(1, "hermes-0.15") // fails: it must be kept
+	s := runtest.Build(t, "issue-30417", "hermes-0.15", 1) // fails: it must be kept
 	var stderr bytes.Buffer
 	res, code := runSchedule(context.Background(), "run", s, harness.Options{ArtifactsDir: "/proc/kanbanchaos-gone"}, &stderr)
 	if code >= 0 || res.Verdict.Status == "" || !strings.Contains(stderr.String(), "the verdict below stands") {

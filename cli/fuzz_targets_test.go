@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
-	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 )
 
 // Native fuzz targets over kanbanchaos' own inputs (go test -fuzz). Each
@@ -66,7 +67,7 @@ func FuzzFlagValues(f *testing.F) {
 				}
 			}
 		}
-		if sh, err := harness.ParseShard(shard); err == nil {
+		if sh, err := campaign.ParseShard(shard); err == nil {
 			if sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
 				t.Fatalf("--shard %q accepted as %+v", shard, sh)
 			}
@@ -144,11 +145,7 @@ func TestWriteCheckCorpus(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ scenario, variant string }{{"issue-30417", "hermes-0.15"}, {"cleanup-hang", "fixed"}} {
-		sc, err := scenarios.Lookup(c.scenario)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := sc.Build(1, c.variant)
+		s := runtest.Build(t, c.scenario, c.variant, 1)
 		res, err := harness.Run(context.Background(), s, harness.Options{Keep: true})
 		if err != nil {
 			t.Fatal(err)

@@ -15,7 +15,9 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -66,7 +68,7 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
 	}
 	seeds := map[string]bool{}
-	var sum harness.Summary
+	var sum campaign.Summary
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
@@ -80,8 +82,8 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 		}
 		switch line.Type {
 		case "run":
-			if line.Seed != harness.RunSeed(7, line.Index) {
-				t.Errorf("run %d has seed %d, want the campaign's %d", line.Index, line.Seed, harness.RunSeed(7, line.Index))
+			if line.Seed != campaign.RunSeed(7, line.Index) {
+				t.Errorf("run %d has seed %d, want the campaign's %d", line.Index, line.Seed, campaign.RunSeed(7, line.Index))
 			}
 			seeds[strconv.FormatUint(line.Seed, 10)] = true
 		case "summary":
@@ -165,10 +167,7 @@ func shrinkable(t *testing.T) uint64 {
 // run as a testscript of testdata/script would be, fails on hermes-0.15 and
 // passes on fixed.
 func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("shrinking re-runs real processes for ~20 s")
-	}
+	runtest.Long(t, "shrinking re-runs real processes for ~20 s")
 	seed := shrinkable(t)
 	dir := t.TempDir()
 	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--run-seed", strconv.FormatUint(seed, 10),
@@ -181,7 +180,7 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 	if len(matches) != 1 {
 		t.Fatalf("no shrink.json under %s:\n%s", dir, stdout)
 	}
-	var sr harness.ShrinkResult
+	var sr campaign.ShrinkResult
 	data, _ := os.ReadFile(matches[0])
 	if err := json.Unmarshal(data, &sr); err != nil {
 		t.Fatal(err)
@@ -215,19 +214,19 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 // a shard is missing — and 2 for input that is no shard of the campaign.
 func TestMergeExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name string, s harness.Summary) string {
+	write := func(name string, s campaign.Summary) string {
 		path := filepath.Join(dir, name)
 		data, _ := json.Marshal(s)
 		os.WriteFile(path, append([]byte(`{"type":"run","index":0}`+"\n"), append(data, '\n')...), 0o644)
 		return path
 	}
-	shard := func(i int, failed int) harness.Summary {
-		s := harness.Summary{Type: "summary", Seed: 5, Runs: 4, Shard: strconv.Itoa(i) + "/2", Scenarios: []string{"issue-30896"},
+	shard := func(i int, failed int) campaign.Summary {
+		s := campaign.Summary{Type: "summary", Seed: 5, Runs: 4, Shard: strconv.Itoa(i) + "/2", Scenarios: []string{"issue-30896"},
 			Planned: []int{2 * i, 2*i + 1}, Indices: []int{2 * i, 2*i + 1}, Done: 2, Passed: 2 - failed, Failed: failed,
 			FailuresByInvariant: map[string]int{}}
 		if failed > 0 {
 			s.FailuresByInvariant[oracle.Spawns] = failed
-			s.Failures = []harness.SeedRef{{Index: 2 * i, Seed: 99, Scenario: "issue-30896", Failed: []string{oracle.Spawns}}}
+			s.Failures = []campaign.SeedRef{{Index: 2 * i, Seed: 99, Scenario: "issue-30896", Failed: []string{oracle.Spawns}}}
 		}
 		return s
 	}

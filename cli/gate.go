@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
+	"github.com/kanbanchaos/kanbanchaos/campaign/gate"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
-	"github.com/kanbanchaos/kanbanchaos/gate"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 const gateHelp = `Usage: kanbanchaos gate --subject S [flags]
@@ -50,14 +52,13 @@ type gateRun struct {
 
 func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
-		subject, pins, junit, artifacts, shard string
-		seeds, parallel                        int
-		asJSON, conformance                    bool
-		allow                                  = knobFlags{}
+		subjectArg, pins, junit, artifacts, shard string
+		seeds, parallel                           int
+		asJSON, conformance                       bool
+		allow                                     = knobFlags{}
 	)
-	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&subject, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
+	fs := newFlagSet("gate", gateHelp, stderr)
+	fs.StringVar(&subjectArg, "subject", "", "dispatcher under test: a variant, hermes:VERSION|PATH or exec:'CMD' (required)")
 	var workers workerFlags
 	workers.register(fs)
 	fs.StringVar(&pins, "pins", "all", "entries to run, comma-separated: "+strings.Join(gate.Names(), ", "))
@@ -71,19 +72,15 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(allowFlag(allow), "allow-unchecked", "an entry that may end not checked without failing the gate (repeatable)")
 	fs.BoolVar(&conformance, "conformance", false, "instead of the gate: hold the subject up to spec §8's observed table (the June 2026\n"+
 		"release against a fake worker) row by row — starts, final status, counter, events — and mark each difference")
-	fs.Usage = func() { fmt.Fprint(stderr, gateHelp); fs.PrintDefaults() }
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "kanbanchaos gate: "+format+"\n", a...)
-		return exitUsage
-	}
+	bad := usageError(stderr, "gate")
 	if len(pos) > 0 {
 		return bad("takes no arguments, got %q", pos)
 	}
-	if subject == "" {
+	if subjectArg == "" {
 		return bad("want --subject: a variant (%s), hermes:VERSION or exec:'CMD'", strings.Join(dispatcher.VariantNames(), ", "))
 	}
 	if seeds < 1 || seeds > 1000 {
@@ -101,7 +98,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return bad("--allow-unchecked: unknown entry %q (valid: %s)", name, strings.Join(gate.Names(), ", "))
 		}
 	}
-	sh, err := harness.ParseShard(shard)
+	sh, err := campaign.ParseShard(shard)
 	if err != nil {
 		return bad("--shard: %v", err)
 	}
@@ -109,13 +106,13 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return bad("%v", err)
 	}
 	spec := gate.Spec{Entries: entries, Seeds: seeds, Shard: sh, Parallel: parallel, ArtifactsDir: artifacts}
-	if slices.Contains(dispatcher.VariantNames(), subject) {
-		spec.Variant = subject
-		if _, err := workers.apply(harness.Subject{}); err != nil {
+	if slices.Contains(dispatcher.VariantNames(), subjectArg) {
+		spec.Variant = subjectArg
+		if _, err := workers.apply(schedule.Subject{}); err != nil {
 			return bad("%v", err)
 		}
 	} else {
-		if spec.Subject, err = parseSubject(subject, false); err != nil {
+		if spec.Subject, err = parseSubject(subjectArg, false); err != nil {
 			return bad("--subject: %v", err)
 		}
 		if spec.Subject, err = workers.apply(spec.Subject); err != nil {
@@ -136,7 +133,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		s := sc.Build(1, spec.Variant)
 		s.Subject = spec.Subject
-		if err := harness.CheckWorkers(ctx, s); err != nil {
+		if err := subject.CheckWorkers(ctx, s); err != nil {
 			return bad("entry %s: %v (leave it out with --pins)", e.Name, err)
 		}
 	}
@@ -151,17 +148,17 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return strings.Join(parts, " ")
 	}
 	if conformance {
-		return runConformance(ctx, spec, subject, asJSON, stdout, stderr)
+		return runConformance(ctx, spec, subjectArg, asJSON, stdout, stderr)
 	}
 	if !asJSON {
-		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subject, len(entries), seeds, sh)
+		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subjectArg, len(entries), seeds, sh)
 		spec.Progress = func(s gate.Seed) {
 			fmt.Fprintf(stderr, "%-20s seed %d: %s %s\n", s.Entry, s.Seed, s.Status, firstLine(s.Why))
 		}
 	}
 	inStore := spec.ArtifactsDir == ""
 	if inStore {
-		if spec.ArtifactsDir, err = harness.NewStoreDir(defaultStore(), "gate-"+subject); err != nil {
+		if spec.ArtifactsDir, err = harness.NewStoreDir(defaultStore(), "gate-"+subjectArg); err != nil {
 			return bad("artifact store: %v", err)
 		}
 	}
@@ -171,7 +168,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return errorExit(ctx, "gate", err, stderr)
 	}
 	if inStore && exists(spec.ArtifactsDir) {
-		e := harness.StoreEntry{Kind: "gate", Subject: subject}
+		e := harness.StoreEntry{Kind: "gate", Subject: subjectArg}
 		for _, r := range results {
 			if r.Status == gate.Violated {
 				e.Failed = append(e.Failed, r.Name)
@@ -182,7 +179,7 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "artifacts: %s (the kept runs, one directory per entry)\n", spec.ArtifactsDir)
 	}
-	out := gateRun{Type: "gate", Subject: subject, Seeds: seeds, Shard: sh.String(), Entries: results}
+	out := gateRun{Type: "gate", Subject: subjectArg, Seeds: seeds, Shard: sh.String(), Entries: results}
 	return reportGate(out, allow, asJSON, junit, time.Since(started), stdout, stderr)
 }
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kanbanchaos/kanbanchaos/gate"
+	"github.com/kanbanchaos/kanbanchaos/campaign/gate"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 )
 

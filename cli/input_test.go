@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/hermes"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 )
 
@@ -98,10 +99,7 @@ func TestReportKeepsTheEvidence(t *testing.T) {
 // undecided, exit 3, with its evidence kept — instead of killing it with
 // no verdict (exit 129).
 func TestHangUpIsUndecided(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts a run as a process")
-	}
+	runtest.Long(t, "starts a run as a process")
 	bin := filepath.Join(t.TempDir(), "kanbanchaos")
 	exe, err := os.Executable()
 	if err != nil {
@@ -173,10 +171,7 @@ func TestCheckThroughASymlink(t *testing.T) {
 // subject's dispatchers, a real Hermes driver, the workers they spawned)
 // is gone within seconds: they watch the harness and exit without it.
 func TestNothingOutlivesAKilledHarness(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts runs as processes")
-	}
+	runtest.Long(t, "starts runs as processes")
 	subjects := []string{"exec:kanbanchaos dispatch --variant hermes-0.15 --interval 20ms"}
 	if _, err := hermes.Locate(hermes.Newest); err == nil {
 		subjects = append(subjects, "hermes:"+hermes.Newest)

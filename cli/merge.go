@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"github.com/kanbanchaos/kanbanchaos/gate"
 	"io"
 	"slices"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
+	"github.com/kanbanchaos/kanbanchaos/campaign/gate"
 )
 
 // cmdMerge combines the --json outputs of a campaign's shards into the
@@ -18,21 +17,16 @@ import (
 func cmdMerge(args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
 	var junit string
-	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("merge", "Usage: kanbanchaos merge SHARD… [--json] [--junit FILE]\n\n"+
+		"Combines the outputs of 'kanbanchaos gate --json --shard i/n' into the gate's verdict (every entry's seeds from\n"+
+		"every shard; --junit writes it for CI), or those of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
+		"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
+		"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
+		"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
+		"Example: kanbanchaos merge shard0.jsonl shard1.jsonl shard2.jsonl shard3.jsonl\n\n"+
+		"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n", stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the merged summary as one JSON line")
 	fs.StringVar(&junit, "junit", "", "gate shards: write the merged gate as JUnit XML (one test case gate/<entry>)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: kanbanchaos merge SHARD… [--json] [--junit FILE]\n\n"+
-			"Combines the outputs of 'kanbanchaos gate --json --shard i/n' into the gate's verdict (every entry's seeds from\n"+
-			"every shard; --junit writes it for CI), or those of 'kanbanchaos fuzz --json --shard i/n' (one file per shard; the last summary line of each\n"+
-			"is read) into the campaign's summary: runs, failures by invariant, doublecheck divergence, probe coverage.\n"+
-			"The shards must come from the same campaign (seed, runs, scenarios, variant, knobs) and must not overlap;\n"+
-			"a missing shard leaves its runs undone, which makes the verdict at best unknown.\n\n"+
-			"Example: kanbanchaos merge shard0.jsonl shard1.jsonl shard2.jsonl shard3.jsonl\n\n"+
-			"Exit codes: 0 pass · 1 a run failed · 2 bad input · 3 unknown (undecided or missing runs) · 4 a shard had harness errors.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
@@ -59,7 +53,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos merge: --junit is for gate shards; a fuzz shard writes its own with fuzz --junit")
 		return exitUsage
 	}
-	var parts []harness.Summary
+	var parts []campaign.Summary
 	for _, path := range pos {
 		s, err := readSummary(path)
 		if err != nil {
@@ -68,7 +62,7 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 		}
 		parts = append(parts, s)
 	}
-	m, err := harness.Merge(parts)
+	m, err := campaign.Merge(parts)
 	if err != nil {
 		fmt.Fprintln(stderr, "kanbanchaos merge:", err)
 		return exitUsage
@@ -83,8 +77,8 @@ func cmdMerge(args []string, stdout, stderr io.Writer) int {
 }
 
 // readSummary returns the last summary line of a fuzz --json output.
-func readSummary(path string) (harness.Summary, error) {
-	var found harness.Summary
+func readSummary(path string) (campaign.Summary, error) {
+	var found campaign.Summary
 	data, err := readInput(path, maxShardBytes)
 	if err != nil {
 		return found, err
@@ -107,7 +101,7 @@ func readSummary(path string) (harness.Summary, error) {
 		if probe.Type != "summary" {
 			continue
 		}
-		var s harness.Summary
+		var s campaign.Summary
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			return found, fmt.Errorf("%s: a summary line that does not parse: %w", path, err)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
@@ -96,7 +96,7 @@ func (p *progress) runStarted() {
 }
 
 // runDone counts a finished run; stopping says no further run will start.
-func (p *progress) runDone(r harness.RunRecord, stopping bool) {
+func (p *progress) runDone(r campaign.RunRecord, stopping bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.finished++

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
@@ -21,8 +21,8 @@ func TestProgressOffTerminal(t *testing.T) {
 	p.runStarted()
 	p.runStarted()
 	p.println("FAIL run 0")
-	p.runDone(harness.RunRecord{Status: oracle.Fail, Spawns: 3, Doublecheck: &harness.Doublecheck{Status: oracle.Fail}}, false)
-	p.runDone(harness.RunRecord{Status: oracle.Pass}, false)
+	p.runDone(campaign.RunRecord{Status: oracle.Fail, Spawns: 3, Doublecheck: &campaign.Doublecheck{Status: oracle.Fail}}, false)
+	p.runDone(campaign.RunRecord{Status: oracle.Pass}, false)
 	p.close()
 	if out.String() != "FAIL run 0\n" {
 		t.Errorf("stdout: %q", out.String())

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -46,10 +47,7 @@ func offline(cmd string) string {
 // directory of its own, so the scripts run side by side: the A/B compare
 // (20 whole schedules) does not wait for the quick start.
 func TestReadmeRecipes(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs the README's scenarios")
-	}
+	runtest.Long(t, "runs the README's scenarios")
 	data, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)

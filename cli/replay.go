@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // cmdRun builds a schedule from a scenario; cmdReplay runs one that was
@@ -25,8 +25,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		asJSON, keep, full, harnessJSON bool
 		artifacts, recorded, stopOn     string
 	)
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("replay", "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
+		"Runs a written schedule again — same scenario, subject, variant, knobs, seed, timings and SQLite engine —\n"+
+		"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
+		"Progress lines go to stderr, also with --json.\n\n"+
+		"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n", stderr)
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	fs.StringVar(&artifacts, "artifacts", defaultStore(), storeFlagDoc)
 	fs.BoolVar(&keep, "keep", false, "keep the sandbox of a passing run too")
@@ -37,21 +40,12 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		"set by a kanbanchaos that hands a shrink candidate to its other SQLite engine")
 	fs.StringVar(&recorded, "replay-command", "", "record CMD as the run's replay command (repro.sh) instead of this replay;\n"+
 		"set by a kanbanchaos that hands a run to its other SQLite engine, whose schedule file is temporary")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kanbanchaos replay SCHEDULE.json|ARTIFACT_DIR [flags]\n\n"+
-			"Runs a written schedule again — same scenario, subject, variant, knobs, seed, timings and SQLite engine —\n"+
-			"and checks every invariant, like run. ARTIFACT_DIR is a directory a failing run left (its schedule.json).\n"+
-			"Progress lines go to stderr, also with --json.\n\n"+
-			"Example: kanbanchaos replay arts/issue-30417-3\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "kanbanchaos replay: want exactly one schedule file or artifact directory, got %d arguments\n", len(pos))
-		return exitUsage
+		return usageError(stderr, "replay")("want exactly one schedule file or artifact directory, got %d arguments", len(pos))
 	}
 	s, path, err := readSchedule(pos[0])
 	if err == nil {
@@ -75,7 +69,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
-		if err := harness.CheckWorkers(ctx, s); err != nil {
+		if err := subject.CheckWorkers(ctx, s); err != nil {
 			fmt.Fprintln(stderr, "kanbanchaos replay:", err)
 			return exitUsage
 		}
@@ -158,14 +152,7 @@ func readSchedule(arg string) (schedule.Schedule, string, error) {
 	}
 	// Its variant and knobs must exist and fit its engine: a schedule that
 	// names another is bad input, found before anything runs.
-	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
-	if err == nil {
-		err = harness.CheckEngineKnobs(s.EngineOrDefault(), knobs)
-	}
-	if err == nil && s.Subject.Hermes != "" {
-		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
-	}
-	if err != nil {
+	if err := harness.CheckKnobs(s); err != nil {
 		return s, "", fmt.Errorf("%s is an invalid schedule: %w", path, err)
 	}
 	return s, path, nil

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/harness"
-	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -23,12 +23,8 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func writeSchedule(t *testing.T, scenario, variant string, seed uint64) string {
 	t.Helper()
-	sc, err := scenarios.Lookup(scenario)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "sched.json")
-	if err := sc.Build(seed, variant).Write(path); err != nil {
+	if err := runtest.Build(t, scenario, variant, seed).Write(path); err != nil {
 		t.Fatal(err)
 	}
 	return path

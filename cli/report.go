@@ -3,42 +3,35 @@ package cli
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/report"
 )
 
 func cmdReport(args []string, stdout, stderr io.Writer) int {
 	var out string
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("report", "Usage: kanbanchaos report DIR [--out FILE]\n\n"+
+		"Writes one self-contained HTML file (inline SVG and CSS; no script, no font, nothing from the network)\n"+
+		"and prints its path. DIR is either\n"+
+		"  - a run's artifact directory (kept by run/replay for a failing run, or with --keep): per task a timeline\n"+
+		"    of worker starts (ledger), crashes, breaker trips (gave_up), promotions, completions and the failure\n"+
+		"    counter against its limit, with the quiet phase and injected faults shaded and every violation listed\n"+
+		"    with its evidence; or\n"+
+		"  - a compare --artifacts directory: the side-by-side table and every seed, linked to its runs' reports.\n"+
+		"It only reads DIR: the board is read from a copy, never opened for writing. 'run --report' and\n"+
+		"'compare --report' write it for you.\n\n"+
+		"Example: kanbanchaos report arts/issue-30896-7\n\nFlags:\n", stderr)
 	fs.StringVar(&out, "out", "", "write the report to FILE (default: DIR/"+report.FileName+")")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kanbanchaos report DIR [--out FILE]\n\n"+
-			"Writes one self-contained HTML file (inline SVG and CSS; no script, no font, nothing from the network)\n"+
-			"and prints its path. DIR is either\n"+
-			"  - a run's artifact directory (kept by run/replay for a failing run, or with --keep): per task a timeline\n"+
-			"    of worker starts (ledger), crashes, breaker trips (gave_up), promotions, completions and the failure\n"+
-			"    counter against its limit, with the quiet phase and injected faults shaded and every violation listed\n"+
-			"    with its evidence; or\n"+
-			"  - a compare --artifacts directory: the side-by-side table and every seed, linked to its runs' reports.\n"+
-			"It only reads DIR: the board is read from a copy, never opened for writing. 'run --report' and\n"+
-			"'compare --report' write it for you.\n\n"+
-			"Example: kanbanchaos report arts/issue-30896-7\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	pos, code, ok := parseFlags(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(stderr, "kanbanchaos report: want exactly one directory (a run's artifacts or a compare --artifacts DIR), got %d arguments\n", len(pos))
-		return exitUsage
+		return usageError(stderr, "report")("want exactly one directory (a run's artifacts or a compare --artifacts DIR), got %d arguments", len(pos))
 	}
 	err := checkReportOut(pos[0], out)
 	if err == nil {
@@ -64,7 +57,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) int {
 // writeCampaignReport stores a campaign's summary in its artifacts directory
 // (a new temp dir if the campaign kept nothing), renders it and each kept
 // run, and returns the report's path.
-func writeCampaignReport(sum *harness.Summary) (string, error) {
+func writeCampaignReport(sum *campaign.Summary) (string, error) {
 	if sum.Artifacts == "" {
 		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", sum.Seed))
 		if err != nil {

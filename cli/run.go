@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,16 +21,26 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
-	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/report"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // knobFlags collects repeated --knob name=value flags.
 type knobFlags map[string]string
 
 func (k knobFlags) String() string { return "" }
+
+// args are the --knob flags that set k again, in name order (for a replay
+// command).
+func (k knobFlags) args() []string {
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(k)) {
+		out = append(out, "--knob", n+"="+k[n])
+	}
+	return out
+}
 
 func (k knobFlags) Set(v string) error {
 	name, value, ok := strings.Cut(v, "=")
@@ -205,18 +217,18 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kanbanchaos run:", err)
 		return exitUsage
 	}
-	subject, err := parseSubject(f.subject, f.oneShot)
+	sub, err := parseSubject(f.subject, f.oneShot)
 	if err == nil {
-		subject, err = f.workers.apply(subject)
+		sub, err = f.workers.apply(sub)
 	}
-	if err == nil && subject.Hermes != "" {
-		err = harness.CheckHermesKnobs(s.Variant, s.Knobs)
+	if err == nil && sub.Hermes != "" {
+		err = subject.CheckHermesKnobs(s.Variant, s.Knobs)
 		if err == nil {
-			_, err = hermes.Locate(subject.Hermes)
+			_, err = hermes.Locate(sub.Hermes)
 		}
 		if err == nil {
-			s.Subject = subject
-			err = harness.CheckWorkers(ctx, s)
+			s.Subject = sub
+			err = subject.CheckWorkers(ctx, s)
 		}
 	}
 	if err == nil {
@@ -228,10 +240,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	replay := replayCommand(sc.Name, f, s.Variant)
 	if !f.json {
-		printHeader(stdout, "run "+sc.Name, s, subject)
+		printHeader(stdout, "run "+sc.Name, s, sub)
 	}
 	// Progress goes to stderr with --json too: stdout holds only the JSON.
-	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: subject,
+	res, code := runSchedule(ctx, "run", s, harness.Options{ArtifactsDir: f.artifacts, Keep: f.keep || f.report, Replay: replay, Log: stderr, Subject: sub,
 		FullDuration: f.full}, stderr)
 	if code >= 0 {
 		return code
@@ -323,14 +335,7 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 	if f.sqlite != "" && f.sqlite != defaultEngine {
 		parts = append(parts, "--sqlite", f.sqlite)
 	}
-	names := make([]string, 0, len(f.knobs))
-	for n := range f.knobs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		parts = append(parts, "--knob", n+"="+f.knobs[n])
-	}
+	parts = append(parts, f.knobs.args()...)
 	if f.dispatchers != 0 {
 		parts = append(parts, "--dispatchers", strconv.Itoa(f.dispatchers))
 	}
@@ -352,28 +357,28 @@ func replayCommand(scenario string, f runFlags, variant string) string {
 
 // parseSubject reads --subject: "" (the reference dispatcher), exec:CMD, or
 // hermes:VERSION|PATH (a real Hermes release or checkout).
-func parseSubject(s string, oneShot bool) (harness.Subject, error) {
+func parseSubject(s string, oneShot bool) (schedule.Subject, error) {
 	if s == "" {
 		if oneShot {
-			return harness.Subject{}, fmt.Errorf("--one-shot needs --subject exec:'CMD'")
+			return schedule.Subject{}, fmt.Errorf("--one-shot needs --subject exec:'CMD'")
 		}
-		return harness.Subject{}, nil
+		return schedule.Subject{}, nil
 	}
 	if spec, ok := strings.CutPrefix(s, "hermes:"); ok {
 		if oneShot {
-			return harness.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
+			return schedule.Subject{}, fmt.Errorf("--one-shot: a hermes: subject runs the release's dispatch loop in one long-running process, as the gateway does")
 		}
 		if err := hermes.ParseSpec(spec); err != nil {
-			return harness.Subject{}, err
+			return schedule.Subject{}, err
 		}
-		return harness.Subject{Hermes: spec}, nil
+		return schedule.Subject{Hermes: spec}, nil
 	}
 	cmd, ok := strings.CutPrefix(s, "exec:")
 	if !ok || strings.TrimSpace(cmd) == "" {
-		return harness.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed') or hermes:VERSION "+
+		return schedule.Subject{}, fmt.Errorf("--subject %q: want exec:'COMMAND' (e.g. exec:'kanbanchaos dispatch --variant fixed') or hermes:VERSION "+
 			"(e.g. hermes:%s, see 'kanbanchaos hermes'); for a reference variant use --variant", s, hermes.Release30896)
 	}
-	return harness.Subject{Exec: cmd, OneShot: oneShot}, nil
+	return schedule.Subject{Exec: cmd, OneShot: oneShot}, nil
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.
@@ -384,103 +389,6 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// printHeader says what is about to run: the subject, the seed, and how
-// the workers connect.
-func printHeader(w io.Writer, what string, s schedule.Schedule, subject harness.Subject) {
-	if subject.External() {
-		fmt.Fprintf(w, "kanbanchaos %s  subject=%s  seed=%d\n", what, subject, s.Seed)
-		printWorkers(w, s, subject)
-	} else {
-		fmt.Fprintf(w, "kanbanchaos %s  variant=%s  seed=%d\n", what, s.Variant, s.Seed)
-	}
-	fmt.Fprintf(w, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
-		time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
-}
-
-func printText(w io.Writer, res harness.Result, replay string) {
-	v := res.Verdict
-	if st := res.Settings; st != nil {
-		fmt.Fprintf(w, "settings %s: %s\n", st.Subject, st.Line())
-		for _, r := range st.Reported {
-			fmt.Fprintf(w, "  hermes-agent %s on Python %s, SQLite %s\n", r.Release, r.Python, r.SQLite)
-			break
-		}
-		if st.Workers == hermes.WorkersHermes {
-			fmt.Fprintf(w, "  workers: the release's own kanban tools (worker.py), their Python's SQLite %s\n", orNone(strings.Join(st.WorkerSQLite, ", ")))
-		} else if len(st.Reported) > 0 {
-			fmt.Fprintf(w, "  workers: Go fake workers, SQLite %s\n", res.SQLite)
-		}
-		for _, n := range st.Notes {
-			fmt.Fprintf(w, "  %s\n", n)
-		}
-	}
-	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
-	printFindings(w, v, 10, "see verdict.json")
-	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
-	if res.TickErrors > 0 {
-		summary += fmt.Sprintf(", %d tick errors (trace.jsonl)", res.TickErrors)
-	}
-	first := ""
-	if ms := v.FirstViolationMs(); ms >= 0 {
-		first = fmt.Sprintf("; first violation at +%.0fms", ms)
-	}
-	switch v.Status {
-	case oracle.Pass:
-		fmt.Fprintf(w, "verdict: PASS — %s; %s%s\n", heldText(v), summary, notCheckedNote(v))
-	case oracle.Fail:
-		fmt.Fprintf(w, "verdict: FAIL — %s; %s%s%s\n", strings.Join(v.Failed(), ", "), summary, first, notCheckedNote(v))
-	default:
-		fmt.Fprintf(w, "verdict: UNKNOWN — the run could not decide; %s%s\n", summary, notCheckedNote(v))
-	}
-	printInvariants(w, v)
-	if res.Artifacts != "" {
-		fmt.Fprintf(w, "artifacts: %s\n", res.Artifacts)
-	}
-	fmt.Fprintf(w, "replay: %s\n", replay)
-}
-
-func printJSON(w io.Writer, res harness.Result, replay string) {
-	out := struct {
-		harness.Result
-		Seed             uint64   `json:"seed"`
-		Replay           string   `json:"replay"`
-		FirstViolationMs *float64 `json:"first_violation_ms"` // null: nothing was violated
-	}{Result: res, Seed: res.Schedule.Seed, Replay: replay}
-	if ms := res.Verdict.FirstViolationMs(); ms >= 0 {
-		out.FirstViolationMs = &ms
-	}
-	writeDoc(w, "run", out, true)
-}
-
-func cmdScenarios(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "kanbanchaos scenarios: takes no arguments, got %q\n", args)
-		return exitUsage
-	}
-	for _, s := range scenarios.All() {
-		e := s.Build(1, "").EngineOrDefault()
-		fmt.Fprintf(stdout, "%s  (default variant %s, SQLite %s)\n  %s\n  %s\n\n", s.Name, s.Variant, e, s.Issue, s.Summary)
-	}
-	return exitPass
-}
-
-func cmdVariants(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "kanbanchaos variants: takes no arguments, got %q\n", args)
-		return exitUsage
-	}
-	for _, v := range dispatcher.Variants() {
-		fmt.Fprintf(stdout, "%s\n  %s\n ", v.Name, v.Doc)
-		vals := v.Knobs.Values()
-		for _, n := range dispatcher.KnobNames() {
-			fmt.Fprintf(stdout, " %s=%s", n, vals[n])
-		}
-		fmt.Fprint(stdout, "\n\n")
-	}
-	fmt.Fprintf(stdout, "Knobs (set any alone with --knob name=value):\n  %s\n", strings.Join(dispatcher.KnobDocs(), "\n  "))
-	return exitPass
 }
 
 // flagGiven reports whether the command line set flag name.

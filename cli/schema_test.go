@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -17,10 +18,7 @@ import (
 // docs/kanbanchaos.schema.json, and checks the units everywhere in it: no
 // key left in nanoseconds or seconds, every _at an RFC 3339 time.
 func TestJSONSchema(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs real scenarios")
-	}
+	runtest.Long(t, "runs real scenarios")
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	schema, err := c.Compile("../docs/kanbanchaos.schema.json")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 )
 
@@ -39,7 +40,7 @@ func isDir(path string) bool {
 
 // saveRegression copies a shrunk failure's regression.txtar into dir as
 // fuzz-<scenario>-<seed>.txtar (-2, -3 … if taken: never over another pin).
-func saveRegression(sr harness.ShrinkResult, dir string) (string, error) {
+func saveRegression(sr campaign.ShrinkResult, dir string) (string, error) {
 	data, err := os.ReadFile(filepath.Join(sr.Artifacts, "regression.txtar"))
 	if err != nil {
 		return "", fmt.Errorf("save regression: %w", err)

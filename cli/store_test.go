@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -14,10 +15,7 @@ import (
 // runs there as a pin does — failing on the buggy variant, passing on the
 // fixed one.
 func TestSaveRegression(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs a campaign and its regression")
-	}
+	runtest.Long(t, "runs a campaign and its regression")
 	pins := t.TempDir()
 	code, _, stderr := kc(t, "fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "1", "--seed", "5",
 		"--max-duration", "800ms", "--shrink-time", "5s", "--artifacts", filepath.Join(t.TempDir(), "fz"), "--save-regression", pins)

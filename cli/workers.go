@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -24,7 +23,7 @@ func (f *workerFlags) register(fs *flag.FlagSet) {
 }
 
 // apply puts the flags into sub and checks they fit it.
-func (f workerFlags) apply(sub harness.Subject) (harness.Subject, error) {
+func (f workerFlags) apply(sub schedule.Subject) (schedule.Subject, error) {
 	if f.workers != "" && f.workers != hermes.WorkersGo && f.workers != hermes.WorkersHermes {
 		return sub, fmt.Errorf("--workers %q: want %s", f.workers, strings.Join(hermes.WorkerKinds, " or "))
 	}
@@ -61,7 +60,7 @@ func (f workerFlags) args() []string {
 }
 
 // printWorkers says in a run's header what the workers are.
-func printWorkers(w io.Writer, s schedule.Schedule, sub harness.Subject) {
+func printWorkers(w io.Writer, s schedule.Schedule, sub schedule.Subject) {
 	switch {
 	case sub.Workers == hermes.WorkersHermes:
 		fmt.Fprintf(w, "  Hermes workers: the release's own kanban tools and connect(); Python's SQLite: %s\n", orSystem(sub.PythonSQLite))

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kanbanchaos/kanbanchaos/gate"
+	"github.com/kanbanchaos/kanbanchaos/campaign/gate"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 )
 
 // TestGateWorkflowCommands runs the commands of the GitHub Actions workflow
@@ -17,10 +18,7 @@ import (
 // the installed 0.14.0's own files), then the merge that publishes JUnit.
 // Only the seeds are cut to one, to keep the test short.
 func TestGateWorkflowCommands(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("runs a whole gate")
-	}
+	runtest.Long(t, "runs a whole gate")
 	in, err := hermes.Locate(hermes.Release30896)
 	if err != nil {
 		t.Skipf("needs hermes %s (.ci/install-hermes): %v", hermes.Release30896, err)

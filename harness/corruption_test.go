@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"golang.org/x/sync/errgroup"
 )
@@ -65,10 +66,7 @@ func corruptionCases() []corruptionCase {
 // loaded machine itself can break, is logged, not held against the
 // variant — and decides at least one seed.
 func TestCorruptionScenarios(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("spawns hundreds of processes")
-	}
+	runtest.Long(t, "spawns hundreds of processes")
 	var g errgroup.Group
 	g.SetLimit(4)
 	for _, c := range corruptionCases() {
@@ -119,7 +117,7 @@ func TestCorruptionScenarios(t *testing.T) {
 				if c.minFail > 0 {
 					continue
 				}
-				damaged := slices.ContainsFunc(v.Failed(), func(inv string) bool { return slices.Contains(damage, inv) })
+				damaged := slices.ContainsFunc(v.Failed(), func(inv string) bool { return slices.Contains(oracle.Damage(), inv) })
 				stallOnly := slices.Equal(v.Failed(), []string{oracle.DispatcherProgress})
 				switch {
 				case stallOnly:

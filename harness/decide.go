@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -25,7 +24,7 @@ import (
 // workers, classify the crash, count the failure), so the board holds the
 // deciding violation's evidence as a full run's would. The dispatchers (or
 // the external subject) are then stopped as at the end of the schedule, live workers get a moment to
-// finish, everything is killed and reaped, and the full oracle audits what
+// finish (subject.workerFinish), everything is killed and reaped, and the full oracle audits what
 // the run left — it reports the deciding violation exactly as a full run
 // would. A run that passes is never cut: only a whole schedule gets a PASS.
 //
@@ -54,11 +53,6 @@ const decidePoll = 5 * time.Millisecond
 
 // evidenceTicks is how many ticks a run goes on once decided.
 const evidenceTicks = 3
-
-// workerFinish bounds how long live workers may take to exit by themselves
-// once a run stopped early (a crash-at-once worker takes milliseconds; a
-// hanging one is killed as at the end of any run).
-const workerFinish = 250 * time.Millisecond
 
 // stopWhenDecided watches the ledger at path until a violation in stopOn
 // (nil: any decidable one) is established, then calls stop after settle. The returned
@@ -148,16 +142,6 @@ func (t *ledgerTail) read(h *ledger.History) (bool, error) {
 	h.Entries = append(h.Entries, more.Entries...)
 	h.Malformed += more.Malformed
 	return len(more.Entries) > 0, nil
-}
-
-// letWorkersFinish gives the workers still running when a run stopped early
-// up to d to exit by themselves, as they would have in a full run; the
-// rest are killed with everything else.
-func letWorkersFinish(children *dispatcher.Children, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for children.Running() > 0 && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // markCut records in a verdict that its run stopped early: an invariant

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kanbanchaos/kanbanchaos/fakeworker"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -30,12 +29,12 @@ func TestStopEarlySameViolation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer discard(early)
+			defer early.Discard()
 			full, err := Run(context.Background(), s, Options{FullDuration: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer discard(full)
+			defer full.Discard()
 			if early.Verdict.Status != oracle.Fail || full.Verdict.Status != oracle.Fail {
 				t.Fatalf("want both to fail: early %s, full %s", early.Verdict.Status, full.Verdict.Status)
 			}
@@ -90,7 +89,7 @@ func TestPassingRunRunsItsSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer discard(res)
+	defer res.Discard()
 	for _, inv := range oracle.Decidable() {
 		if slices.Contains(res.Verdict.Failed(), inv) {
 			t.Fatalf("fixed violated %s: %+v", inv, res.Verdict.Violations)
@@ -109,15 +108,8 @@ func TestPassingRunRunsItsSchedule(t *testing.T) {
 // before its schedule ends, and neither it nor any worker survives.
 func TestExecSubjectStopsEarlyLeavesNothing(t *testing.T) {
 	t.Parallel()
-	s := build(t, "issue-30896", "hermes-0.14", 22)
-	s.Dispatchers, s.DispatcherOffsetsMs = 1, nil
-	s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeHang}
-	s.DurationMs, s.QuietMs = 20000, 0
-	task := s.Tasks[0].ID
-	start := fmt.Sprintf(`setsid "$HERMES_BIN" -p %s --accept-hooks chat -q "work kanban task %s" </dev/null >/dev/null 2>&1 &`,
-		s.Profiles[0].Name, task)
-	cmd := start + start + start + " sleep 60"
-	res, err := Run(context.Background(), s, Options{Keep: true, Subject: Subject{Exec: cmd}, StopGrace: 2 * time.Second})
+	s, cmd := orphaningSubject(t, 22, 3, 20000)
+	res, err := Run(context.Background(), s, Options{Keep: true, Subject: schedule.Subject{Exec: cmd}, StopGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +125,7 @@ func TestExecSubjectStopsEarlyLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoneAlive(t, h)
-	marker := []byte(fakeworker.EnvLedger + "=" + filepath.Join(res.Artifacts, "ledger.jsonl") + "\x00")
-	if left := sandboxPIDs(marker); len(left) > 0 {
-		t.Fatalf("processes %v of the subject survived the run", left)
-	}
+	assertSandboxEmpty(t, res.Artifacts)
 	if res.Verdict.Status != oracle.Fail || !slices.Contains(res.Verdict.Failed(), oracle.Spawns) {
 		t.Fatalf("want spawns violated, got %s %v", res.Verdict.Status, res.Verdict.Failed())
 	}

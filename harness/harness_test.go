@@ -13,48 +13,19 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
-	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/internal/runtest"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
-	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/sandbox"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
-	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 )
 
-// TestMain lets the test binary be HERMES_BIN (invoked as "hermes").
-func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == fakeworker.InvokedAs {
-		os.Exit(fakeworker.Main(os.Args[1:], os.Getenv, os.Stderr))
-	}
-	// Failing runs keep their sandbox in the temp dir by design; the tests
-	// get a temp dir of their own, removed when they end.
-	dir, err := os.MkdirTemp("", "kanbanchaos-harness-tests-")
-	if err == nil {
-		os.Setenv("TMPDIR", dir)
-	}
-	code := m.Run()
-	// No goroutine outlives the tests: a dispatcher, a subject's waiter or
-	// an observer left running would be a run that never ended.
-	if code == 0 {
-		if leak := goleak.Find(); leak != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", leak)
-			code = 1
-		}
-	}
-	if err == nil {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { runtest.Main(m, "harness") }
 
 func build(t testing.TB, scenario, variant string, seed uint64) schedule.Schedule {
 	t.Helper()
-	sc, err := scenarios.Lookup(scenario)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sc.Build(seed, variant)
+	return runtest.Build(t, scenario, variant, seed)
 }
 
 // TestIssue30896 is the reproducer itself: hermes-0.14 breaks the spawn
@@ -107,10 +78,7 @@ func TestIssue30896(t *testing.T) {
 // TestFixedHoldsSeeds1To20: the fixed variant passes issue-30896 for seeds
 // 1–20, and removes the sandboxes of passing runs.
 func TestFixedHoldsSeeds1To20(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("20 runs of 4 s")
-	}
+	runtest.Long(t, "20 runs of 4 s")
 	// The runs are light on CPU (the ticks sleep), so five at a time keep the
 	// test short without starving the workers.
 	var g errgroup.Group
@@ -264,6 +232,15 @@ func assertNoneAlive(t *testing.T, h ledger.History) {
 		if dispatcher.Alive(e.PID) {
 			t.Errorf("worker pid %d (task %s run %d) is still alive after the run", e.PID, e.Task, e.Run)
 		}
+	}
+}
+
+// assertSandboxEmpty: no process of the run kept in dir — an external
+// subject's orphaned workers included — survived it.
+func assertSandboxEmpty(t *testing.T, dir string) {
+	t.Helper()
+	if left, _ := (sandbox.Dir{Root: dir}).Scan(); len(left) > 0 {
+		t.Fatalf("processes %v of the subject survived the run", left)
 	}
 }
 

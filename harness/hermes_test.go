@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // releaseOrSkip skips a test that needs a real Hermes release when it is
@@ -68,7 +68,7 @@ func TestRealHermes(t *testing.T) {
 			t.Parallel()
 			s := build(t, c.scenario, "", c.seed)
 			// The whole schedule: the driver's tick loop is part of what is tested.
-			res, err := Run(context.Background(), s, Options{Keep: true, Subject: Subject{Hermes: c.release}, ArtifactsDir: t.TempDir(), FullDuration: true})
+			res, err := Run(context.Background(), s, Options{Keep: true, Subject: schedule.Subject{Hermes: c.release}, ArtifactsDir: t.TempDir(), FullDuration: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestRealHermes(t *testing.T) {
 // assertDriverRecorded: every driver reported the release's settings, and
 // its ticks and acknowledged commits (with the rows they inserted) are in
 // the ledger.
-func assertDriverRecorded(t *testing.T, h ledger.History, st *Settings, dispatchers int) {
+func assertDriverRecorded(t *testing.T, h ledger.History, st *subject.Settings, dispatchers int) {
 	t.Helper()
 	if st == nil || len(st.Reported) != dispatchers {
 		t.Fatalf("want a settings report from each of %d drivers, got %+v", dispatchers, st)
@@ -144,46 +144,6 @@ func assertDriverRecorded(t *testing.T, h ledger.History, st *Settings, dispatch
 	}
 	if commits == 0 || rows == 0 {
 		t.Errorf("the drivers recorded %d commits inserting %d events: the release's writes were not seen", commits, rows)
-	}
-}
-
-// TestHermesGetsWholeSeconds: a hermes: run never hands Hermes a setting
-// it would parse with int() and silently replace by its default.
-func TestHermesGetsWholeSeconds(t *testing.T) {
-	s := build(t, "issue-30896", "", 1) // 30 ms grace, 0.9 s TTL, 0.3 s cooldown
-	st := settingsFor(Subject{Hermes: "0.14.0"}, s, dispatcher.HermesTiming(s.TimeScale))
-	for name, v := range map[string]float64{"crash grace": st.CrashGraceS, "claim TTL": st.ClaimTTLS, "cooldown": st.CooldownS} {
-		if v != float64(int(v)) {
-			t.Errorf("%s %gs is not a whole number of seconds", name, v)
-		}
-	}
-	if st.ClaimTTLS != 1 || st.CooldownS != 2 || st.CrashGraceS != 0 {
-		t.Errorf("settings %+v: want grace 0, TTL 1, cooldown 2", st)
-	}
-	if len(st.Notes) < 3 || !strings.Contains(strings.Join(st.Notes, "\n"), "whole seconds") {
-		t.Errorf("the roundings are not said: %q", st.Notes)
-	}
-	env, err := subjectEnv(sandbox{root: t.TempDir()}, dispatcher.HermesTiming(s.TimeScale), false)
-	if err == nil {
-		for _, kv := range env {
-			if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "HERMES_KANBAN_") && strings.HasSuffix(k, "_SECONDS") {
-				if _, err := strconv.Atoi(v); err != nil {
-					t.Errorf("%s: not whole seconds", kv)
-				}
-			}
-		}
-	}
-}
-
-// TestHermesKnobs: a hermes: run refuses knobs of the reference dispatcher
-// it does not run, and takes the workers' and lose_pid.
-func TestHermesKnobs(t *testing.T) {
-	if err := CheckHermesKnobs("hermes-0.14", map[string]string{"journal_mode": "DELETE", "lose_pid": "true"}); err != nil {
-		t.Errorf("worker knobs refused: %v", err)
-	}
-	err := CheckHermesKnobs("hermes-0.14", map[string]string{"atomic_failure": "true"})
-	if err == nil || !strings.Contains(err.Error(), "atomic_failure") {
-		t.Errorf("a dispatcher knob must be refused, naming it: %v", err)
 	}
 }
 
@@ -214,7 +174,7 @@ func TestHermesCheckout(t *testing.T) {
 	}
 	t.Setenv(hermes.EnvPython, in.Python)
 	s := build(t, "issue-30417", "", 1)
-	res, err := Run(context.Background(), s, Options{Subject: Subject{Hermes: checkouts[0]}})
+	res, err := Run(context.Background(), s, Options{Subject: schedule.Subject{Hermes: checkouts[0]}})
 	if err != nil {
 		t.Fatal(err)
 	}

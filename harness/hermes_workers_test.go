@@ -11,6 +11,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // workerTasks is a small board for one dispatcher whose Hermes workers
@@ -31,7 +32,7 @@ func workerTasks(t *testing.T, release string) schedule.Schedule {
 		{ID: "t_aaaa0002", Title: "die inside a write transaction", Assignee: "killer", MaxRetries: 1},
 		{ID: "t_aaaa0003", Title: "read the task, then crash", Assignee: "quitter", MaxRetries: 1},
 	}
-	s.Subject = Subject{Hermes: release, Workers: hermes.WorkersHermes}
+	s.Subject = schedule.Subject{Hermes: release, Workers: hermes.WorkersHermes}
 	return s
 }
 
@@ -122,14 +123,14 @@ func countOf(ops []string, op string) int {
 // is refused before the run, saying why; Hermes workers need Hermes.
 func TestHermesWorkersRefuse(t *testing.T) {
 	s := build(t, "issue-35240", "", 1)
-	s.Subject = Subject{Workers: hermes.WorkersHermes}
-	if err := CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "needs a hermes: subject") {
+	s.Subject = schedule.Subject{Workers: hermes.WorkersHermes}
+	if err := subject.CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "needs a hermes: subject") {
 		t.Errorf("--workers hermes without a release: %v", err)
 	}
 	releaseOrSkip(t, hermes.Release30896)
 	s = build(t, "issue-30678", "", 1) // create-on-board
-	s.Subject = Subject{Hermes: hermes.Release30896, Workers: hermes.WorkersHermes}
-	if err := CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "no board argument") {
+	s.Subject = schedule.Subject{Hermes: hermes.Release30896, Workers: hermes.WorkersHermes}
+	if err := subject.CheckWorkers(context.Background(), s); err == nil || !strings.Contains(err.Error(), "no board argument") {
 		t.Errorf("0.14.0's kanban_create takes no board: want a refusal saying so, got %v", err)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"slices"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/faults"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // "Sometimes" probes: the interesting states a run reached. A green run
@@ -47,19 +49,13 @@ type Probes struct {
 	Reached    []string `json:"reached"`
 }
 
-// walSample is one stat of the -wal file during the run.
-type walSample struct {
-	mono int64
-	size int64
-}
-
 // walFrameBytes is one WAL frame of the board's page size: kanban.db keeps
 // SQLite's default 4096-byte pages, each frame adds a 24-byte header.
 const walFrameBytes = 4096 + 24
 
 // probeRun works out the probes of a finished run from its trace, its
 // ledger and what the observer saw.
-func probeRun(tracePath string, hist ledger.History, s schedule.Schedule, k dispatcher.Knobs, wal []walSample, injections []Injection) Probes {
+func probeRun(tracePath string, hist ledger.History, s schedule.Schedule, k dispatcher.Knobs, wal []subject.WALSample, injections []faults.Injection) Probes {
 	applicable := map[string]bool{ProbeBusyTimeout: true}
 	reached := map[string]bool{}
 
@@ -157,17 +153,17 @@ func isBusy(code int) bool { return code != 0 && code&0xff == 5 }
 // -wal or -shm (that would drop its own locks), so it infers the checkpoint
 // from the file size the observer saw reach that many frames, and requires
 // commits of two or more processes within 250 ms of that moment.
-func checkpointUnderLoad(wal []walSample, k dispatcher.Knobs, commits []ledger.Entry) bool {
+func checkpointUnderLoad(wal []subject.WALSample, k dispatcher.Knobs, commits []ledger.Entry) bool {
 	pages := k.Connect.WALAutocheckpoint
 	if pages <= 0 {
 		pages = 1000
 	}
 	threshold := int64(32 + pages*walFrameBytes)
-	i := slices.IndexFunc(wal, func(w walSample) bool { return w.size >= threshold })
+	i := slices.IndexFunc(wal, func(w subject.WALSample) bool { return w.Size >= threshold })
 	if i < 0 {
 		return false
 	}
-	at := wal[i].mono
+	at := wal[i].Mono
 	const window = int64(250e6)
 	pids := map[int]bool{}
 	for _, c := range commits {

@@ -39,7 +39,7 @@ type StoreEntry struct {
 // NewStoreDir returns a new, not yet existing directory store/<time>-name
 // (suffixed -2, -3 … if taken); the time sorts the store by age.
 func NewStoreDir(store, name string) (string, error) {
-	return uniqueDir(store, time.Now().UTC().Format("20060102-150405")+"-"+safeName(name))
+	return UniqueDir(store, time.Now().UTC().Format("20060102-150405")+"-"+safeName(name))
 }
 
 // safeName keeps a store directory name to one path element of plain
@@ -146,4 +146,26 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// MoveSandbox moves a kept sandbox to parent/name (made unique). By now
+// every process and connection of the run is gone, so copying its board
+// files drops nobody's locks. The HERMES_BIN symlink is no artifact.
+func MoveSandbox(src, parent, name string) (string, error) {
+	if err := materializeBin(src); err != nil {
+		return "", err
+	}
+	dest, err := UniqueDir(parent, name)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Rename(src, dest); err == nil {
+		return dest, nil
+	}
+	// Another file system: copy, then remove.
+	if err := os.CopyFS(dest, os.DirFS(src)); err != nil {
+		return "", fmt.Errorf("harness: keep %s: %w", src, err)
+	}
+	os.RemoveAll(src)
+	return dest, nil
 }

@@ -45,7 +45,7 @@ type result struct {
 	Binary *buildinfo.Info `json:"binary"`
 }
 
-// injection is a carried-out fault (harness.Injection).
+// injection is a carried-out fault (faults.Injection).
 type injection struct {
 	AtMs   int    `json:"at_ms"`
 	Kind   string `json:"kind"`

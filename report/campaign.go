@@ -12,7 +12,9 @@ import (
 )
 
 // CampaignFile is where `kanbanchaos fuzz --report` leaves the campaign's
-// summary (the harness's Summary, as its --json prints it).
+// summary (campaign.Summary, as fuzz --json prints it: in the CLI's
+// documented units, which is why it is read as JSON here and not as that
+// type).
 const CampaignFile = "summary.json"
 
 // campaign is the part of a campaign summary the report shows, read as

@@ -6,11 +6,12 @@ package report
 import (
 	"encoding/xml"
 	"fmt"
-	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kanbanchaos/kanbanchaos/buildinfo"
 
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 )

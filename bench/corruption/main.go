@@ -31,6 +31,8 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // corruptionScenarios are the scenarios of issue 11's matrix.
@@ -43,8 +45,8 @@ var corruptionKinds = []string{oracle.Integrity, oracle.NoLostWrites, oracle.SQL
 
 type cell struct{ scenario, release, sqlite, workers string }
 
-func (c cell) subject() harness.Subject {
-	sub := harness.Subject{Hermes: c.release}
+func (c cell) subject() schedule.Subject {
+	sub := schedule.Subject{Hermes: c.release}
 	if c.workers == hermes.WorkersHermes {
 		sub.Workers = c.workers
 	}
@@ -138,7 +140,7 @@ func plan(ctx context.Context, scenarioList, releases, sqlites, workers string) 
 					c := cell{sc, rel, lib, w}
 					s := scen.Build(1, "")
 					s.Subject = c.subject()
-					if err := harness.CheckWorkers(ctx, s); err != nil {
+					if err := subject.CheckWorkers(ctx, s); err != nil {
 						return nil, err
 					}
 					if _, err := hermes.Locate(rel); err != nil {

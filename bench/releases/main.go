@@ -29,6 +29,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
+	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
 // breakerFamily are the scenarios every subject can be driven through.
@@ -117,7 +118,7 @@ func runOne(ctx context.Context, c cell, seed uint64) (runOutcome, error) {
 	opt := harness.Options{}
 	variant := ""
 	if release, ok := strings.CutPrefix(c.subject, "hermes:"); ok {
-		opt.Subject = harness.Subject{Hermes: release}
+		opt.Subject = schedule.Subject{Hermes: release}
 	} else {
 		variant = c.subject
 	}

@@ -1,21 +1,26 @@
-package harness
+// Package campaign runs many schedules: a fuzz campaign draws each run's
+// schedule from its scenario's swarm by seed alone (plan, shards, parallel
+// runs, doublechecks), shrinks its first failure with re-runs and a
+// majority vote (shrink.go) and sums it up (summary.go, Merge of shards);
+// Compare runs the same schedules against two subjects (compare.go); the
+// regression gate and the conformance table are in campaign/gate. Every
+// run is one harness.Run (or Campaign.Runner): the package holds no
+// invariant logic and never reaches into a run's sandbox while it runs.
+package campaign
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -71,115 +76,16 @@ type Campaign struct {
 	// phase caps), already quoted.
 	Command, ReplayFlags string
 	// Host is how each run is hosted (worker binary, stop grace).
-	Host Options
+	Host harness.Options
 	// OnStart sees each run as it starts, OnRun each finished run (calls
 	// are serialised); OnShrink each accepted or rejected shrink candidate.
 	OnStart  func(Planned)
 	OnRun    func(RunRecord)
 	OnShrink func(ShrinkStep)
-	// exec runs one schedule; nil is Run. Tests substitute it.
-	exec func(context.Context, schedule.Schedule, Options) (Result, error)
+	// Runner runs one schedule; nil is harness.Run. Tests substitute it.
+	Runner func(context.Context, schedule.Schedule, harness.Options) (harness.Result, error)
 	// sample are the run indices doublechecked (doublecheckSample).
 	sample map[int]bool
-}
-
-// Shard is part i of n of a campaign's run indices (n = 0 or 1: all).
-type Shard struct{ Index, Count int }
-
-// ParseShard reads "i/n" with 0 ≤ i < n.
-func ParseShard(s string) (Shard, error) {
-	a, b, ok := strings.Cut(s, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return Shard{}, fmt.Errorf("shard %q is not i/n with 0 <= i < n (e.g. 0/4 … 3/4)", s)
-	}
-	return Shard{Index: i, Count: n}, nil
-}
-
-func (s Shard) String() string {
-	if s.Count <= 1 {
-		return "0/1"
-	}
-	return fmt.Sprintf("%d/%d", s.Index, s.Count)
-}
-
-// Indices are the run indices of shard s of a campaign of runs runs: a
-// contiguous block, so each shard still rotates through every scenario.
-// The shards 0/n … n-1/n partition 0 … runs-1.
-func (s Shard) Indices(runs int) []int {
-	n := max(s.Count, 1)
-	lo, hi := s.Index*runs/n, (s.Index+1)*runs/n
-	out := make([]int, 0, hi-lo)
-	for i := lo; i < hi; i++ {
-		out = append(out, i)
-	}
-	return out
-}
-
-// RunSeed is the seed of run index of the campaign with seed campaign:
-// splitmix64 of both, cut to 32 bits so people can type it.
-func RunSeed(campaign uint64, index int) uint64 {
-	z := campaign + uint64(index+1)*0x9e3779b97f4a7c15
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return (z ^ (z >> 31)) >> 32
-}
-
-// Planned is one run of the plan.
-type Planned struct {
-	Index    int    `json:"index"`
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-}
-
-// Plan lists this shard's runs in order.
-func (c *Campaign) Plan() []Planned {
-	if len(c.RunSeeds) > 0 {
-		var out []Planned
-		for i, seed := range c.RunSeeds {
-			out = append(out, Planned{Index: i, Seed: seed, Scenario: c.Swarms[i%len(c.Swarms)].Scenario().Name})
-		}
-		return out
-	}
-	var out []Planned
-	for _, i := range c.Shard.Indices(c.Runs) {
-		out = append(out, Planned{Index: i, Seed: RunSeed(c.Seed, i), Scenario: c.Swarms[i%len(c.Swarms)].Scenario().Name})
-	}
-	return out
-}
-
-// swarm is the swarm of a planned run.
-func (c *Campaign) swarm(p Planned) scenarios.Swarm {
-	return c.Swarms[p.Index%len(c.Swarms)]
-}
-
-// Schedule is the schedule of a planned run: its swarm's draw for its seed,
-// the campaign's variant and knobs.
-func (c *Campaign) Schedule(p Planned) (schedule.Schedule, scenarios.Params) {
-	w := c.swarm(p)
-	params := w.Draw(p.Seed)
-	return c.build(w, params, p.Seed), params
-}
-
-func (c *Campaign) build(w scenarios.Swarm, params scenarios.Params, seed uint64) schedule.Schedule {
-	s := w.Schedule(params, seed, c.Variant)
-	for k, v := range c.Knobs {
-		if s.Knobs == nil {
-			s.Knobs = map[string]string{}
-		}
-		s.Knobs[k] = v
-	}
-	return s
-}
-
-// Replay is the command that runs planned run p again, alone.
-func (c *Campaign) Replay(p Planned, variant string) string {
-	cmd := fmt.Sprintf("%s fuzz --scenario %s --variant %s --run-seed %d", c.Command, p.Scenario, variant, p.Seed)
-	if c.ReplayFlags != "" {
-		cmd += " " + c.ReplayFlags
-	}
-	return cmd
 }
 
 // RunRecord is one run of a campaign, as --json prints it (one line each).
@@ -232,10 +138,10 @@ const statusError oracle.Status = "error"
 // is a record with status "error".
 func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 	if len(c.Swarms) == 0 {
-		return Summary{}, errors.New("harness: campaign without scenarios")
+		return Summary{}, errors.New("campaign: campaign without scenarios")
 	}
-	if c.exec == nil {
-		c.exec = Run
+	if c.Runner == nil {
+		c.Runner = harness.Run
 	}
 	c.Concurrency = max(c.Concurrency, 1)
 	if c.Votes <= 0 {
@@ -296,12 +202,12 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 			// and a cut run lists only what it found by its stop.
 			twice := c.doublechecked(p)
 			opt.FullDuration = opt.FullDuration || twice
-			res, err := c.exec(ctx, s, opt)
+			res, err := c.Runner(ctx, s, opt)
 			rec := record(p, s, res, err, opt.Replay)
 			undecidedIfInterrupted(ctx, &rec)
 			if twice && ctx.Err() == nil {
-				again, err2 := c.exec(ctx, s, opt)
-				discard(again)
+				again, err2 := c.Runner(ctx, s, opt)
+				again.Discard()
 				rec.Doublecheck = doublecheck(rec, again, err2)
 			}
 			mu.Lock()
@@ -318,7 +224,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 						runsDir = filepath.Join(dir, "runs")
 					}
 					if artsErr == nil {
-						if dest, err := moveSandbox(rec.Artifacts, runsDir, fmt.Sprintf("%s-%d", p.Scenario, p.Seed)); err == nil {
+						if dest, err := harness.MoveSandbox(rec.Artifacts, runsDir, fmt.Sprintf("%s-%d", p.Scenario, p.Seed)); err == nil {
 							rec.Artifacts = dest
 							kept++
 						} else {
@@ -380,46 +286,17 @@ func (c *Campaign) artifacts() (string, error) {
 	if c.ArtifactsDir == "" {
 		dir, err := os.MkdirTemp("", fmt.Sprintf("kanbanchaos-fuzz-%d-", c.Seed))
 		if err != nil {
-			return "", fmt.Errorf("harness: artifacts dir: %w", err)
+			return "", fmt.Errorf("campaign: artifacts dir: %w", err)
 		}
 		c.ArtifactsDir = dir
 	}
 	if err := os.MkdirAll(c.ArtifactsDir, 0o755); err != nil {
-		return "", fmt.Errorf("harness: artifacts dir: %w", err)
+		return "", fmt.Errorf("campaign: artifacts dir: %w", err)
 	}
 	return c.ArtifactsDir, nil
 }
 
-// doublechecked reports whether run p is replayed once more.
-func (c *Campaign) doublechecked(p Planned) bool { return c.sample[p.Index] }
-
-// doublecheckSample picks Doublecheck percent of the whole campaign's runs,
-// rounded up (10% of 20 runs replays 2): the indices whose hash of index
-// and campaign seed is smallest, so the same runs are replayed however the
-// campaign is sharded.
-func (c *Campaign) doublecheckSample() map[int]bool {
-	n := c.Runs
-	if len(c.RunSeeds) > 0 {
-		n = len(c.RunSeeds)
-	}
-	k := min(n, int(math.Ceil(c.Doublecheck*float64(n)/100-1e-9)))
-	if c.Doublecheck <= 0 || k <= 0 {
-		return nil
-	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	hash := func(i int) uint64 { return RunSeed(c.Seed^0xd0b1ec4ec4, i) }
-	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(hash(a), hash(b)) })
-	out := make(map[int]bool, k)
-	for _, i := range idx[:k] {
-		out[i] = true
-	}
-	return out
-}
-
-func record(p Planned, s schedule.Schedule, res Result, err error, replay string) RunRecord {
+func record(p Planned, s schedule.Schedule, res harness.Result, err error, replay string) RunRecord {
 	rec := RunRecord{Type: "run", Index: p.Index, Seed: p.Seed, Scenario: p.Scenario, Variant: s.Variant,
 		Dispatchers: s.Dispatchers, Tasks: len(s.Tasks), Replay: replay}
 	if err != nil {
@@ -440,7 +317,7 @@ func record(p Planned, s schedule.Schedule, res Result, err error, replay string
 	return rec
 }
 
-func doublecheck(first RunRecord, again Result, err error) *Doublecheck {
+func doublecheck(first RunRecord, again harness.Result, err error) *Doublecheck {
 	d := &Doublecheck{Status: again.Verdict.Status, Failed: again.Verdict.Failed()}
 	if err != nil {
 		d.Status = statusError
@@ -452,31 +329,14 @@ func doublecheck(first RunRecord, again Result, err error) *Doublecheck {
 	return d
 }
 
-// discard removes a run's kept sandbox.
-func discard(res Result) {
-	if res.Artifacts != "" {
-		os.RemoveAll(res.Artifacts)
+// undecidedIfInterrupted turns a campaign run that ended in an error because
+// the campaign was interrupted (Ctrl-C, SIGTERM, SIGHUP during its setup)
+// into an undecided run: an interruption is no harness error.
+func undecidedIfInterrupted(ctx context.Context, rec *RunRecord) {
+	if rec.Status != statusError || ctx.Err() == nil {
+		return
 	}
-}
-
-// moveSandbox moves a kept sandbox to parent/name (made unique). By now
-// every process and connection of the run is gone, so copying its board
-// files drops nobody's locks. The HERMES_BIN symlink is no artifact.
-func moveSandbox(src, parent, name string) (string, error) {
-	if err := materializeBin(src); err != nil {
-		return "", err
-	}
-	dest, err := uniqueDir(parent, name)
-	if err != nil {
-		return "", err
-	}
-	if err := os.Rename(src, dest); err == nil {
-		return dest, nil
-	}
-	// Another file system: copy, then remove.
-	if err := os.CopyFS(dest, os.DirFS(src)); err != nil {
-		return "", fmt.Errorf("harness: keep %s: %w", src, err)
-	}
-	os.RemoveAll(src)
-	return dest, nil
+	rec.Status = oracle.Unknown
+	rec.Unknowns = append(rec.Unknowns, "run interrupted ("+ctx.Err().Error()+"): "+rec.Error)
+	rec.Error = ""
 }

@@ -1,4 +1,4 @@
-package harness
+package subject
 
 import (
 	"fmt"
@@ -38,25 +38,25 @@ type Settings struct {
 	WorkerSQLite []string `json:"worker_sqlite,omitempty"`
 }
 
-// settingsFor is what the subject is handed.
-func settingsFor(sub Subject, s schedule.Schedule, timing dispatcher.Timing) Settings {
+// baseSettings are the schedule's settings as they are: what the
+// reference dispatcher takes, to the millisecond.
+func baseSettings(sub schedule.Subject, s schedule.Schedule, timing dispatcher.Timing) Settings {
 	st := Settings{Subject: sub.String(), TickMs: ms(timing.Tick), FailureLimit: s.FailureLimit, MaxSpawn: s.MaxSpawn,
 		CrashGraceS: timing.CrashGrace.Seconds(), ClaimTTLS: timing.ClaimTTL.Seconds(), CooldownS: timing.RateLimitCooldown.Seconds()}
 	if st.FailureLimit == 0 {
 		st.FailureLimit = schedule.DefaultFailureLimit
 	}
-	if !sub.External() {
-		return st
-	}
+	return st
+}
+
+// externalSettings are the settings as an external subject gets them: the
+// times in whole seconds, each rounding noted.
+func externalSettings(sub schedule.Subject, s schedule.Schedule, timing dispatcher.Timing) Settings {
+	st := baseSettings(sub, s, timing)
 	secs := wholeSeconds(timing)
 	st.CrashGraceS, st.ClaimTTLS, st.CooldownS = float64(secs.CrashGrace), float64(secs.ClaimTTL), float64(secs.Cooldown)
 	for _, n := range secs.Notes {
 		st.Notes = append(st.Notes, n+" (Hermes reads whole seconds; a fraction would silently become its default)")
-	}
-	if sub.Hermes != "" {
-		st.Notes = append(st.Notes, fmt.Sprintf("tick %v: the driver's own loop (a gateway ticks every dispatch_interval_seconds ≥ 1 s)", timing.Tick))
-		st.Workers = workerKind(sub)
-		st.Notes = append(st.Notes, hermesWorkerNotes(sub, s.Knobs)...)
 	}
 	return st
 }

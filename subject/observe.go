@@ -1,4 +1,4 @@
-package harness
+package subject
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type observer struct {
 	seen      []oracle.Observation
 	reported  map[string]bool
 	inodes    map[string]uint64
-	wal       []walSample // -wal sizes over time, for the checkpoint probe
+	wal       []WALSample // -wal sizes over time, for the checkpoint probe
 }
 
 func newObserver(db string, startMono int64) *observer {
@@ -93,7 +93,7 @@ func (o *observer) statSidecars(ctx context.Context) {
 		prev, known := o.inodes[suffix]
 		o.inodes[suffix] = st.Ino
 		if suffix == "-wal" {
-			o.wal = append(o.wal, walSample{mono: ledger.MonoNow(), size: st.Size})
+			o.wal = append(o.wal, WALSample{Mono: ledger.MonoNow(), Size: st.Size})
 		}
 		o.mu.Unlock()
 		if known && prev != st.Ino {
@@ -110,7 +110,7 @@ func (o *observer) rebaseline() {
 	clear(o.inodes)
 }
 
-func (o *observer) walSizes() []walSample {
+func (o *observer) walSizes() []WALSample {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Clone(o.wal)

@@ -1,4 +1,4 @@
-package harness
+package campaign
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/kanbanchaos/kanbanchaos/compare"
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -24,7 +25,7 @@ type CompareSide struct {
 	Name    string            // as the user wrote it
 	Variant string            // "" for an exec side
 	Knobs   map[string]string // on top of the scenario's own knobs
-	Subject Subject           // Exec set for an exec side
+	Subject schedule.Subject  // Exec set for an exec side
 }
 
 // ParseCompareSide reads VARIANT[,knob=value…] (e.g.
@@ -45,7 +46,7 @@ func ParseCompareSide(spec string) (CompareSide, error) {
 		if strings.TrimSpace(cmd) == "" {
 			return side, fmt.Errorf("subject %q: exec: needs a command, e.g. exec:'kanbanchaos dispatch --variant fixed'", spec)
 		}
-		side.Subject = Subject{Exec: cmd}
+		side.Subject = schedule.Subject{Exec: cmd}
 		return side, nil
 	}
 	parts := strings.Split(spec, ",")
@@ -93,14 +94,8 @@ func (c CompareSide) Apply(s schedule.Schedule) schedule.Schedule {
 // engine cannot honour).
 func (c CompareSide) Check(s schedule.Schedule) error {
 	s = c.Apply(s)
-	knobs, err := dispatcher.Resolve(s.Variant, s.Knobs)
-	if err == nil {
-		err = CheckEngineKnobs(s.EngineOrDefault(), knobs)
-	}
-	if err == nil && c.Subject.Hermes != "" {
-		err = CheckHermesKnobs(s.Variant, s.Knobs)
-	}
-	if err != nil {
+	s.Subject = c.Subject
+	if err := harness.CheckKnobs(s); err != nil {
 		return fmt.Errorf("subject %s on %s: %w", c.Name, s.Scenario, err)
 	}
 	return nil
@@ -117,7 +112,7 @@ type CompareSpec struct {
 	Parallel int
 	// Options are the base options of every run; ArtifactsDir, if set,
 	// receives the kept runs of each side under a/ and b/.
-	Options Options
+	Options harness.Options
 	// Replay, if set, is the command line that reproduces side's run of s
 	// (for each kept run's repro.sh).
 	Replay func(side CompareSide, s schedule.Schedule) string
@@ -144,7 +139,7 @@ func Compare(ctx context.Context, spec CompareSpec) (compare.Comparison, error) 
 	for _, s := range spec.Schedules {
 		if e := s.EngineOrDefault(); !slices.Contains(engines, e) {
 			engines = append(engines, e)
-			if _, err := EngineBinary(ctx, e, spec.Log); err != nil {
+			if _, err := harness.EngineBinary(ctx, e, spec.Log); err != nil {
 				return compare.Comparison{}, err
 			}
 		}
@@ -207,18 +202,19 @@ func runSide(ctx context.Context, spec CompareSpec, side CompareSide, idx int, s
 	if spec.Replay != nil {
 		opt.Replay = spec.Replay(side, s)
 	}
-	res, err := Run(ctx, s, opt)
+	res, err := harness.Run(ctx, s, opt)
 	if err != nil {
-		return compare.Run{}, fmt.Errorf("harness: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
+		return compare.Run{}, fmt.Errorf("campaign: compare %s seed %d on %s: %w", s.Scenario, s.Seed, side.Name, err)
 	}
 	return compare.RunOf(res.Verdict, res.SQLite, res.Artifacts), nil
 }
 
 // parseHermesSide reads VERSION|PATH[,workers=go|hermes][,python-sqlite=V].
-func parseHermesSide(spec string) (Subject, error) {
+func parseHermesSide(spec string) (schedule.Subject, error) {
 	parts := strings.Split(spec, ",")
-	sub := Subject{Hermes: parts[0]}
-	if _, err := hermes.Locate(sub.Hermes); err != nil {
+	sub := schedule.Subject{Hermes: parts[0]}
+	in, err := hermes.Locate(sub.Hermes)
+	if err != nil {
 		return sub, err
 	}
 	for _, kv := range parts[1:] {
@@ -242,7 +238,8 @@ func parseHermesSide(spec string) (Subject, error) {
 			return sub, fmt.Errorf("%q: a hermes: side takes workers=go|hermes and python-sqlite=system|VERSION", kv)
 		}
 	}
-	if _, err := hermesInstall(sub); err != nil {
+	// The release on the libsqlite3 the side asks for must be there.
+	if _, err := in.WithSQLite(sub.PythonSQLite); err != nil {
 		return sub, err
 	}
 	return sub, nil

@@ -1,4 +1,14 @@
-package harness
+// Package faults breaks things on a run's schedule: the injectors that
+// unlink, truncate, swap or naively copy the board's files (faults.go), and
+// the power-loss fault — a loop-mounted ext4 disk under the board's home,
+// its background writeback, the cut and the board the cut left
+// (powerloss.go, disk.go, sweep.go). It acts by path or through separate
+// processes, never through a file descriptor of the hosting process, which
+// holds the in-process dispatchers' connections (closing a board fd would
+// drop their locks, M1). It decides nothing: what it did is recorded as an
+// Injection for the oracle and the report. It must not import the harness
+// or a subject.
+package faults
 
 import (
 	"context"
@@ -12,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/sandbox"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -22,12 +33,13 @@ type Injection struct {
 	Result string `json:"result"`  // what it did, or why it did nothing
 }
 
-// injectFaults carries out the schedule's faults at their times, until ctx
-// ends. Every fault acts by path (unlink, truncate, rename) or through a
+// Inject carries out the schedule's faults at their times after start,
+// until ctx ends, and hands each to record. disk is the run's disk (the
+// power-loss fault cuts its power). Every fault acts by path (unlink, truncate, rename) or through a
 // separate process (cp), never through a file descriptor of this process:
 // this process holds the dispatchers' connections, and closing any fd of the
 // board would drop their locks (M1) and corrupt the run's own evidence.
-func injectFaults(ctx context.Context, sb sandbox, faults []schedule.Fault, start time.Time, record func(Injection)) {
+func Inject(ctx context.Context, sb sandbox.Dir, disk Disk, faults []schedule.Fault, start time.Time, record func(Injection)) {
 	faults = slices.Clone(faults)
 	slices.SortStableFunc(faults, func(a, b schedule.Fault) int { return a.AtMs - b.AtMs })
 	for _, f := range faults {
@@ -36,13 +48,13 @@ func injectFaults(ctx context.Context, sb sandbox, faults []schedule.Fault, star
 			return
 		case <-time.After(time.Until(start.Add(time.Duration(f.AtMs) * time.Millisecond))):
 		}
-		result := inject(ctx, sb, f.Kind)
+		result := inject(ctx, sb, disk, f.Kind)
 		record(Injection{Fault: f, Mono: ledger.MonoNow(), Result: result})
 	}
 }
 
-func inject(ctx context.Context, sb sandbox, kind string) string {
-	db := sb.db()
+func inject(ctx context.Context, sb sandbox.Dir, disk Disk, kind string) string {
+	db := sb.DB()
 	switch kind {
 	case schedule.FaultDeleteWAL:
 		return unlink(db + "-wal")
@@ -58,7 +70,7 @@ func inject(ctx context.Context, sb sandbox, kind string) string {
 	case schedule.FaultDeleteJournal:
 		return unlink(db + "-journal")
 	case schedule.FaultNaiveCopy:
-		dir := filepath.Join(sb.root, "naive-backup")
+		dir := filepath.Join(sb.Root, "naive-backup")
 		os.MkdirAll(dir, 0o755)
 		out := ""
 		for _, suffix := range []string{"", "-wal"} {
@@ -83,7 +95,7 @@ func inject(ctx context.Context, sb sandbox, kind string) string {
 		}
 		return "renamed " + aside + "aside (.swapped) and created an empty kanban.db"
 	case schedule.FaultPowerLoss:
-		return sb.power.halt() // the image is copied once the dispatchers have stopped (powerloss.go)
+		return disk.Halt() // the image is copied once the dispatchers have stopped (powerloss.go)
 	}
 	return "unknown fault " + kind
 }
@@ -99,8 +111,8 @@ func unlink(path string) string {
 	return "unlink " + filepath.Base(path) + ": " + err.Error()
 }
 
-// swapMono is when the first swap fault happened (0: none).
-func swapMono(injections []Injection) int64 {
+// SwapMono is when the first swap fault happened (0: none).
+func SwapMono(injections []Injection) int64 {
 	for _, in := range injections {
 		if in.Kind == schedule.FaultSwap {
 			return in.Mono

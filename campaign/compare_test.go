@@ -1,4 +1,4 @@
-package harness
+package campaign
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/compare"
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
@@ -52,7 +53,7 @@ func TestCompareSideApply(t *testing.T) {
 	if _, ok := s.Knobs["backoff"]; ok {
 		t.Error("Apply changed the caller's knob map")
 	}
-	exec := CompareSide{Name: "exec:x", Subject: Subject{Exec: "x"}}
+	exec := CompareSide{Name: "exec:x", Subject: schedule.Subject{Exec: "x"}}
 	if got := exec.Apply(s); got.Variant != s.Variant || len(got.Knobs) != len(s.Knobs) {
 		t.Errorf("an exec side leaves the schedule alone: %+v", got)
 	}
@@ -81,7 +82,7 @@ func TestCompareIssue30896(t *testing.T) {
 	)
 	c, err := Compare(context.Background(), CompareSpec{
 		A: a, B: b, Schedules: scheds, Parallel: 2,
-		Options: Options{ArtifactsDir: arts, Keep: true},
+		Options: harness.Options{ArtifactsDir: arts, Keep: true},
 		Replay:  func(side CompareSide, s schedule.Schedule) string { return "replay " + side.Name },
 		Progress: func(p compare.Pair, done, total int) {
 			mu.Lock()

@@ -1,4 +1,4 @@
-package harness
+package subject
 
 import (
 	"context"
@@ -12,42 +12,86 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
-// dispatchHermes is the dispatch phase for a real Hermes release: one
-// driver process per schedule dispatcher runs the release's own
-// dispatch_once loop, as a gateway does — the workers' parent, a fresh
-// connect() per tick — with the settings a gateway reads written to
-// config.yaml and the time settings in the whole seconds Hermes parses.
-func dispatchHermes(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, opt Options,
-	logf func(string, ...any)) (phases, error) {
-	in, err := hermesInstall(opt.Subject)
-	if err != nil {
-		return phases{}, err
+// hermesSubject is a real Hermes Agent release (hermes:VERSION) or source
+// checkout (hermes:PATH): one driver process of ours per schedule
+// dispatcher runs the release's own dispatch_once loop, as a gateway does
+// — the workers' parent, a fresh connect() per tick — with the settings a
+// gateway reads written to config.yaml and the time settings in the whole
+// seconds Hermes parses. The drivers record the release's ticks, commits
+// and SQLite errors in the ledger and report the settings it resolved.
+type hermesSubject struct{ base }
+
+// Check refuses knobs the release would silently ignore, a release that is
+// not installed, and worker behaviours its kanban tools cannot play.
+func (h hermesSubject) Check(ctx context.Context, s schedule.Schedule) error {
+	if err := CheckHermesKnobs(s.Variant, s.Knobs); err != nil {
+		return err
 	}
-	if err := hermes.WriteConfig(sb.home(), hermes.Gateway{FailureLimit: s.FailureLimit, MaxSpawn: s.MaxSpawn, Tick: timing.Tick}); err != nil {
-		return phases{}, err
+	if _, err := hermesInstall(h.sub); err != nil {
+		return err
 	}
-	env, err := subjectEnv(sb, timing, knobs.Connect.OFDLocking)
+	return CheckWorkers(ctx, s)
+}
+
+func (h hermesSubject) Settings(s schedule.Schedule, timing dispatcher.Timing) Settings {
+	st := externalSettings(h.sub, s, timing)
+	st.Notes = append(st.Notes, fmt.Sprintf("tick %v: the driver's own loop (a gateway ticks every dispatch_interval_seconds ≥ 1 s)", timing.Tick))
+	st.Workers = workerKind(h.sub)
+	st.Notes = append(st.Notes, hermesWorkerNotes(h.sub, s.Knobs)...)
+	return st
+}
+
+// Verify reads each driver's settings report: settings that did not take
+// effect, a driver that never started the release, a libsqlite3 other
+// than the run asked for.
+func (h hermesSubject) Verify(st *Settings, hist ledger.History, s schedule.Schedule) []string {
+	return append(verifyHermes(st, hist, s.Dispatchers), verifyPythonSQLite(st, hist, h.sub)...)
+}
+
+// Observability: the drivers record the release's ticks, commits and
+// errors; the release's file descriptors are in another process.
+func (h hermesSubject) Observability(ledger.History) oracle.Observability {
+	return oracle.Observability{Name: h.Name(), Ticks: true, Commits: true, Errors: true}
+}
+
+// ClockResolution: Hermes stamps times in whole seconds.
+func (hermesSubject) ClockResolution() float64 { return 1 }
+
+// Dispatch starts the drivers; the run's clock starts once every one has
+// imported the release (its settings record), and the go file tells them
+// to begin.
+func (h hermesSubject) Dispatch(ctx context.Context, r Run) (Phases, error) {
+	s, sb, timing := r.Schedule, r.Sandbox, r.Timing
+	in, err := hermesInstall(h.sub)
 	if err != nil {
-		return phases{}, err
+		return Phases{}, err
+	}
+	if err := hermes.WriteConfig(sb.Home(), hermes.Gateway{FailureLimit: s.FailureLimit, MaxSpawn: s.MaxSpawn, Tick: timing.Tick}); err != nil {
+		return Phases{}, err
+	}
+	env, err := subjectEnv(sb, timing, r.Knobs.Connect.OFDLocking)
+	if err != nil {
+		return Phases{}, err
 	}
 	env = in.Env(env)
-	if sb.workers == hermes.WorkersHermes {
+	if h.sub.Workers == hermes.WorkersHermes {
 		// bin/hermes becomes the Hermes worker: HERMES_BIN names it, and
 		// releases that find their worker as `hermes` on PATH (0.14.0) find it.
-		if err := hermes.WriteWorker(sb.root, sb.hermesBin(), in); err != nil {
-			return phases{}, err
+		if err := hermes.WriteWorker(sb.Root, sb.HermesBin(), in); err != nil {
+			return Phases{}, err
 		}
 	}
 	secs := wholeSeconds(timing)
-	logf("dispatching with hermes:%s (%s; %d driver process(es), tick %v; %s workers; Python's SQLite: %s)", opt.Subject.Hermes, in.Python,
-		s.Dispatchers, timing.Tick, workerKind(opt.Subject), pythonSQLite(opt.Subject))
-	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string, offset time.Duration) (instance, error) {
-		script, settings, err := hermes.WriteDriver(sb.root, hermes.Driver{
-			Name: name, Ledger: sb.ledger(), TickS: timing.Tick.Seconds(), TTL: secs.ClaimTTL, LosePID: knobs.LosePID,
-			Go: sb.goFile(), OffsetS: offset.Seconds(),
+	r.Logf("dispatching with hermes:%s (%s; %d driver process(es), tick %v; %s workers; Python's SQLite: %s)", h.sub.Hermes, in.Python,
+		s.Dispatchers, timing.Tick, workerKind(h.sub), pythonSQLite(h.sub))
+	return dispatchExternal(ctx, r, func(name string, offset time.Duration) (instance, error) {
+		script, settings, err := hermes.WriteDriver(sb.Root, hermes.Driver{
+			Name: name, Ledger: sb.Ledger(), TickS: timing.Tick.Seconds(), TTL: secs.ClaimTTL, LosePID: r.Knobs.LosePID,
+			Go: sb.GoFile(), OffsetS: offset.Seconds(),
 		})
 		if err != nil {
 			return instance{}, err
@@ -56,7 +100,7 @@ func dispatchHermes(ctx context.Context, sb sandbox, s schedule.Schedule, knobs 
 			command:   func() *exec.Cmd { return exec.Command(in.Python, "-u", script, settings) },
 			env:       slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
 			ownOffset: true,
-			ready:     func() bool { return reportedSettings(sb.ledger(), name) },
+			ready:     func() bool { return reportedSettings(sb.Ledger(), name) },
 		}, nil
 	})
 }
@@ -89,7 +133,7 @@ func CheckHermesKnobs(variant string, overrides map[string]string) error {
 }
 
 // hermesInstall is the subject's release, on the libsqlite3 it asks for.
-func hermesInstall(sub Subject) (hermes.Install, error) {
+func hermesInstall(sub schedule.Subject) (hermes.Install, error) {
 	in, err := hermes.Locate(sub.Hermes)
 	if err != nil {
 		return in, err
@@ -97,14 +141,14 @@ func hermesInstall(sub Subject) (hermes.Install, error) {
 	return in.WithSQLite(sub.PythonSQLite)
 }
 
-func workerKind(sub Subject) string {
+func workerKind(sub schedule.Subject) string {
 	if sub.Workers == "" {
 		return hermes.WorkersGo
 	}
 	return sub.Workers
 }
 
-func pythonSQLite(sub Subject) string {
+func pythonSQLite(sub schedule.Subject) string {
 	if sub.PythonSQLite == "" {
 		return hermes.PythonSQLiteSystem
 	}
@@ -147,7 +191,7 @@ func CheckWorkers(ctx context.Context, s schedule.Schedule) error {
 // hermesWorkerNotes say which of the schedule's worker knobs Hermes
 // workers do not take: their connections are the release's own connect().
 // The knobs still shape the seeded board (its journal mode).
-func hermesWorkerNotes(sub Subject, knobs map[string]string) []string {
+func hermesWorkerNotes(sub schedule.Subject, knobs map[string]string) []string {
 	if sub.Workers != hermes.WorkersHermes {
 		return nil
 	}
@@ -168,7 +212,7 @@ func hermesWorkerNotes(sub Subject, knobs map[string]string) []string {
 // verifyPythonSQLite returns why a run did not test the SQLite it says:
 // a driver or a Hermes worker that loaded another libsqlite3 than the run
 // asked for (or than the drivers did).
-func verifyPythonSQLite(st *Settings, h ledger.History, sub Subject) (unknowns []string) {
+func verifyPythonSQLite(st *Settings, h ledger.History, sub schedule.Subject) (unknowns []string) {
 	want := sub.PythonSQLite
 	if want == hermes.PythonSQLiteSystem {
 		want = ""

@@ -1,4 +1,4 @@
-package harness
+package campaign
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 )
 
@@ -92,7 +93,7 @@ func (c *Campaign) newSummary(plan []Planned) Summary {
 	for _, p := range plan {
 		s.Planned = append(s.Planned, p.Index)
 	}
-	for _, d := range ProbeDocs {
+	for _, d := range harness.ProbeDocs {
 		s.Probes = append(s.Probes, ProbeCoverage{Name: d.Name})
 	}
 	return s
@@ -188,7 +189,7 @@ func Merge(parts []Summary) (Summary, error) {
 	first := parts[0]
 	m := Summary{Type: "summary", Seed: first.Seed, Runs: first.Runs, Shard: "0/1", Scenarios: first.Scenarios,
 		Variant: first.Variant, Knobs: first.Knobs, FailuresByInvariant: map[string]int{}, Indices: []int{}, Planned: []int{}}
-	for _, d := range ProbeDocs {
+	for _, d := range harness.ProbeDocs {
 		m.Probes = append(m.Probes, ProbeCoverage{Name: d.Name})
 	}
 	owner := map[int]string{}

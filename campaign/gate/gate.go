@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kanbanchaos/kanbanchaos/campaign"
 	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
@@ -148,12 +149,12 @@ type Result struct {
 
 // Spec is one gate run.
 type Spec struct {
-	Subject harness.Subject // the dispatcher under test (zero: Variant in-process)
-	Variant string          // reference variant ("" for an external subject: each scenario's own, for the workers)
+	Subject schedule.Subject // the dispatcher under test (zero: Variant in-process)
+	Variant string           // reference variant ("" for an external subject: each scenario's own, for the workers)
 	Entries []Entry
 	Seeds   int
 	// Shard runs only the (entry, seed) pairs whose index ≡ Index mod Count.
-	Shard    harness.Shard
+	Shard    campaign.Shard
 	Parallel int
 	// ArtifactsDir keeps the sandboxes of violated and unchecked seeds.
 	ArtifactsDir string

@@ -107,7 +107,7 @@ func (c Case) Schedule() (schedule.Schedule, error) {
 
 // Conform runs every case against the subject (variant for the reference
 // dispatcher) and reads what it did from the board it left.
-func Conform(ctx context.Context, subject harness.Subject, variant string, parallel int, replay func(Case) string) ([]Observed, error) {
+func Conform(ctx context.Context, subject schedule.Subject, variant string, parallel int, replay func(Case) string) ([]Observed, error) {
 	cases := Cases()
 	out := make([]Observed, len(cases))
 	var mu sync.Mutex

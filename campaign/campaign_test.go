@@ -1,4 +1,4 @@
-package harness
+package campaign
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -61,7 +62,7 @@ func TestShardsPartitionTheRuns(t *testing.T) {
 
 // fakeExec decides a run by its seed, so campaigns without processes have
 // known outcomes: every fifth seed fails, every seventh is undecided.
-func fakeExec(_ context.Context, s schedule.Schedule, _ Options) (Result, error) {
+func fakeExec(_ context.Context, s schedule.Schedule, _ harness.Options) (harness.Result, error) {
 	v := oracle.Verdict{Status: oracle.Pass, Spawns: map[string]int{}}
 	switch {
 	case s.Seed%5 == 0:
@@ -70,8 +71,8 @@ func fakeExec(_ context.Context, s schedule.Schedule, _ Options) (Result, error)
 	case s.Seed%7 == 0:
 		v.Status, v.Unknowns = oracle.Unknown, []string{"deadline"}
 	}
-	return Result{Schedule: s, Verdict: v, Spawns: len(s.Tasks), Elapsed: time.Millisecond,
-		Probes: &Probes{Applicable: []string{ProbeBreakerTrip, ProbeBusyTimeout}, Reached: []string{ProbeBreakerTrip}}}, nil
+	return harness.Result{Schedule: s, Verdict: v, Spawns: len(s.Tasks), Elapsed: time.Millisecond,
+		Probes: &harness.Probes{Applicable: []string{harness.ProbeBreakerTrip, harness.ProbeBusyTimeout}, Reached: []string{harness.ProbeBreakerTrip}}}, nil
 }
 
 // TestMergeOfShardsEqualsTheWholeCampaign: merged shard summaries have the
@@ -81,7 +82,7 @@ func fakeExec(_ context.Context, s schedule.Schedule, _ Options) (Result, error)
 func TestMergeOfShardsEqualsTheWholeCampaign(t *testing.T) {
 	ctx := context.Background()
 	for _, seed := range []uint64{1, 2, 3, 4, 5} {
-		base := Campaign{Swarms: swarms(t, "issue-30896", "issue-30417"), Seed: seed, Runs: 30, KeepGoing: true, Concurrency: 3, exec: fakeExec}
+		base := Campaign{Swarms: swarms(t, "issue-30896", "issue-30417"), Seed: seed, Runs: 30, KeepGoing: true, Concurrency: 3, Runner: fakeExec}
 		whole := base
 		want, err := whole.Run(ctx)
 		if err != nil {
@@ -126,7 +127,7 @@ func TestMergeOfShardsEqualsTheWholeCampaign(t *testing.T) {
 // starts after a failure; the doublecheck replays about its percentage of
 // runs and counts a changed verdict as divergence, not as a failure.
 func TestCampaignStopsAtFirstFailureAndDoublechecks(t *testing.T) {
-	c := Campaign{Swarms: swarms(t, "issue-30896"), Seed: 9, Runs: 200, Concurrency: 1, exec: fakeExec}
+	c := Campaign{Swarms: swarms(t, "issue-30896"), Seed: 9, Runs: 200, Concurrency: 1, Runner: fakeExec}
 	s, err := c.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestCampaignStopsAtFirstFailureAndDoublechecks(t *testing.T) {
 
 	var mu sync.Mutex
 	calls := map[uint64]int{}
-	flaky := func(ctx context.Context, sch schedule.Schedule, o Options) (Result, error) {
+	flaky := func(ctx context.Context, sch schedule.Schedule, o harness.Options) (harness.Result, error) {
 		mu.Lock()
 		calls[sch.Seed]++
 		n := calls[sch.Seed]
@@ -149,7 +150,7 @@ func TestCampaignStopsAtFirstFailureAndDoublechecks(t *testing.T) {
 		}
 		return r, err
 	}
-	c = Campaign{Swarms: swarms(t, "issue-30896"), Seed: 9, Runs: 400, Concurrency: 4, KeepGoing: true, Doublecheck: 25, exec: flaky}
+	c = Campaign{Swarms: swarms(t, "issue-30896"), Seed: 9, Runs: 400, Concurrency: 4, KeepGoing: true, Doublecheck: 25, Runner: flaky}
 	s, err = c.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +182,7 @@ func TestCampaignStopsAtFirstFailureAndDoublechecks(t *testing.T) {
 // dispatcher; with a system that fails at random, the original failure does
 // not win its vote and is reported flaky, not shrunk.
 func TestShrinkVotesAndMinimises(t *testing.T) {
-	crashes := func(_ context.Context, s schedule.Schedule, _ Options) (Result, error) {
+	crashes := func(_ context.Context, s schedule.Schedule, _ harness.Options) (harness.Result, error) {
 		v := oracle.Verdict{Status: oracle.Pass}
 		for _, tk := range s.Tasks {
 			if p, _ := s.Profile(tk.Assignee); p.Worker.Mode == schedule.ModeExitNow && p.Worker.Exit == 1 && s.Variant != FixedVariant {
@@ -189,14 +190,14 @@ func TestShrinkVotesAndMinimises(t *testing.T) {
 				v.Violations = append(v.Violations, oracle.Violation{Invariant: oracle.Spawns, Task: tk.ID})
 			}
 		}
-		return Result{Schedule: s, Verdict: v}, nil
+		return harness.Result{Schedule: s, Verdict: v}, nil
 	}
 	c := Campaign{Swarms: swarms(t, "issue-30896"), Variant: "hermes-0.14", Runs: 1, Concurrency: 3, ShrinkTime: time.Minute,
-		ArtifactsDir: t.TempDir(), Command: "kanbanchaos", exec: crashes}
+		ArtifactsDir: t.TempDir(), Command: "kanbanchaos", Runner: crashes}
 	// A draw with several tasks and dispatchers that fails.
 	for seed := uint64(1); ; seed++ {
 		s, p := c.Schedule(Planned{Seed: seed, Scenario: "issue-30896"})
-		r, _ := crashes(context.Background(), s, Options{})
+		r, _ := crashes(context.Background(), s, harness.Options{})
 		if len(p.Tasks) >= 4 && p.Dispatchers >= 4 && r.Verdict.Status == oracle.Fail {
 			c.RunSeeds = []uint64{seed}
 			break
@@ -225,7 +226,7 @@ func TestShrinkVotesAndMinimises(t *testing.T) {
 
 	var mu sync.Mutex
 	calls := 0
-	coin := func(ctx context.Context, s schedule.Schedule, o Options) (Result, error) {
+	coin := func(ctx context.Context, s schedule.Schedule, o harness.Options) (harness.Result, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -235,46 +236,13 @@ func TestShrinkVotesAndMinimises(t *testing.T) {
 		}
 		return r, nil
 	}
-	c.exec, c.Votes, c.Concurrency = coin, 5, 1
+	c.Runner, c.Votes, c.Concurrency = coin, 5, 1
 	sum, err = c.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Shrunk == nil || sum.Shrunk.Stopped != "not reproducible" || len(sum.Shrunk.Minimal.Tasks) != len(sum.Shrunk.Original.Tasks) {
 		t.Fatalf("a flaky failure must be reported, not shrunk: %+v", sum.Shrunk)
-	}
-}
-
-// TestProbesOfARealRun: a run of issue-30896 on hermes-0.14 trips the
-// breaker, and the fixed variant defers spawns for backoff; both report
-// which probes they could reach.
-func TestProbesOfARealRun(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		variant, want string
-	}{{"hermes-0.14", ProbeBreakerTrip}, {"fixed", ProbeBackoff}} {
-		s := build(t, "issue-30896", c.variant, 3)
-		s.DurationMs, s.QuietMs = 800, 300
-		if c.variant == "fixed" {
-			// Rate limited: the fix's 300 s cooldown (300 ms here) defers
-			// the respawn for many 20 ms ticks. One dispatcher: only the
-			// parent of a worker sees its exit code, the others take the
-			// exit for a crash.
-			s.Profiles[0].Worker = schedule.Behaviour{Mode: schedule.ModeExitNow, Exit: schedule.RateLimitedExitCode}
-			s.Dispatchers = 1
-			scenarios.Respread(&s)
-		}
-		res, err := Run(context.Background(), s, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Probes == nil || !slices.Contains(res.Probes.Reached, c.want) || !slices.Contains(res.Probes.Applicable, ProbeBusyTimeout) {
-			t.Errorf("%s: probes %+v, want %s reached", c.variant, res.Probes, c.want)
-		}
-		if c.variant == "hermes-0.14" && slices.Contains(res.Probes.Applicable, ProbeBackoff) {
-			t.Errorf("hermes-0.14 has no backoff, yet the probe counts as reachable")
-		}
-		discard(res)
 	}
 }
 

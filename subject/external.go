@@ -1,4 +1,11 @@
-package harness
+package subject
+
+// What the external subjects (exec:, hermes:) share: one instance per
+// schedule dispatcher in a process group of its own, the run's clock
+// started once every instance is ready, the environment that points them
+// at the sandbox, and the stop — SIGTERM, then SIGKILL to the group, then
+// every process carrying the sandbox's mark, since their workers are
+// their children, not ours.
 
 import (
 	"context"
@@ -16,34 +23,12 @@ import (
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
-	"github.com/kanbanchaos/kanbanchaos/fakeworker"
+	"github.com/kanbanchaos/kanbanchaos/faults"
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/kanban"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
-	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/sandbox"
 )
-
-// dispatchExec is the dispatch phase for an external subject: the board is
-// prepared exactly as for the reference dispatcher, but the dispatching is
-// done by the subject's command — once per schedule dispatcher, long-running
-// or re-run every tick — with Hermes' environment pointing it at the
-// sandbox.
-func dispatchExec(ctx context.Context, sb sandbox, s schedule.Schedule, knobs dispatcher.Knobs, timing dispatcher.Timing, opt Options,
-	logf func(string, ...any)) (phases, error) {
-	env, err := subjectEnv(sb, timing, knobs.Connect.OFDLocking)
-	if err != nil {
-		return phases{}, err
-	}
-	logf("dispatching with exec:%s (%d instance(s), %s)", opt.Subject.Exec, s.Dispatchers,
-		map[bool]string{true: "re-run every tick", false: "long-running"}[opt.Subject.OneShot])
-	return dispatchExternal(ctx, sb, s, timing, opt, logf, func(name string, _ time.Duration) (instance, error) {
-		return instance{
-			command: func() *exec.Cmd { return exec.Command("/bin/sh", "-c", opt.Subject.Exec) },
-			env:     slices.Concat(env, []string{"KANBANCHAOS_DISPATCHER=" + name}),
-			oneShot: opt.Subject.OneShot,
-		}, nil
-	})
-}
 
 // instance is how to run one instance of an external subject.
 type instance struct {
@@ -68,14 +53,14 @@ const readyWait = 2 * time.Minute
 // stops them. Their workers are their children, not ours, so when the run
 // ends they are found through /proc by the sandbox's ledger path in their
 // environment and killed, with the subject's process groups.
-func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timing dispatcher.Timing, opt Options,
-	logf func(string, ...any), newInstance func(name string, offset time.Duration) (instance, error)) (phases, error) {
+func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, offset time.Duration) (instance, error)) (Phases, error) {
+	s, sb := r.Schedule, r.Sandbox
 	total := time.Duration(s.DurationMs+s.QuietMs) * time.Millisecond
 	// No deadline until the subject is up (instance.ready): the run's clock
 	// starts when it can tick.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var ph phases
+	var ph Phases
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var errs []error
@@ -83,10 +68,7 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	ended := make(chan struct{}, s.Dispatchers)
 	for i := 0; i < s.Dispatchers; i++ {
 		name := "d" + strconv.Itoa(i+1)
-		offset := time.Duration(0)
-		if i < len(s.DispatcherOffsetsMs) {
-			offset = time.Duration(s.DispatcherOffsetsMs[i]) * time.Millisecond
-		}
+		offset := offset(s, i)
 		in, err := newInstance(name, offset)
 		if err != nil {
 			errs = append(errs, err)
@@ -107,13 +89,13 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 			// that lives as long as the instance.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			err := runSubject(runCtx, in.command, in.oneShot, in.env, sb.root, offset, timing.Tick, opt.StopGrace)
+			err := runSubject(runCtx, in.command, in.oneShot, in.env, sb.Root, offset, r.Timing.Tick, r.StopGrace)
 			mu.Lock()
 			defer mu.Unlock()
 			if exited := (subjectExited{}); errors.As(err, &exited) {
 				// A dead subject is no pass and no harness failure: the run
 				// could not test it.
-				ph.unknowns = append(ph.unknowns, fmt.Sprintf("subject %s: %v", name, exited.err))
+				ph.Unknowns = append(ph.Unknowns, fmt.Sprintf("subject %s: %v", name, exited.err))
 			} else if err != nil {
 				errs = append(errs, fmt.Errorf("subject %s: %w", name, err))
 			}
@@ -121,44 +103,40 @@ func dispatchExternal(ctx context.Context, sb sandbox, s schedule.Schedule, timi
 	}
 	if len(readies) > 0 {
 		why := awaitReady(runCtx, readies, ended, readyWait)
-		if err := os.WriteFile(sb.goFile(), nil, 0o644); err != nil {
+		if err := os.WriteFile(sb.GoFile(), nil, 0o644); err != nil {
 			why = fmt.Sprintf("the go file could not be written: %v", err)
 		}
 		if why != "" {
 			mu.Lock()
-			ph.unknowns = append(ph.unknowns, why)
+			ph.Unknowns = append(ph.Unknowns, why)
 			mu.Unlock()
 		}
 	}
 	mu.Lock()
-	ph.startMono, ph.startWall = ledger.MonoNow(), ledger.WallNow()
-	ph.quietWall = ph.startWall + float64(s.DurationMs)/1000
+	ph.StartMono, ph.StartWall = ledger.MonoNow(), ledger.WallNow()
+	ph.QuietWall = ph.StartWall + float64(s.DurationMs)/1000
 	mu.Unlock()
 	start := time.Now()
 	deadline := time.AfterFunc(total, cancel)
 	defer deadline.Stop()
-	decision := stopWhenDecided(runCtx, cancel, opt.FullDuration, sb.ledger(), s, ph.startMono, opt.StopOn, evidenceTicks*timing.Tick)
-	injected := make(chan struct{})
-	go func() {
-		defer close(injected)
-		injectFaults(runCtx, sb, s.Faults, start, func(in Injection) {
-			mu.Lock()
-			defer mu.Unlock()
-			ph.injections = append(ph.injections, in)
-			logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
-		})
-	}()
+	wait := r.beside(runCtx, cancel, Clock{Start: start, Mono: ph.StartMono}, func(in faults.Injection) {
+		mu.Lock()
+		defer mu.Unlock()
+		ph.Injections = append(ph.Injections, in)
+		r.Logf("fault %s at +%dms: %s", in.Kind, in.AtMs, in.Result)
+	})
 	wg.Wait()
 	cancel()
-	ph.decided = decision()
-	<-injected
-	ph.elapsed = time.Since(start)
+	wait()
+	ph.Elapsed = time.Since(start)
 	if ctx.Err() != nil {
-		ph.unknowns = append(ph.unknowns, "run interrupted: "+ctx.Err().Error())
+		ph.Unknowns = append(ph.Unknowns, "run interrupted: "+ctx.Err().Error())
 	}
-	ph.aliveAtStop = aliveAtStop(sb)
-	if left := killSandboxProcesses(sb, opt.StopGrace); len(left) > 0 {
-		ph.unknowns = append(ph.unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
+	// The subject's workers are its children, not ours: counted, then
+	// killed by the sandbox's mark.
+	ph.AliveAtStop = sb.AliveAtStop()
+	if left := sb.Kill(r.StopGrace); len(left) > 0 {
+		ph.Unknowns = append(ph.Unknowns, fmt.Sprintf("processes %v of the subject did not die after SIGKILL", left))
 	}
 	return ph, errors.Join(errs...)
 }
@@ -190,18 +168,18 @@ func awaitReady(ctx context.Context, ready []func() bool, ended <-chan struct{},
 // sandbox's bin directory, where `kanbanchaos` is this binary (so
 // `exec:'kanbanchaos dispatch …'` needs no install) and `hermes` is the fake
 // worker (releases without HERMES_BIN spawn `hermes` from PATH).
-func subjectEnv(sb sandbox, timing dispatcher.Timing, ofd bool) ([]string, error) {
+func subjectEnv(sb sandbox.Dir, timing dispatcher.Timing, ofd bool) ([]string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("harness: own executable: %w", err)
+		return nil, fmt.Errorf("subject: own executable: %w", err)
 	}
-	bin := filepath.Dir(sb.hermesBin())
+	bin := filepath.Dir(sb.HermesBin())
 	if err := os.Symlink(exe, filepath.Join(bin, "kanbanchaos")); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("harness: kanbanchaos symlink: %w", err)
+		return nil, fmt.Errorf("subject: kanbanchaos symlink: %w", err)
 	}
 	// exec.Cmd keeps the last of duplicate variables: the knob's lock kind
 	// wins over this process's for the subject and its workers.
-	env := append(workerEnv(sb), kanban.OFDEnv+"="+map[bool]string{true: "1", false: "0"}[ofd])
+	env := append(sb.Env(), kanban.OFDEnv+"="+sandbox.OFDValue(ofd))
 	for i, kv := range env {
 		if strings.HasPrefix(kv, "PATH=") {
 			env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(kv, "PATH=")
@@ -243,7 +221,7 @@ func runSubject(ctx context.Context, command func() *exec.Cmd, oneShot bool, env
 		err = cmd.Start()
 		log.Close()
 		if err != nil {
-			return fmt.Errorf("start %q: %w: %w", cmd.Args, ErrEnvironment, err)
+			return fmt.Errorf("start %q: %w: %w", cmd.Args, sandbox.ErrEnvironment, err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -282,55 +260,4 @@ func stopGroup(pgid int, done <-chan error, grace time.Duration) {
 		<-done
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL) // stragglers left in the group
-}
-
-// killSandboxProcesses kills every process whose environment points at this
-// sandbox's ledger — the subject's workers (each in its own session) and any
-// helper it forked — and waits until none is left or timeout. Matching the
-// environment, not a pid list, means a reused pid is never hit.
-func killSandboxProcesses(sb sandbox, timeout time.Duration) []int {
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	marker := []byte(fakeworker.EnvLedger + "=" + sb.ledger() + "\x00")
-	deadline := time.Now().Add(timeout)
-	for {
-		pids := sandboxPIDs(marker)
-		if len(pids) == 0 || time.Now().After(deadline) {
-			return pids
-		}
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func sandboxPIDs(marker []byte) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		envb, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !containsEnv(envb, marker) {
-			continue
-		}
-		if !dispatcher.Alive(pid) {
-			continue // a zombie: its parent will reap it, nothing to kill
-		}
-		pids = append(pids, pid)
-	}
-	slices.Sort(pids)
-	return pids
-}
-
-func containsEnv(environ, marker []byte) bool {
-	return strings.HasPrefix(string(environ), string(marker)) || strings.Contains(string(environ), "\x00"+string(marker))
 }

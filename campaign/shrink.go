@@ -1,4 +1,4 @@
-package harness
+package campaign
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kanbanchaos/kanbanchaos/harness"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/scenarios"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -180,8 +181,8 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 		fx.Variant = FixedVariant
 		passed, runs := 0, 0
 		for i := 0; i < c.Votes; i++ {
-			out, err := c.exec(ctx, fx, c.Host)
-			discard(out)
+			out, err := c.Runner(ctx, fx, c.Host)
+			out.Discard()
 			runs++
 			if err == nil && out.Verdict.Status == oracle.Pass {
 				passed++
@@ -202,12 +203,12 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 	if err != nil {
 		return res, err
 	}
-	dir, err = uniqueDir(dir, fmt.Sprintf("shrunk-%s-%d", p.Scenario, p.Seed))
+	dir, err = harness.UniqueDir(dir, fmt.Sprintf("shrunk-%s-%d", p.Scenario, p.Seed))
 	if err != nil {
 		return res, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	res.Artifacts = dir
 	res.Replay = c.Command + " replay " + dir
@@ -220,19 +221,19 @@ func (c *Campaign) shrink(ctx context.Context, p Planned, r RunRecord) (ShrinkRe
 	script := "#!/bin/sh\n# Replays the shrunk failure of kanbanchaos fuzz run " + fmt.Sprint(p.Index) + " (seed " + fmt.Sprint(p.Seed) +
 		"): " + target + " on " + cur.Variant + ".\nexec " + c.Command + ` replay "$(dirname "$0")/schedule.json" "$@"` + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "repro.sh"), []byte(script), 0o755); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	if keep != "" {
-		if _, err := moveSandbox(keep, dir, "run"); err == nil {
+		if _, err := harness.MoveSandbox(keep, dir, "run"); err == nil {
 			keep = ""
 		}
 	}
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return res, fmt.Errorf("harness: encode shrink result: %w", err)
+		return res, fmt.Errorf("campaign: encode shrink result: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "shrink.json"), append(data, '\n'), 0o644); err != nil {
-		return res, fmt.Errorf("harness: %w", err)
+		return res, fmt.Errorf("campaign: %w", err)
 	}
 	return res, nil
 }
@@ -246,7 +247,7 @@ func (c *Campaign) vote(ctx context.Context, s schedule.Schedule, target string)
 	vctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type out struct {
-		res Result
+		res harness.Result
 		err error
 	}
 	results := make(chan out)
@@ -256,7 +257,7 @@ func (c *Campaign) vote(ctx context.Context, s schedule.Schedule, target string)
 		started++
 		pending++
 		go func() {
-			res, err := c.exec(vctx, s, voteOptions(c.Host, target))
+			res, err := c.Runner(vctx, s, voteOptions(c.Host, target))
 			results <- out{res, err}
 		}()
 	}
@@ -268,7 +269,7 @@ func (c *Campaign) vote(ctx context.Context, s schedule.Schedule, target string)
 		pending--
 		if vctx.Err() != nil {
 			// Cancelled: the run was cut short, its verdict means nothing.
-			discard(o.res)
+			o.res.Discard()
 			continue
 		}
 		ran++
@@ -280,10 +281,10 @@ func (c *Campaign) vote(ctx context.Context, s schedule.Schedule, target string)
 			if sandbox == "" {
 				sandbox = o.res.Artifacts
 			} else {
-				discard(o.res)
+				o.res.Discard()
 			}
 		} else {
-			discard(o.res)
+			o.res.Discard()
 		}
 		if yes >= need || ran-yes > c.Votes-need {
 			decided = true
@@ -408,15 +409,11 @@ func paramsDiff(p, q scenarios.Params) string {
 	return strings.Join(out, ", ")
 }
 
-// damage ranks the invariants about the board's data first: a run that
-// corrupted the board and also overspent its spawn budget is shrunk for the
-// corruption, the rarer and worse of the two.
-var damage = []string{oracle.Integrity, oracle.NoLostWrites, oracle.SQLiteErrors, oracle.NoSilentRecreation, oracle.Sidecars}
-
 // primary is the invariant a shrink must keep violated: the first of
-// damage that failed, else the first that failed.
+// oracle.Damage that failed (the board's data ranks first), else the first
+// that failed.
 func primary(failed []string) string {
-	for _, inv := range damage {
+	for _, inv := range oracle.Damage() {
 		if slices.Contains(failed, inv) {
 			return inv
 		}
@@ -428,7 +425,7 @@ func primary(failed []string) string {
 // violates the target invariant, which a run stopped early on another one
 // might not have got to: it stops on the target alone when the ledger
 // decides it, and runs its whole schedule otherwise.
-func voteOptions(host Options, target string) Options {
+func voteOptions(host harness.Options, target string) harness.Options {
 	if slices.Contains(oracle.Decidable(), target) {
 		host.StopOn = []string{target}
 	} else {
