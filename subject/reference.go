@@ -130,7 +130,16 @@ func (reference) Dispatch(ctx context.Context, r Run) (Phases, error) {
 		select {
 		case err := <-done:
 			running--
-			if err != nil {
+			mu.Lock()
+			faulted := len(ph.Injections) > 0
+			mu.Unlock()
+			switch {
+			case err != nil && faulted && errors.Is(err, kanban.ErrBoardGone):
+				// It started after a fault had swapped or emptied the board,
+				// and refused it (fail closed): not a kanbanchaos error, but
+				// the run did not have the dispatchers it meant to test.
+				ph.Unknowns = append(ph.Unknowns, "a dispatcher started only after the fault and refused the board: "+err.Error())
+			case err != nil:
 				errs = append(errs, err)
 			}
 		case <-quiet.C:
