@@ -217,10 +217,10 @@ func Connect(ctx context.Context, path string, o Options) (*Board, error) {
 		// have been swapped for an empty one in between. Asked again through
 		// this connection, before anything (the journal mode, the schema)
 		// writes to the file it opened.
-		var objects int
-		if err := b.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&objects); err != nil {
+		objects, err := schemaObjects(ctx, b.db, path, want.key)
+		if err != nil {
 			b.Close()
-			return nil, fmt.Errorf("kanban: read the schema of %s: %w", path, err)
+			return nil, err
 		}
 		if objects == 0 {
 			b.Close()

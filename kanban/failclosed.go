@@ -107,3 +107,28 @@ func openedFile(ctx context.Context, db *sql.DB, path string, want fileKey) erro
 	}
 	return nil
 }
+
+// schemaObjects counts the schema's objects through db: a FailClosed
+// connect's first read. The board may be swapped between the open and this
+// read too, and SQLite then reads the moved file without its -wal (moved
+// with it): it opens a new, empty -wal at the old name and pairs it with the
+// moved file's shared memory, which still counts the old WAL's frames — a
+// short read (SQLITE_IOERR_SHORT_READ, 522; m6-swap-while-open seed
+// 1118628063 on fixed) or a stale view. Whatever the read returned, a path
+// that names another file afterwards makes it ErrBoardGone: the board was
+// swapped, the disk is not broken, and nothing is read from it further.
+func schemaObjects(ctx context.Context, db *sql.DB, path string, want fileKey) (int, error) {
+	var n int
+	err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n)
+	if now, serr := fileID(path); serr != nil || now != want {
+		read := "it read fine"
+		if err != nil {
+			read = "the read said: " + err.Error()
+		}
+		return 0, fmt.Errorf("%w: %s was swapped while this connect read it (%s); refusing to use it", ErrBoardGone, path, read)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kanban: read the schema of %s: %w", path, err)
+	}
+	return n, nil
+}

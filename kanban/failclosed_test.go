@@ -181,3 +181,62 @@ func TestOpenedFileRefusesASwap(t *testing.T) {
 		t.Fatalf("mode=rw created %s", path)
 	}
 }
+
+// TestSchemaReadDuringASwapIsTheSwap reproduces m6-swap-while-open seed
+// 1118628063 on fixed deterministically: a connection opened on the board
+// (the open proven to be of the right file) reads it only after the board
+// and its sidecars were moved aside while another connection of the same
+// process holds WAL frames. SQLite opens a new, empty -wal at the old name
+// for the moved file and pairs it with the frames its shared memory still
+// counts: SQLITE_IOERR_SHORT_READ (522), which the connect reported as a
+// disk I/O error. It is the swap, and the connect now says so.
+func TestSchemaReadDuringASwapIsTheSwap(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kanban.db")
+	p := NewProcess()
+	watch, err := Connect(ctx, path, fixedOptions(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if _, err := watch.CreateTask(ctx, NewTask{Title: "t", Assignee: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := fileID(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := func() *sql.DB {
+		db, err := sql.Open("sqlite", FileURI(path)+"?mode=rw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		if err := openedFile(ctx, db, path, want); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	raw, connect := opened(), opened()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(path+suffix, path+".swapped"+suffix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err = raw.QueryRow("SELECT count(*) FROM sqlite_master").Scan(&n)
+	if code, _ := Code(err); code != 522 {
+		t.Fatalf("the plain read after the swap: err = %v (code %d), want SQLITE_IOERR_SHORT_READ (522): the race is not reproduced", err, code)
+	}
+	_, err = schemaObjects(ctx, connect, path, want)
+	if !errors.Is(err, ErrBoardGone) {
+		t.Fatalf("the connect's read after the swap: err = %v, want ErrBoardGone", err)
+	}
+	if code, ok := Code(err); ok {
+		t.Fatalf("the swap is reported as SQLite error %d: %v", code, err)
+	}
+}
