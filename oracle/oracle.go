@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/kanbanchaos/kanbanchaos/kanban"
@@ -187,7 +186,11 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 			return v, fmt.Errorf("oracle: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		if in.DBPath, err = CopyBoard(in.DBPath, dir); err != nil {
+		if in.DBPath, err = CopyBoard(in.DBPath, dir); errors.Is(err, ErrBoardBusy) {
+			v.Unknowns = append(v.Unknowns, err.Error())
+			why = "the board could not be copied consistently"
+			return v, nil
+		} else if err != nil {
 			return v, err
 		}
 		open = openReadWrite
@@ -253,26 +256,6 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 	}
 	checkTargets(&v, in, &snap, obs)
 	return v, nil
-}
-
-// CopyBoard copies the board and whatever sidecars exist (-wal, -shm,
-// -journal) into dir, returning the copy's path. Plain file reads: only for
-// a board no connection of this process has open (M1).
-func CopyBoard(path, dir string) (string, error) {
-	dst := filepath.Join(dir, filepath.Base(path))
-	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
-		data, err := os.ReadFile(path + suffix)
-		if errors.Is(err, os.ErrNotExist) && suffix != "" {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("oracle: copy board: %w", err)
-		}
-		if err := os.WriteFile(dst+suffix, data, 0o644); err != nil {
-			return "", fmt.Errorf("oracle: copy board: %w", err)
-		}
-	}
-	return dst, nil
 }
 
 func openReadWrite(path string) (*sql.DB, error) {
