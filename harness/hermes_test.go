@@ -78,6 +78,14 @@ func TestRealHermes(t *testing.T) {
 					v.Failed(), v.Unknowns, map[bool]string{true: "pass", false: "a decided run"}[c.pass])
 			}
 			for _, inv := range c.must {
+				// A release that damaged its own board (0.15.0 on SQLite < 3.51,
+				// README "Corruption on the real releases") may do so before
+				// its breaker is tested: its dispatchers then read nothing
+				// but SQLITE_CORRUPT, and spawn nothing more.
+				if slices.Contains(c.may, oracle.Integrity) && slices.Contains(v.Failed(), oracle.Integrity) {
+					t.Logf("hermes:%s %s: the board was damaged first (integrity); %s not asserted", c.release, c.scenario, inv)
+					continue
+				}
 				if !slices.Contains(v.Failed(), inv) {
 					t.Errorf("hermes:%s %s: %s held, the table shows it failing on every seed (violations %+v)", c.release, c.scenario, inv, v.Violations)
 				}
