@@ -171,7 +171,7 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 	seed := shrinkable(t)
 	dir := t.TempDir()
 	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--run-seed", strconv.FormatUint(seed, 10),
-		"--shrink-time", "20s", "--artifacts", dir}, quick...)
+		"--shrink-time", "60s", "--artifacts", dir}, quick...)
 	code, stdout, stderr := kc(t, args...)
 	if code != exitFail {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
