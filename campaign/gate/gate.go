@@ -356,5 +356,9 @@ func tooFew(s schedule.Schedule, v oracle.Verdict, tripped map[string]bool) []st
 func openBoard(home string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
+	// A read can meet a lock: the run's last worker may still have been
+	// checkpointing when it was killed, and a reader then waits for the
+	// recovery (SQLITE_BUSY at once without a timeout: seen in CI).
+	q.Add("_pragma", "busy_timeout(10000)")
 	return sql.Open("sqlite", kanban.FileURI(kanban.BoardPath(home, "default"))+"?"+q.Encode())
 }
