@@ -68,6 +68,10 @@ type Config struct {
 	// Ledger, if set, receives every commit this dispatcher saw
 	// acknowledged and every SQLite error it got.
 	Ledger string
+	// OnStart, if set, is called after each worker this dispatcher started,
+	// inside its tick: a tick that spawns thirty workers one after another
+	// is working, not stalled, however long it takes.
+	OnStart func()
 }
 
 // Tick is what one DispatchOnce did, in Hermes' tick-summary vocabulary.

@@ -531,3 +531,16 @@ func TestCreateOnBoardRouting(t *testing.T) {
 		})
 	}
 }
+
+// TestOnStartPerWorker: OnStart is called once per worker a tick started,
+// inside the tick — the harness counts it as progress, so a first tick that
+// spawns a whole board one worker after another is not a stall.
+func TestOnStartPerWorker(t *testing.T) {
+	b := newBench(t, setup{knobs: knobsOf(t, "fixed", nil), worker: "hang", timing: fastTiming()})
+	starts := 0
+	b.d.cfg.OnStart = func() { starts++ }
+	tk, err := b.d.DispatchOnce(context.Background())
+	if err != nil || tk.Spawned != 1 || starts != tk.Spawned {
+		t.Fatalf("tick %+v (%v): OnStart called %d times, want once per worker started", tk, err, starts)
+	}
+}

@@ -121,6 +121,9 @@ func (d *Dispatcher) claimAndSpawn(ctx context.Context, c kanban.Candidate, tick
 		return d.spawnFailed(ctx, c, run, err, tick)
 	}
 	tick.Spawned++
+	if d.cfg.OnStart != nil {
+		d.cfg.OnStart()
+	}
 	if d.cfg.Knobs.LosePID {
 		return nil // the pid never reaches the board: no worker_pid, no spawned event
 	}

@@ -169,7 +169,7 @@ func (p *progress) stalls(end time.Time, limit time.Duration, names []string) []
 		began := at.Add(-gap).Sub(p.start)
 		out = append(out, oracle.Observation{Invariant: oracle.DispatcherProgress, Kind: "dispatcher-stalled",
 			AtMs:   float64(began.Milliseconds()),
-			Detail: fmt.Sprintf("dispatcher %s finished no tick for %.1fs (from +%.0fms); limit %v", n, gap.Seconds(), float64(began.Milliseconds()), limit)})
+			Detail: fmt.Sprintf("dispatcher %s finished no tick and started no worker for %.1fs (from +%.0fms); limit %v", n, gap.Seconds(), float64(began.Milliseconds()), limit)})
 	}
 	return out
 }

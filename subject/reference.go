@@ -119,6 +119,14 @@ func (reference) Dispatch(ctx context.Context, r Run) (Phases, error) {
 			// One claim lock per simulated gateway process, host-local to all.
 			ClaimLock: fmt.Sprintf("%s:%d-d%d", host, os.Getpid(), i+1),
 		}
+		// A worker started is progress too: the first tick of a board of
+		// thirty ready cards spawns them one after another, 2 s and more
+		// on a loaded machine (fork to exec is the scheduler's latency).
+		cfg.OnStart = func() {
+			mu.Lock()
+			defer mu.Unlock()
+			progress.tick(cfg.Name)
+		}
 		go func() { done <- runDispatcher(runCtx, cfg, offset(s, i), onTick) }()
 	}
 	var errs []error
