@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,9 +65,10 @@ func RecordInStore(store, dir string, e StoreEntry) error {
 	if e.Time == "" {
 		e.Time = time.Now().UTC().Format(time.RFC3339)
 	}
-	// Replace latest atomically: a new link beside it, renamed over it.
-	tmp := filepath.Join(store, fmt.Sprintf(".latest-%d", os.Getpid()))
-	os.Remove(tmp)
+	// Replace latest atomically: a new link beside it, renamed over it. The
+	// link's name is this call's own: runs side by side in one process
+	// record at once (a pid-named link was renamed away by the other run).
+	tmp := filepath.Join(store, fmt.Sprintf(".latest-%d-%016x", os.Getpid(), rand.Uint64()))
 	if err := os.Symlink(rel, tmp); err != nil {
 		return fmt.Errorf("harness: artifact store: %w", err)
 	}
