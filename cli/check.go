@@ -17,6 +17,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // checkTarget is what `check PATH` audits: a board DB and, for an artifact
@@ -145,16 +146,23 @@ func artifactTarget(arg, dir string) (checkTarget, error) {
 	// the run's own time axis again; without it times are absolute. What
 	// the run's subject could be observed doing, and the ticks the harness
 	// saw, make the recheck check what the run checked.
+	// The cooldown the subject ran with and its clock's resolution judge
+	// rate-limit as the run did (a Hermes run's cooldown is whole seconds,
+	// not the schedule's scaled one).
+	in.ClockResolution = subject.For(s.Subject).ClockResolution()
 	var run struct {
-		Mono    int64   `json:"start_mono_ns"`
-		Wall    float64 `json:"start_wall"`
-		Ticks   int     `json:"ticks"`
+		Mono     int64   `json:"start_mono_ns"`
+		Wall     float64 `json:"start_wall"`
+		Ticks    int     `json:"ticks"`
+		Settings struct {
+			CooldownS float64 `json:"rate_limit_cooldown_s"`
+		} `json:"settings"`
 		Verdict struct {
 			Subject oracle.Observability `json:"subject"`
 		} `json:"verdict"`
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "verdict.json")); err == nil && json.Unmarshal(data, &run) == nil {
-		in.Subject, in.Ticks = run.Verdict.Subject, run.Ticks
+		in.Subject, in.Ticks, in.Cooldown = run.Verdict.Subject, run.Ticks, run.Settings.CooldownS
 		if run.Wall > 0 {
 			in.RunStartMono, in.RunStartWall = run.Mono, run.Wall
 			in.QuietStartWall = run.Wall + float64(s.DurationMs)/1000

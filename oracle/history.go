@@ -334,11 +334,25 @@ func unrecordedViolation(in Input, runs []histRun) Violation {
 }
 
 // when formats a board time: ms after the run's start for a run, else UTC.
+// A coarse clock's stamp is a window, printed as one — "+0–245ms": the
+// event happened in that tick of the subject's clock, and not before the
+// run began (a whole-second stamp printed as one time read "+-755ms").
+// Only a seeded board's events can precede the run; they say so.
 func (in Input) when(wall float64) string {
-	if in.RunStartWall != 0 {
-		return fmt.Sprintf("+%.0fms", in.relMs(wall))
+	if in.RunStartWall == 0 {
+		return time.Unix(0, int64(wall*1e9)).UTC().Format("2006-01-02T15:04:05.000Z")
 	}
-	return time.Unix(0, int64(wall*1e9)).UTC().Format("2006-01-02T15:04:05.000Z")
+	end := in.relMs(wall)
+	start := end - in.ClockResolution*1000
+	switch {
+	case end <= 0 && start == end:
+		return fmt.Sprintf("%.0fms (before the run began)", end)
+	case end <= 0:
+		return fmt.Sprintf("%.0f to %.0fms (before the run began)", start, end)
+	case start == end:
+		return fmt.Sprintf("+%.0fms", end)
+	}
+	return fmt.Sprintf("+%.0f–%.0fms", max(start, 0), end)
 }
 
 // cooldownOf is the rate-limit cooldown a run used: what the subject ran

@@ -75,7 +75,8 @@ type Input struct {
 	// ClockResolution is the resolution, in seconds, of the clock the
 	// subject times its cooldown with (Hermes stamps whole seconds: 1; 0:
 	// exact). A respawn is early only if it comes more than that before
-	// the cooldown is over.
+	// the cooldown is over, and the subject's board times are windows of
+	// that width (relMs, when).
 	ClockResolution float64
 	// Ticks is how many dispatcher ticks the harness itself saw finish (the
 	// in-process reference dispatcher reports them); ledger tick entries
@@ -281,11 +282,17 @@ func openReadOnly(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// relMs places a board time on the run's axis: ms after the run's start
+// (0: no start known, untimed). A subject with a coarse clock stamps the
+// start of its clock's tick (Hermes: int(time.time())), up to a whole
+// second before the event and possibly before the run began; the event is
+// then placed at the end of that tick, the first moment it is certain to
+// have happened.
 func (in Input) relMs(wall float64) float64 {
 	if in.RunStartWall == 0 {
 		return 0
 	}
-	return (wall - in.RunStartWall) * 1000
+	return (wall + in.ClockResolution - in.RunStartWall) * 1000
 }
 
 func (in Input) monoMs(mono int64) float64 {

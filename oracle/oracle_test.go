@@ -603,6 +603,44 @@ func TestBreakerRepromotedAfterGaveUpFails(t *testing.T) {
 	}
 }
 
+// TestCoarseClockTimesAreWindows: a subject that stamps whole seconds
+// (Hermes) writes a time up to a second before the event, possibly before
+// the run began. The evidence prints the window the event is in, never a
+// time before the run ("+-755ms", as 0.19.0's runs read), and times the
+// violation at the window's end, so it counts as the first violation.
+func TestCoarseClockTimesAreWindows(t *testing.T) {
+	const id = "t_0000beef"
+	b, path := trippedBoard(t, id)
+	if _, err := b.RecomputeReady(context.Background(), kanban.RecomputePolicy{RepromoteTripped: true}); err != nil {
+		t.Fatal(err)
+	}
+	promotedAt := eventTime(t, b, id, kanban.EventPromoted)
+	closeBoard(t, b)
+
+	// The run began 0.25 s after the stamp, inside the stamp's second.
+	start := promotedAt + 0.25
+	v := check(t, Input{DBPath: path, RunStartWall: start, ClockResolution: 1})
+	x := one(t, v, BreakerHolds, id)
+	if x.AtMs != 750 {
+		t.Errorf("AtMs = %v, want 750 (the end of the stamp's second)", x.AtMs)
+	}
+	// trippedBoard's gave_up is stamped a second before the promotion:
+	// its whole second ended before the run began.
+	if want := "promoted at +0–750ms after gave_up at -1250 to -250ms (before the run began)"; !strings.Contains(x.Message, want) {
+		t.Errorf("message %q, want %q", x.Message, want)
+	}
+	if first := v.FirstViolationMs(); first != 750 {
+		t.Errorf("first violation at %v ms, want 750", first)
+	}
+
+	// An exact clock prints the time itself.
+	v = check(t, Input{DBPath: path, RunStartWall: promotedAt - 0.5})
+	x = one(t, v, BreakerHolds, id)
+	if want := "promoted at +500ms after gave_up at -500ms (before the run began)"; !strings.Contains(x.Message, want) {
+		t.Errorf("exact clock: message %q, want %q", x.Message, want)
+	}
+}
+
 func TestBreakerHeldByFixedRecomputePasses(t *testing.T) {
 	const id = "t_0000beef"
 	b, path := trippedBoard(t, id)
