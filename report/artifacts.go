@@ -43,6 +43,24 @@ type result struct {
 	// Binary is the kanbanchaos that ran it; nil in runs from before it
 	// was recorded.
 	Binary *buildinfo.Info `json:"binary"`
+	// Settings is what the dispatcher under test ran with: for a Hermes
+	// release, the SQLite its driver and workers reported loading.
+	Settings runSettings `json:"settings"`
+}
+
+// runSettings is the part of the subject's settings (subject.Settings)
+// the report shows.
+type runSettings struct {
+	Workers      string         `json:"workers"`
+	WorkerSQLite []string       `json:"worker_sqlite"`
+	Reported     []reportedSide `json:"reported"`
+}
+
+// reportedSide is what a Hermes driver reported loading (hermes.Reported).
+type reportedSide struct {
+	Release string `json:"release"`
+	Python  string `json:"python"`
+	SQLite  string `json:"sqlite"`
 }
 
 // injection is a carried-out fault (faults.Injection).

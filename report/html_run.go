@@ -125,6 +125,33 @@ func violationsOf(vs []oracle.Violation) []violationView {
 	return out
 }
 
+// subjectOf names what a run tested and the SQLite it ran on: the variant
+// and the harness's SQLite for the reference dispatcher; for an external
+// subject the subject itself (the variant only shapes the Go workers'
+// connections), with the SQLite each side loaded — a real release's
+// report headed by the model's name read as the model's verdict.
+func subjectOf(r result) (on, sqlite string) {
+	s := r.Schedule
+	if !s.Subject.External() {
+		return s.Variant, r.SQLite
+	}
+	var dispatcher []string
+	for _, rep := range r.Settings.Reported {
+		side := fmt.Sprintf("%s (hermes-agent %s, Python %s)", rep.SQLite, rep.Release, rep.Python)
+		if !slices.Contains(dispatcher, side) {
+			dispatcher = append(dispatcher, side)
+		}
+	}
+	if len(dispatcher) == 0 {
+		dispatcher = []string{"its own"}
+	}
+	workers := fmt.Sprintf("Go workers %s (%s's connections)", r.SQLite, s.Variant)
+	if r.Settings.Workers == "hermes" {
+		workers = "the release's own workers " + strings.Join(r.Settings.WorkerSQLite, ", ")
+	}
+	return s.Subject.String(), "dispatcher " + strings.Join(dispatcher, ", ") + " · " + workers
+}
+
 // failureKinds are the events after which Hermes' _record_task_failure
 // counts one more consecutive failure.
 var failureKinds = map[string]bool{"crashed": true, "timed_out": true, "spawn_failed": true, "protocol_violation": true}
@@ -133,7 +160,8 @@ func runPage(d runData) view {
 	r := d.Result
 	s := r.Schedule
 	clk := newClock(r, d.Ledger, d.Ticks)
-	v := runView{Scenario: s.Scenario, Seed: s.Seed, Variant: s.Variant, SQLite: r.SQLite, Status: string(r.Verdict.Status),
+	on, sqlite := subjectOf(r)
+	v := runView{Scenario: s.Scenario, Seed: s.Seed, Variant: on, SQLite: sqlite, Status: string(r.Verdict.Status),
 		Failed: r.Verdict.Failed(), Replay: d.Replay, BoardNote: d.BoardNote, Unknowns: r.Verdict.Unknowns, Legend: legend(),
 		Invariants: invariantsOf(r.Verdict)}
 	if len(s.Knobs) > 0 {
@@ -148,9 +176,16 @@ func runPage(d runData) view {
 	}
 	v.Summary = fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks, %d dispatcher(s), %d task(s)",
 		r.Spawns, r.Elapsed.Seconds(), r.SpawnRate, r.Ticks, s.Dispatchers, len(s.Tasks))
+	var notes []string
 	if clk.Estimated {
-		v.ClockNote = "this run did not record its start time: the time axis starts at its first recorded event"
+		notes = append(notes, "this run did not record its start time: the time axis starts at its first recorded event")
 	}
+	if s.Subject.External() {
+		notes = append(notes, fmt.Sprintf("%s stamps the board in whole seconds: each board event (crashed, gave_up, "+
+			"promoted, …) is drawn at the start of the second it happened in, up to 1 s early, and at 0 when that second "+
+			"began before the run; worker starts and SQLite errors are the ledger's exact times", s.Subject))
+	}
+	v.ClockNote = strings.Join(notes, "; ")
 	quietFrom, quietTo := float64(s.DurationMs), float64(s.DurationMs+s.QuietMs)
 	maxMs := quietTo
 	for _, f := range r.Faults {
@@ -311,6 +346,6 @@ func runPage(d runData) view {
 	if r.Binary != nil {
 		v.RunBy = r.Binary.Short()
 	}
-	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, s.Variant, strings.ToUpper(v.Status))
+	title := fmt.Sprintf("%s seed %d on %s — %s", s.Scenario, s.Seed, v.Variant, strings.ToUpper(v.Status))
 	return view{Title: title, Run: &v, MaxLanes: maxLanes}
 }

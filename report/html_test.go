@@ -539,3 +539,37 @@ func TestReportNamesItsBinaries(t *testing.T) {
 		t.Errorf("the report does not name the binaries that ran and wrote it")
 	}
 }
+
+// TestReportNamesTheRealRelease: a real release's run is headed by the
+// release, not by the variant that only shaped the Go workers, with the
+// SQLite each side loaded and what its whole-second board clock means for
+// the drawing.
+func TestReportNamesTheRealRelease(t *testing.T) {
+	t.Parallel()
+	d := runData{Result: result{StartMono: 1e9, StartWall: 1000, SQLite: "3.54.1"}}
+	d.Result.Schedule = schedule.Schedule{Scenario: "systemic-crash", Seed: 1, Variant: "hermes-0.19", DurationMs: 1000,
+		Subject: schedule.Subject{Hermes: "0.19.0"}}
+	d.Result.Settings.Reported = []reportedSide{{Release: "0.19.0", Python: "3.11.7", SQLite: "3.40.1"}}
+	page := runPage(d)
+	if !strings.Contains(page.Title, "on hermes:0.19.0") || page.Run.Variant != "hermes:0.19.0" {
+		t.Errorf("title %q, heading %q: want the release, not the variant", page.Title, page.Run.Variant)
+	}
+	if want := "dispatcher 3.40.1 (hermes-agent 0.19.0, Python 3.11.7) · Go workers 3.54.1 (hermes-0.19's connections)"; page.Run.SQLite != want {
+		t.Errorf("SQLite line %q, want %q", page.Run.SQLite, want)
+	}
+	if !strings.Contains(page.Run.ClockNote, "whole seconds") {
+		t.Errorf("clock note %q does not say the board's times are whole seconds", page.Run.ClockNote)
+	}
+
+	d.Result.Settings.Workers, d.Result.Settings.WorkerSQLite = "hermes", []string{"3.40.1"}
+	if got := runPage(d).Run.SQLite; !strings.HasSuffix(got, "· the release's own workers 3.40.1") {
+		t.Errorf("SQLite line with Hermes workers %q", got)
+	}
+
+	// The reference dispatcher: the variant and the harness's SQLite.
+	d.Result.Schedule.Subject = schedule.Subject{}
+	page = runPage(d)
+	if page.Run.Variant != "hermes-0.19" || page.Run.SQLite != "3.54.1" || page.Run.ClockNote != "" {
+		t.Errorf("reference run: heading %q, SQLite %q, note %q", page.Run.Variant, page.Run.SQLite, page.Run.ClockNote)
+	}
+}
