@@ -13,6 +13,7 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/hermes"
 	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
+	"github.com/kanbanchaos/kanbanchaos/subject"
 )
 
 // printHeader says what is about to run: the subject, the seed, and how
@@ -26,6 +27,18 @@ func printHeader(w io.Writer, what string, s schedule.Schedule, subject schedule
 	}
 	fmt.Fprintf(w, "  %d dispatcher(s), %v dispatch + %v quiet, time scale %g\n", s.Dispatchers,
 		time.Duration(s.DurationMs)*time.Millisecond, time.Duration(s.QuietMs)*time.Millisecond, s.TimeScale)
+}
+
+// harnessSQLiteNote says whose the "sqlite" line's version is when the
+// dispatcher under test brought its own SQLite (printed above it).
+func harnessSQLiteNote(st *subject.Settings) string {
+	switch {
+	case st == nil || len(st.Reported) == 0:
+		return ""
+	case st.Workers == hermes.WorkersHermes:
+		return " (this harness's: the oracle's reads)"
+	}
+	return " (this harness's: the oracle's reads and the Go workers)"
 }
 
 func printText(w io.Writer, res harness.Result, replay string) {
@@ -45,7 +58,7 @@ func printText(w io.Writer, res harness.Result, replay string) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
-	fmt.Fprintf(w, "sqlite %s\n", res.SQLite)
+	fmt.Fprintf(w, "sqlite %s%s\n", res.SQLite, harnessSQLiteNote(res.Settings))
 	printFindings(w, v, 10, "see verdict.json")
 	summary := fmt.Sprintf("%d worker starts in %.1fs (%.1f/s), %d ticks", res.Spawns, res.Elapsed.Seconds(), res.SpawnRate, res.Ticks)
 	if res.TickErrors > 0 {
