@@ -282,8 +282,24 @@ func TestDispatcherProgressFromTickEntries(t *testing.T) {
 	wantStatus(t, v, Fail)
 	x := one(t, v, DispatcherProgress, "")
 	if x.Evidence["dispatcher"] != "d1" || x.Evidence["gap_ms"] != 3500.0 || x.AtMs != 1000 ||
-		!strings.Contains(x.Message, "dispatcher d1 finished no tick for 3.5s (from +1000ms, ledger tick entries); limit 2s") {
+		!strings.Contains(x.Message, "dispatcher d1 finished no tick and had no COMMIT acknowledged for 3.5s (from +1000ms, ledger tick and commit entries); limit 2s") {
 		t.Errorf("violation %+v", x)
+	}
+	// A long tick whose work goes on — d1 acknowledges a COMMIT every
+	// 800 ms (a claim, a spawn's pid) — is progress; a worker's commits are
+	// not d1's, and d2's are not d1's.
+	working := ledger.History{Entries: slices.Clone(h.Entries)}
+	for at := int64(1.8e9); at < 4.5e9; at += 8e8 {
+		working.Entries = append(working.Entries, ledger.Entry{Kind: ledger.Commit, Who: "d1", Op: "_set_worker_pid", Began: start + at - 1e6, Mono: start + at})
+	}
+	wantStatus(t, check(t, Input{DBPath: path, Schedule: s, Ledger: working, RunStartMono: start}), Pass)
+	others := ledger.History{Entries: slices.Clone(h.Entries)}
+	for at := int64(1.8e9); at < 4.5e9; at += 8e8 {
+		others.Entries = append(others.Entries, ledger.Entry{Kind: ledger.Commit, Who: "worker", Op: "complete_task", Mono: start + at},
+			ledger.Entry{Kind: ledger.Commit, Who: "d2", Op: "claim_task", Mono: start + at})
+	}
+	if x := one(t, check(t, Input{DBPath: path, Schedule: s, Ledger: others, RunStartMono: start}), DispatcherProgress, ""); x.Evidence["gap_ms"] != 3500.0 {
+		t.Errorf("others' commits: violation %+v, want d1's 3.5 s gap", x)
 	}
 	// From the run's start to the first tick counts too …
 	late := ledger.History{Entries: steady("d1", 3e9, 4e9, 1e8)}

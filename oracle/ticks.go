@@ -10,11 +10,15 @@ import (
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
-// progressLimit is the longest a dispatcher may go without finishing a
-// tick: max(2 s, 100 ticks). A dispatcher the harness runs itself also
-// makes progress by starting a worker inside a tick (subject/observe.go);
-// a subject's ledger says which dispatcher ticked, not which one started a
-// worker, so for it only tick ends count — the stricter reading.
+// progressLimit is the longest a dispatcher may go without progress:
+// max(2 s, 100 ticks). Progress is a tick finished or, inside a long tick,
+// a step of its work: a worker started by a dispatcher the harness runs
+// itself (subject/observe.go); for a subject, a COMMIT the dispatcher's
+// ledger shows acknowledged (each claim, each _set_worker_pid of a spawn).
+// A dispatcher stuck on a lock does neither; one that spawns thirty ready
+// cards in one tick, at hundreds of ms a Python fork on a busy machine,
+// does both (0.19.0's first ticks read as stalls of 2.5–6 s at load 20–38
+// when only tick ends counted).
 func progressLimit(s schedule.Schedule) time.Duration {
 	return max(2*time.Second, 100*tickOf(s))
 }
@@ -22,8 +26,8 @@ func progressLimit(s schedule.Schedule) time.Duration {
 // checkProgress decides dispatcher-progress. The harness reports stalls of
 // the dispatchers it runs itself as observations (checkObservations); a
 // subject that writes tick entries is held to them here: no dispatcher goes
-// longer than progressLimit between its start and its first tick end, or
-// between two tick ends. Its start is the run's, or, when it wrote a
+// longer than progressLimit between its start and its first progress, or
+// between two (tick ends and its acknowledged commits). Its start is the run's, or, when it wrote a
 // settings entry, that entry: an interpreter loading a release (seconds of
 // Python imports on a busy machine) is not a dispatcher stuck on a lock. The
 // end of the run is not held against it (the run may have stopped it
@@ -46,28 +50,40 @@ func checkProgress(v *Verdict, in Input, obs observed) {
 			started[e.Who] = e.Mono
 		}
 	}
-	for _, who := range slices.Sorted(maps.Keys(obs.ticks)) {
-		ts := obs.ticks[who]
+	progress := map[string][]int64{}
+	for who, ts := range obs.ticks {
+		for _, t := range ts {
+			progress[who] = append(progress[who], t.Mono)
+		}
+	}
+	for _, e := range in.Ledger.Entries {
+		if _, ticks := obs.ticks[e.Who]; ticks && isDispatcherCommit(e) {
+			progress[e.Who] = append(progress[e.Who], e.Mono)
+		}
+	}
+	for _, who := range slices.Sorted(maps.Keys(progress)) {
+		ts := progress[who]
+		slices.Sort(ts)
 		prev := in.RunStartMono
 		if at, ok := started[who]; ok && prev > 0 && at > prev {
 			prev = at
 		}
 		var gap, from int64
-		for _, e := range ts {
-			if prev > 0 && e.Mono-prev > gap {
-				gap, from = e.Mono-prev, prev
+		for _, at := range ts {
+			if prev > 0 && at-prev > gap {
+				gap, from = at-prev, prev
 			}
-			prev = e.Mono
+			prev = at
 		}
 		if time.Duration(gap) <= limit {
 			continue
 		}
 		at := in.monoMs(from)
 		v.Violations = append(v.Violations, Violation{Invariant: DispatcherProgress, AtMs: round(at),
-			Message: fmt.Sprintf("dispatcher %s finished no tick for %.1fs (from +%.0fms, ledger tick entries); limit %v",
-				who, time.Duration(gap).Seconds(), at, limit),
+			Message: fmt.Sprintf("dispatcher %s finished no tick and had no COMMIT acknowledged for %.1fs (from +%.0fms, "+
+				"ledger tick and commit entries); limit %v", who, time.Duration(gap).Seconds(), at, limit),
 			Evidence: map[string]any{"dispatcher": who, "gap_ms": round(float64(gap) / 1e6), "from_ms": round(at),
-				"limit_ms": limit.Milliseconds(), "ticks": len(ts)}})
+				"limit_ms": limit.Milliseconds(), "ticks": len(obs.ticks[who])}})
 	}
 }
 
