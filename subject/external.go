@@ -119,6 +119,7 @@ func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, 
 	start := time.Now()
 	deadline := time.AfterFunc(total, cancel)
 	defer deadline.Stop()
+	walSizes := sampleWAL(runCtx, sb.DB(), 20*time.Millisecond)
 	wait := r.beside(runCtx, cancel, Clock{Start: start, Mono: ph.StartMono}, func(in faults.Injection) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -129,6 +130,7 @@ func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, 
 	cancel()
 	wait()
 	ph.Elapsed = time.Since(start)
+	ph.WAL = walSizes()
 	if ctx.Err() != nil {
 		ph.Unknowns = append(ph.Unknowns, "run interrupted: "+ctx.Err().Error())
 	}

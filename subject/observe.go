@@ -103,6 +103,40 @@ func (o *observer) statSidecars(ctx context.Context) {
 	}
 }
 
+// sampleWAL records the -wal's size every interval until ctx ends, for a
+// subject the harness does not run in its own process: a stat, never an
+// open, so it drops nobody's locks. (The observer's other watches read this
+// process's own descriptors and cannot see a subject's.)
+func sampleWAL(ctx context.Context, db string, interval time.Duration) func() []WALSample {
+	var mu sync.Mutex
+	var wal []WALSample
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			var st syscall.Stat_t
+			if syscall.Stat(db+"-wal", &st) == nil {
+				mu.Lock()
+				wal = append(wal, WALSample{Mono: ledger.MonoNow(), Size: st.Size})
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []WALSample {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(wal)
+	}
+}
+
 // rebaseline forgets the sidecar inodes seen so far.
 func (o *observer) rebaseline() {
 	o.mu.Lock()

@@ -1,6 +1,9 @@
 package subject
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -19,5 +22,38 @@ func TestProgressStalls(t *testing.T) {
 	p.tick("d1") // now, 1.5 s after the start: d1 too had progress in time
 	if stalls := p.stalls(start.Add(2500*time.Millisecond), 2*time.Second, []string{"d1", "d2"}); len(stalls) != 0 {
 		t.Fatalf("stalls %+v, want none", stalls)
+	}
+}
+
+// TestSampleWALOfAnotherProcess: the -wal of a board an external subject
+// writes is sampled by size (a stat, never an open), so the checkpoint
+// probe can be reached with a subject too — only the reference
+// dispatcher's observer sampled it, and no Hermes campaign ever reached it.
+func TestSampleWALOfAnotherProcess(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "kanban.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	sizes := sampleWAL(ctx, db, 5*time.Millisecond)
+	time.Sleep(30 * time.Millisecond) // no -wal yet: nothing to sample
+	if err := os.WriteFile(db+"-wal", make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := os.WriteFile(db+"-wal", make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	got := sizes() // returns once the sampler has stopped
+	if len(got) == 0 {
+		t.Fatal("no -wal size sampled")
+	}
+	for _, w := range got {
+		if (w.Size != 4096 && w.Size != 8192) || w.Mono == 0 {
+			t.Errorf("sample %+v: a size the file never had, or no time", w)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Error("the sampler created the board")
 	}
 }

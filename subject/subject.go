@@ -123,7 +123,7 @@ type Phases struct {
 	Unknowns             []string
 	Observations         []oracle.Observation
 	Injections           []faults.Injection
-	WAL                  []WALSample // -wal sizes over the run (reference dispatcher only)
+	WAL                  []WALSample // -wal sizes over the run (stat only)
 	AliveAtStop          int         // sandbox processes alive when the run's time was up (-1: not known)
 }
 
