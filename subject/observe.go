@@ -37,6 +37,14 @@ func newObserver(db string, startMono int64) *observer {
 
 // run polls every interval until ctx ends.
 func (o *observer) run(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
+		o.scanFDs(ctx)
+		o.statSidecars(ctx)
+	})
+}
+
+// every calls poll each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, poll func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -45,8 +53,7 @@ func (o *observer) run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		o.scanFDs(ctx)
-		o.statSidecars(ctx)
+		poll()
 	}
 }
 
@@ -113,21 +120,14 @@ func sampleWAL(ctx context.Context, db string, interval time.Duration) func() []
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		every(ctx, interval, func() {
 			var st syscall.Stat_t
 			if syscall.Stat(db+"-wal", &st) == nil {
 				mu.Lock()
 				wal = append(wal, WALSample{Mono: ledger.MonoNow(), Size: st.Size})
 				mu.Unlock()
 			}
-		}
+		})
 	}()
 	return func() []WALSample {
 		<-done
