@@ -35,13 +35,9 @@ func TestSampleWALOfAnotherProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sizes := sampleWAL(ctx, db, 5*time.Millisecond)
 	time.Sleep(30 * time.Millisecond) // no -wal yet: nothing to sample
-	if err := os.WriteFile(db+"-wal", make([]byte, 4096), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeWAL(t, db, 4096)
 	time.Sleep(30 * time.Millisecond)
-	if err := os.WriteFile(db+"-wal", make([]byte, 8192), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeWAL(t, db, 8192)
 	time.Sleep(200 * time.Millisecond)
 	cancel()
 	got := sizes() // returns once the sampler has stopped
@@ -55,5 +51,18 @@ func TestSampleWALOfAnotherProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(db); err == nil {
 		t.Error("the sampler created the board")
+	}
+}
+
+// writeWAL gives db a -wal of size bytes in one step (a rename: a file
+// written in place is empty for a moment, and the sampler may see that).
+func writeWAL(t *testing.T, db string, size int) {
+	t.Helper()
+	tmp := db + ".tmp"
+	if err := os.WriteFile(tmp, make([]byte, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, db+"-wal"); err != nil {
+		t.Fatal(err)
 	}
 }
