@@ -89,9 +89,12 @@ func TestHermesWorkers(t *testing.T) {
 				}
 				return false
 			}
-			// write-complete:3 — heartbeat (claim + worker event), 3 comments, completed.
-			if got := ops["t_aaaa0001"]; !toolFailed("t_aaaa0001") &&
-				(countOf(got, "comment") != 3 || countOf(got, kanban.EventCompleted) < 1 || countOf(got, "heartbeat") < 1 || !slices.Contains(exits["t_aaaa0001"], 0)) {
+			// write-complete:3 — each worker: heartbeat (claim + worker
+			// event), 3 comments, completed, exit 0. The task may run more
+			// than once: 0.15.0 on SQLite < 3.51 can lose its completion's
+			// commit (no-lost-writes) and start the card again.
+			if got, done := ops["t_aaaa0001"], countOf(exits["t_aaaa0001"], 0); !toolFailed("t_aaaa0001") &&
+				(done < 1 || countOf(got, "comment") != 3*done || countOf(got, kanban.EventCompleted) < done || countOf(got, "heartbeat") < done) {
 				t.Errorf("write-complete worker's commits %v, exits %v", got, exits["t_aaaa0001"])
 			}
 			// kill-in-txn: 2 comments acknowledged, the third never committed,
@@ -109,10 +112,10 @@ func TestHermesWorkers(t *testing.T) {
 	}
 }
 
-func countOf(ops []string, op string) int {
+func countOf[T comparable](xs []T, x T) int {
 	n := 0
-	for _, o := range ops {
-		if o == op {
+	for _, y := range xs {
+		if y == x {
 			n++
 		}
 	}
