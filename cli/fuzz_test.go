@@ -26,6 +26,12 @@ import (
 // quick makes a campaign's runs short: 800 ms dispatch + 300 ms quiet.
 var quick = []string{"--max-duration", "800ms", "--max-quiet", "300ms"}
 
+// shrinkCaps cap the phases of the shrinking test's draw at 3 s + 1 s: a
+// failing run stops once its violation is decided (~0.1 s on an idle
+// machine), and a loaded one gets the time to reach it — CI at load 8 left
+// an 800 ms draw of 8 dispatchers undecided (3 starts, no crash classified).
+var shrinkCaps = []string{"--max-duration", "3s", "--max-quiet", "1s"}
+
 func kc(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -149,7 +155,7 @@ func shrinkable(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := sc.Swarm().WithMaxPhases(800, 300)
+	w := sc.Swarm().WithMaxPhases(3000, 1000) // shrinkCaps
 	// Every card's worker crashes (exits 1–74 or 76+ at once, or after
 	// reading or heartbeating its task): the run's only targets are breaker
 	// decisions, reached in the first ticks, and hermes-0.15 re-promotes
@@ -190,7 +196,7 @@ func TestFuzzShrinksToARegressionThatPins(t *testing.T) {
 	seed := shrinkable(t)
 	dir := t.TempDir()
 	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--run-seed", strconv.FormatUint(seed, 10),
-		"--shrink-time", "60s", "--artifacts", dir}, quick...)
+		"--shrink-time", "60s", "--artifacts", dir}, shrinkCaps...)
 	code, stdout, stderr := kc(t, args...)
 	if code != exitFail {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
