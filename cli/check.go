@@ -152,6 +152,7 @@ func artifactTarget(arg, dir string) (checkTarget, error) {
 	in.ClockResolution = subject.For(s.Subject).ClockResolution()
 	var run struct {
 		Mono     int64   `json:"start_mono_ns"`
+		Stop     int64   `json:"stop_mono_ns"`
 		Wall     float64 `json:"start_wall"`
 		Ticks    int     `json:"ticks"`
 		Settings struct {
@@ -164,7 +165,7 @@ func artifactTarget(arg, dir string) (checkTarget, error) {
 	if data, err := os.ReadFile(filepath.Join(dir, "verdict.json")); err == nil && json.Unmarshal(data, &run) == nil {
 		in.Subject, in.Ticks, in.Cooldown = run.Verdict.Subject, run.Ticks, run.Settings.CooldownS
 		if run.Wall > 0 {
-			in.RunStartMono, in.RunStartWall = run.Mono, run.Wall
+			in.RunStartMono, in.RunStartWall, in.RunStopMono = run.Mono, run.Wall, run.Stop
 			in.QuietStartWall = run.Wall + float64(s.DurationMs)/1000
 		}
 	}

@@ -116,6 +116,7 @@ func (r *run) judge(ctx context.Context, ev evidence) (oracle.Verdict, error) {
 		Subject: r.sub.Observability(ev.hist), Cooldown: ev.settings.CooldownS, Ticks: ev.ph.Ticks,
 		ClockResolution: r.sub.ClockResolution(),
 		RunStartMono:    ev.ph.StartMono, RunStartWall: ev.ph.StartWall, QuietStartWall: ev.ph.QuietWall,
+		RunStopMono:  ev.ph.StopMono,
 		Observations: ev.ph.Observations, SwapMono: faults.SwapMono(ev.ph.Injections),
 		PowerCutMono: ev.board.CutMono, DurableCommits: faults.DurableCommits(r.knobs.Connect), Cleanup: ev.cleanup,
 		// Every connection of this process is closed by now: a copy is safe.

@@ -94,6 +94,9 @@ type Result struct {
 	// the trace's and the board's wall times (the HTML report's time axis).
 	StartMono int64   `json:"start_mono_ns,omitempty"`
 	StartWall float64 `json:"start_wall,omitempty"`
+	// StopMono is when an external subject was told to stop (what its
+	// last stretch without progress is judged up to; check re-reads it).
+	StopMono int64 `json:"stop_mono_ns,omitempty"`
 }
 
 // Run executes s and returns the oracle's verdict. The error is for the
@@ -235,7 +238,7 @@ func (r *run) here(ctx context.Context, res Result) (Result, error) {
 		return res, err
 	}
 	res.Ticks, res.TickErrors = ev.ticks, ev.tickErrors
-	res.StartMono, res.StartWall = ev.ph.StartMono, ev.ph.StartWall
+	res.StartMono, res.StartWall, res.StopMono = ev.ph.StartMono, ev.ph.StartWall, ev.ph.StopMono
 	res.Faults = ev.ph.Injections
 	res.Probes = &ev.probes
 	res.Decided = ev.decided

@@ -85,6 +85,11 @@ type Input struct {
 	// RunStartMono and RunStartWall anchor relative times in the evidence.
 	RunStartMono int64
 	RunStartWall float64
+	// RunStopMono, when > 0, is when the harness told the subject to stop:
+	// a dispatcher with no progress from its last tick or commit until then
+	// stalled as much as one between two ticks (0: not known, and that last
+	// stretch is not judged).
+	RunStopMono int64
 	// QuietStartWall is when the quiet phase began (0: unknown).
 	QuietStartWall float64
 	// Observations are what the harness saw outside the DB while the run

@@ -276,7 +276,8 @@ func TestDispatcherProgressFromTickEntries(t *testing.T) {
 		return out
 	}
 	// d1 ticks every 100 ms, then nothing from +1 s to +4.5 s; d2 stops at
-	// +1 s for good (the end of a run is not held against it).
+	// +1 s for good (without the moment the subject was stopped, its last
+	// stretch is not judged).
 	h := ledger.History{Entries: append(append(steady("d1", 1e8, 1e9, 1e8), steady("d1", 4.5e9, 5e9, 1e8)...), steady("d2", 1e8, 1e9, 1e8)...)}
 	v := check(t, Input{DBPath: path, Schedule: s, Ledger: h, RunStartMono: start})
 	wantStatus(t, v, Fail)
@@ -301,6 +302,22 @@ func TestDispatcherProgressFromTickEntries(t *testing.T) {
 	if x := one(t, check(t, Input{DBPath: path, Schedule: s, Ledger: others, RunStartMono: start}), DispatcherProgress, ""); x.Evidence["gap_ms"] != 3500.0 {
 		t.Errorf("others' commits: violation %+v, want d1's 3.5 s gap", x)
 	}
+	// d2 stopped ticking at +1 s: with the moment the harness stopped the
+	// subject known (+5 s), its 4 s without progress to the end is a stall
+	// too.
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: h, RunStartMono: start, RunStopMono: start + 5e9})
+	var stalled []string
+	for _, x := range v.Violations {
+		if x.Invariant == DispatcherProgress {
+			stalled = append(stalled, fmt.Sprint(x.Evidence["dispatcher"], " ", x.Evidence["gap_ms"]))
+		}
+	}
+	if want := []string{"d1 3500", "d2 4000"}; !slices.Equal(stalled, want) {
+		t.Errorf("stalls %q with the stop known, want %q", stalled, want)
+	}
+	// … and a dispatcher ticking to the end holds.
+	v = check(t, Input{DBPath: path, Schedule: s, Ledger: ledger.History{Entries: steady("d1", 1e8, 5e9, 1e8)}, RunStartMono: start, RunStopMono: start + 5.05e9})
+	wantStatus(t, v, Pass)
 	// From the run's start to the first tick counts too …
 	late := ledger.History{Entries: steady("d1", 3e9, 4e9, 1e8)}
 	one(t, check(t, Input{DBPath: path, Schedule: s, Ledger: late, RunStartMono: start}), DispatcherProgress, "")

@@ -27,12 +27,14 @@ func progressLimit(s schedule.Schedule) time.Duration {
 // the dispatchers it runs itself as observations (checkObservations); a
 // subject that writes tick entries is held to them here: no dispatcher goes
 // longer than progressLimit between its start and its first progress, or
-// between two (tick ends and its acknowledged commits). Its start is the run's, or, when it wrote a
-// settings entry, that entry: an interpreter loading a release (seconds of
-// Python imports on a busy machine) is not a dispatcher stuck on a lock. The
-// end of the run is not held against it (the run may have stopped it
-// mid-tick). Without observed ticks, or with none finished, it is not
-// checked.
+// between two (tick ends and its acknowledged commits). Its start is the
+// run's, or, when it wrote a settings entry, that entry: an interpreter
+// loading a release (seconds of Python imports on a busy machine) is not a
+// dispatcher stuck on a lock. Its last stretch counts up to the moment the harness told it to stop
+// (RunStopMono): a dispatcher stuck on a lock from mid-run to the end
+// stalled as surely as one stuck between two ticks (the reference
+// dispatcher's observer counts it the same way). Without observed ticks, or
+// with none finished, it is not checked.
 func checkProgress(v *Verdict, in Input, obs observed) {
 	switch {
 	case !obs.ticked:
@@ -69,6 +71,9 @@ func checkProgress(v *Verdict, in Input, obs observed) {
 			prev = at
 		}
 		var gap, from int64
+		if in.RunStopMono > 0 {
+			ts = append(ts, in.RunStopMono) // the last stretch, up to the stop
+		}
 		for _, at := range ts {
 			if prev > 0 && at-prev > gap {
 				gap, from = at-prev, prev

@@ -120,6 +120,12 @@ func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, 
 	deadline := time.AfterFunc(total, cancel)
 	defer deadline.Stop()
 	walSizes := sampleWAL(runCtx, sb.DB(), 20*time.Millisecond)
+	stopAt := context.AfterFunc(runCtx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ph.StopMono = ledger.MonoNow()
+	})
+	defer stopAt()
 	wait := r.beside(runCtx, cancel, Clock{Start: start, Mono: ph.StartMono}, func(in faults.Injection) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -118,13 +118,17 @@ func (r Run) beside(ctx context.Context, stop context.CancelFunc, start Clock, r
 type Phases struct {
 	StartMono            int64
 	StartWall, QuietWall float64
-	Elapsed              time.Duration
-	Ticks, TickErrors    int // of in-process dispatchers (an external subject's are in the ledger)
-	Unknowns             []string
-	Observations         []oracle.Observation
-	Injections           []faults.Injection
-	WAL                  []WALSample // -wal sizes over the run (stat only)
-	AliveAtStop          int         // sandbox processes alive when the run's time was up (-1: not known)
+	// StopMono is when the harness told an external subject to stop (the
+	// schedule's end, or the decision that ended the run early); 0 for the
+	// reference dispatcher, whose stalls the harness observes itself.
+	StopMono          int64
+	Elapsed           time.Duration
+	Ticks, TickErrors int // of in-process dispatchers (an external subject's are in the ledger)
+	Unknowns          []string
+	Observations      []oracle.Observation
+	Injections        []faults.Injection
+	WAL               []WALSample // -wal sizes over the run (stat only)
+	AliveAtStop       int         // sandbox processes alive when the run's time was up (-1: not known)
 }
 
 // WALSample is one stat of the -wal file during the run.
