@@ -181,9 +181,13 @@ func runPage(d runData) view {
 		notes = append(notes, "this run did not record its start time: the time axis starts at its first recorded event")
 	}
 	if s.Subject.External() {
-		notes = append(notes, fmt.Sprintf("%s stamps the board in whole seconds: each board event (crashed, gave_up, "+
-			"promoted, …) is drawn at the start of the second it happened in, up to 1 s early, and at 0 when that second "+
-			"began before the run; worker starts and SQLite errors are the ledger's exact times", s.Subject))
+		stamps := "stamps the board in whole seconds"
+		if s.Subject.Hermes == "" {
+			stamps = "is read as stamping the board in whole seconds, as Hermes does"
+		}
+		notes = append(notes, fmt.Sprintf("%s %s: each board event (crashed, gave_up, promoted, …) is drawn at the "+
+			"start of the second it happened in, up to 1 s early, and at 0 when that second began before the run; worker "+
+			"starts and SQLite errors are the ledger's exact times", s.Subject, stamps))
 	}
 	v.ClockNote = strings.Join(notes, "; ")
 	quietFrom, quietTo := float64(s.DurationMs), float64(s.DurationMs+s.QuietMs)
