@@ -120,12 +120,16 @@ func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, 
 	deadline := time.AfterFunc(total, cancel)
 	defer deadline.Stop()
 	walSizes := sampleWAL(runCtx, sb.DB(), 20*time.Millisecond)
-	stopAt := context.AfterFunc(runCtx, func() {
+	// The moment runCtx ends (the schedule's end, a decision, an
+	// interruption) is when the subject was told to stop; stopped closes
+	// once it is recorded, so ph is whole before it is returned.
+	stopped := make(chan struct{})
+	context.AfterFunc(runCtx, func() {
+		defer close(stopped)
 		mu.Lock()
 		defer mu.Unlock()
 		ph.StopMono = ledger.MonoNow()
 	})
-	defer stopAt()
 	wait := r.beside(runCtx, cancel, Clock{Start: start, Mono: ph.StartMono}, func(in faults.Injection) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -134,6 +138,7 @@ func dispatchExternal(ctx context.Context, r Run, newInstance func(name string, 
 	})
 	wg.Wait()
 	cancel()
+	<-stopped
 	wait()
 	ph.Elapsed = time.Since(start)
 	ph.WAL = walSizes()
