@@ -69,7 +69,8 @@ type Campaign struct {
 	// failure (shrunk-…/). Empty: a new temp dir, made only when needed.
 	ArtifactsDir string
 	// KeepFailing caps how many failing or undecided runs keep their
-	// sandboxes (0 = 20); each run is replayable from its seed anyway.
+	// sandboxes (0 = 20); each run is replayable from its seed anyway, but
+	// triage reads the kept ledgers and boards.
 	KeepFailing int
 	// Command names this program in replay commands ("kanbanchaos"), and
 	// ReplayFlags are the flags every run's replay command repeats (knobs,
@@ -161,6 +162,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 		stop     bool // no new runs: first failure, or the budget is spent
 		stopWhy  string
 		kept     int
+		notKept  int // failing or undecided runs past KeepFailing
 		artsErr  error
 		launched int
 	)
@@ -234,6 +236,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 				} else {
 					os.RemoveAll(rec.Artifacts)
 					rec.Artifacts = ""
+					notKept++
 				}
 			}
 			records[n] = &rec
@@ -260,6 +263,7 @@ func (c *Campaign) Run(ctx context.Context) (Summary, error) {
 		}
 	}
 	sum.finish(time.Since(start))
+	sum.Kept, sum.NotKept = kept, notKept
 
 	// Shrink the first failure (in plan order) with the time left.
 	if c.ShrinkTime > 0 && ctx.Err() == nil {

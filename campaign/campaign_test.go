@@ -278,3 +278,47 @@ func TestDoublecheckSampleIsExact(t *testing.T) {
 		t.Errorf("a shard samples %v, the whole campaign %v", shard, whole)
 	}
 }
+
+// TestKeepFailingCapsTheKeptRuns: past KeepFailing, a failing or undecided
+// run's sandbox is removed and counted as not kept, so the summary says how
+// many a larger --keep would have kept.
+func TestKeepFailingCapsTheKeptRuns(t *testing.T) {
+	tmp := t.TempDir()
+	var made []string
+	var mu sync.Mutex
+	withSandbox := func(ctx context.Context, s schedule.Schedule, o harness.Options) (harness.Result, error) {
+		res, err := fakeExec(ctx, s, o)
+		if res.Verdict.Status != oracle.Pass {
+			dir, _ := os.MkdirTemp(tmp, "sandbox-")
+			os.WriteFile(filepath.Join(dir, "ledger.jsonl"), []byte("{}\n"), 0o644)
+			res.Artifacts = dir
+			mu.Lock()
+			made = append(made, dir)
+			mu.Unlock()
+		}
+		return res, err
+	}
+	arts := filepath.Join(tmp, "arts")
+	c := Campaign{Swarms: swarms(t, "issue-30896"), Seed: 3, Runs: 40, KeepGoing: true, Concurrency: 3,
+		Runner: withSandbox, ArtifactsDir: arts, KeepFailing: 4}
+	sum, err := c.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notPass := sum.Failed + sum.Unknown
+	if notPass <= 4 {
+		t.Fatalf("the fake runner made only %d failing or undecided runs; the cap of 4 is not tested", notPass)
+	}
+	if sum.Kept != 4 || sum.NotKept != notPass-4 {
+		t.Errorf("kept %d, not kept %d; want 4 and %d", sum.Kept, sum.NotKept, notPass-4)
+	}
+	kept, _ := os.ReadDir(filepath.Join(arts, "runs"))
+	if len(kept) != 4 {
+		t.Errorf("%d run directories under runs/, want 4", len(kept))
+	}
+	for _, dir := range made {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("sandbox %s left behind: a run is moved under runs/ or removed", dir)
+		}
+	}
+}

@@ -60,6 +60,10 @@ type Summary struct {
 	Verdict       oracle.Status `json:"verdict"`           // pass, fail, unknown or error
 	Shrunk        *ShrinkResult `json:"shrunk,omitempty"`
 	Artifacts     string        `json:"artifacts,omitempty"`
+	// Kept failing or undecided runs have their sandboxes under
+	// Artifacts/runs; NotKept more did not (past the campaign's KeepFailing).
+	Kept    int `json:"kept"`
+	NotKept int `json:"not_kept"`
 	// Merged lists the shards a merged summary was made of.
 	Merged []string `json:"merged,omitempty"`
 }
@@ -218,6 +222,8 @@ func Merge(parts []Summary) (Summary, error) {
 		m.Failed += p.Failed
 		m.Unknown += p.Unknown
 		m.Errors += p.Errors
+		m.Kept += p.Kept
+		m.NotKept += p.NotKept
 		for k, v := range p.FailuresByInvariant {
 			m.FailuresByInvariant[k] += v
 		}

@@ -116,7 +116,7 @@ func TestReplayRefusesUnknownVariantOrKnob(t *testing.T) {
 // the verdict's, or undecided for a pass — never an internal error.
 func TestFinishedCampaignPrintsItsVerdict(t *testing.T) {
 	t.Parallel()
-	f := fuzzFlags{scenario: "issue-30417", variant: "fixed", runs: 1, seed: 3, votes: 1, concurrency: 1, shard: "0/1",
+	f := fuzzFlags{scenario: "issue-30417", variant: "fixed", runs: 1, seed: 3, votes: 1, concurrency: 1, keep: 20, shard: "0/1",
 		junit: filepath.Join(t.TempDir(), "gone", "fuzz.xml")}
 	var stderr bytes.Buffer
 	c, code := f.campaign(context.Background(), map[string]bool{"seed": true}, func(format string, a ...any) int { t.Fatalf(format, a...); return 0 })

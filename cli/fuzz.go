@@ -51,7 +51,7 @@ Flags:
 type fuzzFlags struct {
 	scenario, variant, shard, junit, artifacts string
 	knobs                                      knobFlags
-	runs, votes, concurrency                   int
+	runs, votes, concurrency, keep             int
 	seed, runSeed                              uint64
 	budget, shrinkTime, maxDuration, maxQuiet  time.Duration
 	doublecheck                                float64
@@ -89,6 +89,8 @@ func cmdFuzz(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"where go test ./cli -run TestScripts picks it up) as fuzz-<scenario>-<seed>.txtar")
 	fs.StringVar(&f.artifacts, "artifacts", "", "directory for failing runs (runs/) and the shrunk failure (shrunk-…/)\n"+
 		"(default: a new <time>-fuzz-<scenario>-<seed> in the artifact store "+defaultStore()+", made only when a run is kept)")
+	fs.IntVar(&f.keep, "keep", 20, "failing or undecided runs whose sandboxes (board, ledger, repro.sh) are kept under the artifacts\n"+
+		"directory; the rest are removed and replay from their seeds")
 	fs.DurationVar(&f.maxDuration, "max-duration", 0, "cap every run's dispatch phase, e.g. 1s, for quick campaigns (default: the swarm's range)")
 	fs.DurationVar(&f.maxQuiet, "max-quiet", 0, "cap every run's quiet phase (default: the swarm's range)")
 	fs.BoolVar(&f.verbose, "v", false, "print every run and every shrink candidate, not only failures")
@@ -133,6 +135,8 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 		return nil, bad("--save-regression %s: not a directory (e.g. testdata/script in a checkout)", f.saveRegression)
 	case f.runs < 1:
 		return nil, bad("--runs %d: want at least 1", f.runs)
+	case f.keep < 1:
+		return nil, bad("--keep %d: want at least 1", f.keep)
 	case f.votes < 1:
 		return nil, bad("--votes %d: want at least 1", f.votes)
 	case f.concurrency < 1:
@@ -237,7 +241,7 @@ func (f *fuzzFlags) campaign(ctx context.Context, given map[string]bool, bad fun
 	}
 	c := &campaign.Campaign{Variant: f.variant, Seed: f.seed, Runs: f.runs, Shard: shard, Concurrency: f.concurrency,
 		Budget: f.budget, KeepGoing: f.keepGoing, Doublecheck: f.doublecheck, ShrinkTime: f.shrinkTime, Votes: f.votes,
-		ArtifactsDir: f.artifacts, Command: progName()}
+		ArtifactsDir: f.artifacts, KeepFailing: f.keep, Command: progName()}
 	if len(f.knobs) > 0 {
 		c.Knobs = map[string]string(f.knobs)
 	}

@@ -87,6 +87,10 @@ func printSummary(w io.Writer, s campaign.Summary) {
 	if s.Artifacts != "" {
 		fmt.Fprintf(w, "artifacts: %s\n", s.Artifacts)
 	}
+	if s.NotKept > 0 {
+		fmt.Fprintf(w, "kept: %d failing or undecided runs; %d more were not kept (--keep %d keeps them all; each replays from its seed)\n",
+			s.Kept, s.NotKept, s.Kept+s.NotKept)
+	}
 	switch s.Verdict {
 	case oracle.Pass:
 		fmt.Fprintf(w, "verdict: PASS — no violation in %d runs (seed %d)\n", s.Done, s.Seed)

@@ -292,6 +292,7 @@ func TestFuzzUsageErrors(t *testing.T) {
 		{[]string{"fuzz", "--knob", "nope=1"}, `unknown knob "nope"`},
 		{[]string{"fuzz", "issue-30896"}, "takes no arguments"},
 		{[]string{"fuzz", "--votes", "0"}, "--votes 0"},
+		{[]string{"fuzz", "--keep", "0"}, "--keep 0: want at least 1"},
 	} {
 		code, _, stderr := kc(t, c.args...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
