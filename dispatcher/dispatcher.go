@@ -151,14 +151,19 @@ func (d *Dispatcher) connectOptions() kanban.Options {
 	return o
 }
 
-// logError puts a SQLite error into the ledger with its extended code: the
-// oracle looks there for CORRUPT, NOTADB, IOERR and PROTOCOL.
+// logError puts a SQLite error into the ledger with its extended code (the
+// oracle looks there for CORRUPT, NOTADB, IOERR and PROTOCOL), and the
+// code's own corruption verdicts as alarms (no-false-alarm).
 func (d *Dispatcher) logError(err error) {
-	code, ok := kanban.Code(err)
-	if !ok || d.cfg.Ledger == "" {
+	if d.cfg.Ledger == "" {
 		return
 	}
-	ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.SQLiteError, PID: os.Getpid(), Who: d.cfg.Name, Code: code, Message: err.Error()})
+	if code, ok := kanban.Code(err); ok {
+		ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.SQLiteError, PID: os.Getpid(), Who: d.cfg.Name, Code: code, Message: err.Error()})
+	}
+	if kanban.IsAlarm(err) {
+		ledger.Append(d.cfg.Ledger, ledger.Entry{Kind: ledger.Alarm, PID: os.Getpid(), Who: d.cfg.Name, Op: "dispatch_once", Message: err.Error()})
+	}
 }
 
 // Watch is the dispatcher's long-lived connection (for reads in tests and

@@ -247,14 +247,19 @@ func (w worker) play(ctx context.Context, b schedule.Behaviour) int {
 	return 0
 }
 
-// fail reports a board error on stderr and, for SQLite errors, in the ledger
-// (the oracle looks for corruption codes there), then exits 1 like a worker
-// whose tool call raised.
+// fail reports a board error on stderr and, for SQLite errors and the
+// code's own corruption verdicts, in the ledger (the oracle looks for
+// corruption codes and false alarms there), then exits 1 like a worker whose
+// tool call raised.
 func (w worker) fail(what string, err error) int {
 	fmt.Fprintf(w.stderr, "kanbanchaos worker: %s: %v\n", what, err)
 	if code, ok := kanban.Code(err); ok {
 		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.SQLiteError, PID: os.Getpid(), Task: w.inv.task, Run: w.inv.run,
 			Code: code, Message: what + ": " + err.Error()})
+	}
+	if kanban.IsAlarm(err) {
+		ledger.Append(w.ledger, ledger.Entry{Kind: ledger.Alarm, PID: os.Getpid(), Who: "worker", Task: w.inv.task, Run: w.inv.run,
+			Op: what, Message: err.Error()})
 	}
 	return 1
 }

@@ -259,6 +259,7 @@ def main():
                     op = "skipped_locked"
             except Exception as exc:  # the gateway logs a failed tick and goes on
                 err = "%s: %s" % (type(exc).__name__, exc)
+                rec.alarm("dispatch_once", err)
                 traceback.print_exc()
             finally:
                 if conn is not None:

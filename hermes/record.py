@@ -40,6 +40,19 @@ def entry(kind, **fields):
     return e
 
 
+# What a release says when its own check — not SQLite — finds the board
+# corrupt: the post-commit file-length check (0.15+) and the integrity guard
+# at connect. SQLite's own corruption errors are sqlite_error lines.
+ALARMS = ("torn-extend detected", "Refusing to open corrupt kanban DB")
+
+
+def alarm(op, text):
+    """Appends a corruption_alarm line when text is one of ALARMS: the call op
+    was told the board is corrupt (false if the board is intact)."""
+    if any(a in text for a in ALARMS):
+        append(entry("corruption_alarm", op=op, task=_STATE["task"], msg=text[:500]))
+
+
 def arm_kill_before_commit():
     """The next COMMIT this process issues is never sent: the process
     SIGKILLs itself inside the open write transaction (kill-in-txn)."""
@@ -179,6 +192,11 @@ def commit_entries(op, began, rows):
 def set_op(op):
     """Names the commits that follow (None: the Hermes function that wrote)."""
     _STATE["op"] = op
+
+
+def recording():
+    """Whether install() opened a ledger (a worker without one records nothing)."""
+    return _STATE["fd"] is not None
 
 
 def install(ledger, who, task=""):

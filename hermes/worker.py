@@ -96,7 +96,10 @@ def call(op, handler, args):
     # A tool error is {"error": …}; success is anything else (kanban_show
     # returns the task itself, the others {"ok": true, …}).
     if not isinstance(res, dict) or "error" in res or res.get("ok") is False:
-        raise ToolFailed("%s: %s" % (op, res.get("error", res) if isinstance(res, dict) else res))
+        said = str(res.get("error", res) if isinstance(res, dict) else res)
+        if rec.recording():
+            rec.alarm(op, said)
+        raise ToolFailed("%s: %s" % (op, said))
     return res
 
 

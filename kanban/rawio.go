@@ -3,6 +3,7 @@ package kanban
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,6 +109,17 @@ func rawHeaderRead(path string) error {
 	return nil
 }
 
+// ErrTornExtend is matched (errors.Is) by the post-commit probe's verdict
+// that the file is shorter than its header says. It is raised after the
+// COMMIT returned: the write it reports on is durable.
+var ErrTornExtend = errors.New("torn extend")
+
+// IsAlarm reports whether err is this code's own verdict that the board is
+// corrupt — the post-commit probe's torn extend, the corrupt-board guard —
+// rather than an error from SQLite. On an intact board the verdict is
+// false (a ledger Alarm; the oracle's no-false-alarm).
+func IsAlarm(err error) bool { return errors.Is(err, ErrTornExtend) || errors.Is(err, ErrCorrupt) }
+
 // postCommitProbe is Hermes' _check_file_length_invariant (M1b): after a
 // COMMIT, read the header's page count (bytes 28–31) and page size and
 // compare with the file size. raw reads them with a plain open/close, which
@@ -134,7 +146,7 @@ func postCommitProbe(path string, raw bool) error {
 	}
 	pages := int64(binary.BigEndian.Uint32(head[28:32]))
 	if pages*pageSize > st.Size() {
-		return fmt.Errorf("kanban: %s: torn extend: header says %d pages of %d bytes, file has %d bytes", path, pages, pageSize, st.Size())
+		return fmt.Errorf("kanban: %s: %w: header says %d pages of %d bytes, file has %d bytes", path, ErrTornExtend, pages, pageSize, st.Size())
 	}
 	return nil
 }

@@ -57,6 +57,12 @@ const (
 	// JSON object of the settings it actually runs with (tick interval,
 	// failure limit, cooldown …), for people reading the ledger.
 	Settings Kind = "settings"
+	// Alarm is written by a process whose own corruption check — not
+	// SQLite — told it the board is damaged (Hermes' post-commit
+	// file-length check, "torn-extend detected"; its integrity guard): Op
+	// is the call the alarm aborted, Message its text. On an intact board
+	// the alarm is false, and the call was told a durable write failed.
+	Alarm Kind = "corruption_alarm"
 )
 
 // SkippedLocked is a Tick entry's Op when the tick did nothing because
@@ -208,6 +214,9 @@ func (h History) Starts() map[string][]Entry {
 
 // Exits returns the worker-exit entries, in ledger order.
 func (h History) Exits() []Entry { return h.kind(Exit) }
+
+// Alarms returns the corruption-alarm entries, in ledger order.
+func (h History) Alarms() []Entry { return h.kind(Alarm) }
 
 // Ticks returns the dispatchers' tick entries per dispatcher (Who), in
 // ledger order.

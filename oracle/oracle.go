@@ -132,7 +132,7 @@ func (in Input) survivesCut(mono int64) bool {
 // a verdict lists them; each ends up held, violated or not checked.
 func RunInvariants() []string {
 	return []string{Spawns, SQLiteErrors, Sidecars, DispatcherProgress, Integrity, NoSilentRecreation,
-		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick, AssigneeSurfaced, NoSurvivors}
+		BreakerHolds, RunBookkeeping, NoLostRuns, NoLostWrites, RateLimit, ProtocolBudget, BoardRouting, OneWriterPerTick, AssigneeSurfaced, NoFalseAlarm, NoSurvivors}
 }
 
 // rank orders invariants as verdicts list them: a run's, then the audit's
@@ -260,6 +260,7 @@ func Check(ctx context.Context, in Input) (v Verdict, err error) {
 		v.Unknowns = append(v.Unknowns, "could not check the regression invariants: "+err.Error())
 		why = "the board's runs could not be read"
 	}
+	checkFalseAlarms(&v, in, obs)
 	checkTargets(&v, in, &snap, obs)
 	return v, nil
 }

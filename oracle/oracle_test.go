@@ -238,7 +238,7 @@ func TestHealthyBoardPasses(t *testing.T) {
 		t.Errorf("Held = %q, want all of Checked %q on a pass", held, v.Checked)
 	}
 	// What does not apply to this schedule is listed, with why.
-	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoSurvivors)
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoFalseAlarm, NoSurvivors)
 	if v.Subject != reference {
 		t.Errorf("Subject = %+v, want the input's", v.Subject)
 	}
@@ -254,7 +254,7 @@ func TestHealthyBoardPasses(t *testing.T) {
 	v = check(t, Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000, Subject: Observability{Name: "exec:sleep 1000"},
 		Ledger: ledger.History{Entries: []ledger.Entry{start(done, r1, 4001, 1e9+1e6), start(crashed, r2, 4002, 1e9+2e6)}}})
 	wantStatus(t, v, Pass)
-	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoSurvivors,
+	wantStates(t, v, RateLimit, ProtocolBudget, BoardRouting, NoSilentRecreation, OneWriterPerTick, AssigneeSurfaced, NoFalseAlarm, NoSurvivors,
 		NoLostWrites, SQLiteErrors, Sidecars, DispatcherProgress)
 	for _, x := range v.NotChecked {
 		if x.Invariant == NoLostWrites && x.Why != "the subject (exec:sleep 1000) records none of its own commits: only the workers' 0 acknowledged commits were checked" {
@@ -980,4 +980,68 @@ func TestBreakerEvidenceIsTheFirstGaveUp(t *testing.T) {
 	if x.Evidence["gave_up_event"] != first || !strings.Contains(x.Message, "failures=2") {
 		t.Errorf("evidence %v message %q, want the first gave_up (event %d, failures=2)", x.Evidence, x.Message, first)
 	}
+}
+
+// TestFalseAlarm: a schedule that expects no-false-alarm fails on a
+// corruption alarm when the board is intact, holds without one, and cannot
+// tell an alarm false on a damaged board or from a subject that records no
+// errors of its own.
+func TestFalseAlarm(t *testing.T) {
+	ctx := context.Background()
+	b, path := openBoard(t, kanban.DefaultOptions())
+	const task = "t_000000a1"
+	create(t, b, task, "coder")
+	r1 := claim(t, b, task, "lock-1")
+	if err := b.SetWorkerPID(ctx, task, r1, 4001); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Complete(ctx, task, r1, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	closeBoard(t, b)
+	s := schedule.Schedule{Dispatchers: 1, Expect: []string{NoFalseAlarm},
+		Profiles: []schedule.Profile{{Name: "coder", Worker: mustBehaviour(t, "complete")}},
+		Tasks:    []schedule.Task{{ID: task, Assignee: "coder"}}}
+	base := []ledger.Entry{{Kind: ledger.Commit, Who: "d1", Op: "claim", Task: task, Run: r1, Mono: 1e9 + 5e5}, start(task, r1, 4001, 1e9+1e6)}
+	alarm := ledger.Entry{Kind: ledger.Alarm, Who: "worker", PID: 4001, Task: task, Op: "comment", Mono: 1e9 + 2e6,
+		Message: "comment: kanban_comment: torn-extend detected: page count mismatch"}
+	in := func(extra ...ledger.Entry) Input {
+		return Input{DBPath: path, Schedule: s, RunStartMono: 1e9, RunStartWall: 1000, Subject: reference, Ticks: 5,
+			Ledger: ledger.History{Entries: slices.Concat(base, extra)}}
+	}
+
+	v := check(t, in())
+	if !slices.Contains(v.Held(), NoFalseAlarm) {
+		t.Errorf("no alarm: held %q, want no-false-alarm among them", v.Held())
+	}
+	v = check(t, in(alarm))
+	wantStatus(t, v, Fail)
+	if !slices.Equal(v.Failed(), []string{NoFalseAlarm}) || !strings.Contains(v.Violations[0].Message, "1 by worker") ||
+		!strings.Contains(v.Violations[0].Message, "torn-extend detected") || v.Violations[0].AtMs != 2 {
+		t.Errorf("an alarm on an intact board: %+v", v.Violations)
+	}
+	// A commit the board does not hold: damage, so the alarm may be true.
+	lost := ledger.Entry{Kind: ledger.Commit, Who: "worker", PID: 4001, Op: "comment", Task: task, Comments: []int64{99}, Mono: 1e9 + 3e6}
+	v = check(t, in(alarm, lost))
+	if slices.Contains(v.Failed(), NoFalseAlarm) || !strings.Contains(whyNotChecked(v, NoFalseAlarm), "damaged (no-lost-writes)") {
+		t.Errorf("an alarm beside a lost write: failed %q, why %q", v.Failed(), whyNotChecked(v, NoFalseAlarm))
+	}
+	silent := in(alarm)
+	silent.Subject = Observability{Name: "exec:x", Ticks: true, Commits: true}
+	if why := whyNotChecked(check(t, silent), NoFalseAlarm); !strings.Contains(why, "records none of its own errors") {
+		t.Errorf("a subject that records no errors: why %q", why)
+	}
+	s.Expect = nil
+	if why := whyNotChecked(check(t, in(alarm)), NoFalseAlarm); !strings.Contains(why, "opt-in") {
+		t.Errorf("not expected: why %q", why)
+	}
+}
+
+func whyNotChecked(v Verdict, inv string) string {
+	for _, x := range v.NotChecked {
+		if x.Invariant == inv {
+			return x.Why
+		}
+	}
+	return ""
 }

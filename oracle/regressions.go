@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/kanbanchaos/kanbanchaos/ledger"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
@@ -29,10 +30,21 @@ const (
 	// blocked, or an event on it says why it is not spawned (spec §8's
 	// last row: Hermes skips it on every tick and tells nobody).
 	AssigneeSurfaced = "assignee-surfaced"
+	// NoFalseAlarm: no process is told an intact board is corrupt. A
+	// release's own checks (the post-commit file-length check's
+	// "torn-extend detected", the corrupt-board guard) raise after or
+	// instead of a write; when the board is intact at the end —
+	// integrity_check ok, every acknowledged commit present, no SQLite
+	// corruption error — the alarm was false, and the call it aborted was
+	// told a durable write failed (a crash booked but never counted, a
+	// comment the agent believes lost). Opt-in (Schedule.Expect): the
+	// scenario that aims at it expects it; elsewhere an alarm's
+	// consequences are judged by the other invariants.
+	NoFalseAlarm = "no-false-alarm"
 )
 
 // optIn lists the invariants a schedule may ask for in Expect.
-var optIn = []string{OneWriterPerTick}
+var optIn = []string{OneWriterPerTick, NoFalseAlarm}
 
 // checkRegressions runs the regression invariants that need the board.
 func checkRegressions(ctx context.Context, v *Verdict, in Input, db *sql.DB, s snapshot) error {
@@ -83,21 +95,70 @@ func checkAssignees(v *Verdict, in Input, s snapshot) {
 
 // checkExpected decides the opt-in invariants: checked when the schedule
 // expects them (Schedule.Expect), else not checked.
+// NoFalseAlarm, once expected, is decided after the board's audit
+// (checkFalseAlarms).
 func checkExpected(v *Verdict, in Input, obs observed) {
-	expected := false
 	for _, name := range in.Schedule.Expect {
-		switch name {
-		case OneWriterPerTick:
-			expected = true
-		default:
+		if !slices.Contains(optIn, name) {
 			v.Unknowns = append(v.Unknowns, fmt.Sprintf("the schedule expects invariant %q, which is not one of %v", name, optIn))
 		}
 	}
-	if !expected {
+	if slices.Contains(in.Schedule.Expect, OneWriterPerTick) {
+		checkOneWriter(v, in, obs)
+	} else {
 		v.skip(OneWriterPerTick, "opt-in, and this schedule does not expect it (several lockless gateways are Hermes' default)")
+	}
+	if !slices.Contains(in.Schedule.Expect, NoFalseAlarm) {
+		v.skip(NoFalseAlarm, "opt-in, and this schedule does not expect it (torn-extend-checkpoint does)")
+	}
+}
+
+// checkFalseAlarms decides NoFalseAlarm for a schedule that expects it, once
+// the board passed integrity_check and its acknowledged writes were looked
+// for: an alarm on a board that is intact is false; on a damaged board it
+// cannot be told false (the damage invariants already fail the run).
+func checkFalseAlarms(v *Verdict, in Input, obs observed) {
+	if !slices.Contains(in.Schedule.Expect, NoFalseAlarm) {
 		return
 	}
-	checkOneWriter(v, in, obs)
+	if !obs.errors {
+		v.skip(NoFalseAlarm, fmt.Sprintf("%s records none of its own errors: an alarm it raised would not be seen", obs.name))
+		return
+	}
+	damaged := slices.DeleteFunc(slices.Clone(v.Failed()), func(inv string) bool {
+		return !slices.Contains(append(Damage(), NoLostRuns), inv)
+	})
+	if len(damaged) > 0 {
+		v.skip(NoFalseAlarm, fmt.Sprintf("the board was damaged (%s): an alarm cannot be told false", strings.Join(damaged, ", ")))
+		return
+	}
+	v.check(NoFalseAlarm)
+	alarms := in.Ledger.Alarms()
+	if len(alarms) == 0 {
+		return
+	}
+	byWho := map[string]int{}
+	for _, a := range alarms {
+		byWho[whoOf(a)]++
+	}
+	var counts []string
+	for _, who := range slices.Sorted(maps.Keys(byWho)) {
+		counts = append(counts, fmt.Sprintf("%d by %s", byWho[who], who))
+	}
+	first := alarms[0]
+	v.Violations = append(v.Violations, Violation{Invariant: NoFalseAlarm, Task: first.Task, AtMs: round(in.monoMs(first.Mono)),
+		Message: fmt.Sprintf("%d corruption alarm(s) (%s) on a board that is intact — integrity_check ok, every acknowledged "+
+			"commit present, no SQLite corruption error; the first, by %s pid %d in %s: %s",
+			len(alarms), strings.Join(counts, ", "), whoOf(first), first.PID, first.Op, first.Message),
+		Evidence: map[string]any{"alarms": len(alarms), "by": byWho, "op": first.Op, "pid": first.PID}})
+}
+
+// whoOf names an entry's writer: a dispatcher ("d1") or "worker".
+func whoOf(e ledger.Entry) string {
+	if e.Who == "" {
+		return "worker"
+	}
+	return e.Who
 }
 
 // ownBoard is the slug of the board a run dispatches: the harness runs the
