@@ -69,7 +69,8 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		// [hermes:0.19.0] holds when that release is installed (`kanbanchaos
-		// hermes install 0.19.0`): a real-release regression skips without it.
+		// hermes install 0.19.0`), [libsqlite:3.53.4] when that libsqlite3 is
+		// built: a real-release regression skips without them.
 		Condition: installedRelease,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode": cmdExitCode,
@@ -79,11 +80,17 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// installedRelease decides testscript conditions of the form hermes:VERSION.
+// installedRelease decides testscript conditions of the form hermes:VERSION
+// (a release installed by `kanbanchaos hermes install`) and
+// libsqlite:VERSION (a libsqlite3 built by `kanbanchaos hermes install-sqlite`).
 func installedRelease(cond string) (bool, error) {
+	if version, ok := strings.CutPrefix(cond, "libsqlite:"); ok {
+		_, err := hermes.LocateSQLite(version)
+		return err == nil, nil
+	}
 	version, ok := strings.CutPrefix(cond, "hermes:")
 	if !ok {
-		return false, fmt.Errorf("unknown condition %q (want hermes:VERSION)", cond)
+		return false, fmt.Errorf("unknown condition %q (want hermes:VERSION or libsqlite:VERSION)", cond)
 	}
 	_, err := hermes.Locate(version)
 	return err == nil, nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -85,6 +86,39 @@ func huntScenarios() []Scenario {
 				for i := 0; i < 2; i++ {
 					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("a run that never ends %d", i+1),
 						Assignee: "slowpoke", MaxRuntimeS: 1000})
+				}
+			},
+		},
+		{
+			Name: "torn-extend-checkpoint",
+			Issue: "Hermes 0.19: the post-commit file-length check (_check_file_length_invariant) reads the file's size, then " +
+				"its header, with no lock: a checkpoint that grows the file in between is a 'torn-extend' on a healthy board, " +
+				"raised after a durable COMMIT (issue #60510, open PRs #57592, #62122; WAL exemption on main)",
+			Summary: "One gateway, sixteen cards whose workers each write forty progress comments (the board grows; every " +
+				"connection of 0.19.0 checkpoints at 100 WAL pages), then exit 1; max_retries 3. A checkpoint writes page 1, " +
+				"with the new page count, before the pages that extend the file: a write_txn that commits meanwhile reads " +
+				"'header claims N pages, file has N-1' and raises DatabaseError after its COMMIT. When that write is " +
+				"detect_crashed_workers', the crash is booked (the task is ready again) but _record_task_failure never runs: " +
+				"the failure is not counted and the card gets a start beyond its budget; in claim_task or _set_worker_pid it " +
+				"leaves a claim with no worker. Run it with --python-sqlite 3.53.4 (SQLite ≥ 3.51): on the Python side's 3.40.1 " +
+				"the post-commit lock drop damages the board first (post-commit-lock-drop). Must hold: no process is told " +
+				"the intact board is corrupt (no-false-alarm), starts ≤ max_retries (spawns), the breaker holds, " +
+				"integrity_check ok, every acknowledged commit kept.",
+			Variant: "hermes-0.19",
+			build: func(rng *rand.Rand, s *schedule.Schedule) {
+				s.Dispatchers = 1
+				s.Expect = []string{oracle.NoFalseAlarm}
+				s.TimeScale = 0.01 // a 9 s claim TTL: no stale-claim reclaim (#35202) within the run
+				s.TickMs = 20
+				// 48 runs of ~1–2 s each on a real release, 8 at a time (its
+				// max_in_progress on this much memory); a card whose crash went
+				// uncounted needs a 4th start, with seconds to spare.
+				s.DurationMs, s.QuietMs = 14000, 1000
+				s.Profiles = []schedule.Profile{{Name: "churn", Worker: schedule.Behaviour{Mode: schedule.ModeWriteExit, Exit: 1,
+					Writes: 40, DelayMs: rng.IntN(5)}}}
+				for i := 0; i < 16; i++ {
+					s.Tasks = append(s.Tasks, schedule.Task{ID: taskID(rng), Title: fmt.Sprintf("a card that writes and fails %d", i+1),
+						Assignee: "churn", MaxRetries: 3})
 				}
 			},
 		},

@@ -90,6 +90,11 @@ func Entries() []Entry {
 		{"shared-board-writes", "#33334, #71724 (docs/findings/post-commit-lock-drop.md)", "several gateways on one board " +
 			"lose no acknowledged commit and leave integrity_check ok, with no SQLITE_CORRUPT/IOERR",
 			"shared-board-gateways", []string{oracle.NoLostWrites, oracle.Integrity, oracle.SQLiteErrors}, false, ""},
+		{"false-alarm", "#60510, PRs #57592, #62122 (docs/findings/torn-extend-false-alarm.md)", "a board that grows and " +
+			"checkpoints under a gateway and its workers stays intact, and no process is told it is corrupt: a check after " +
+			"COMMIT never reports a checkpoint in progress as a torn extend, so no caller is told a durable write failed " +
+			"(a crash booked but never counted)",
+			"torn-extend-checkpoint", []string{oracle.NoFalseAlarm, oracle.Integrity, oracle.NoLostWrites}, false, "hermes-0.19"},
 	}
 }
 
