@@ -173,14 +173,43 @@ func readSnapshot(ctx context.Context, db *sql.DB) (snapshot, error) {
 func checkBreaker(v *Verdict, in Input, s snapshot) {
 	tripped := false
 	var found []Violation
+	lastTrip := -1.0 // ms after the start of the latest first trip of a task; -1: no trip
 	for _, task := range slices.Sorted(maps.Keys(s.events)) {
 		es := s.events[task]
 		tripped = tripped || hasGaveUp(es)
 		if x := breakerReopened(in, task, es); x != nil {
 			found = append(found, *x)
 		}
+		if i := slices.IndexFunc(es, func(e eventRow) bool { return e.kind == kanban.EventGaveUp }); i >= 0 && in.RunStartWall > 0 {
+			if ms := in.relMs(es[i].at); lastTrip < 0 || ms < lastTrip {
+				lastTrip = ms // the earliest first trip: the one tested longest
+			}
+		}
+	}
+	if tripped && len(found) == 0 && lastTrip >= 0 {
+		if why := tripTooLate(in, lastTrip); why != "" {
+			v.skip(BreakerHolds, why)
+			return
+		}
 	}
 	decideBreaker(v, tripped, found)
+}
+
+// tripTooLate says why a run whose earliest breaker trip came at tripMs
+// did not test whether the breaker holds: no dispatcher had two ticks
+// after it before the run stopped (a tick cut short between gave_up and
+// recompute_ready never promotes). "" when it had.
+func tripTooLate(in Input, tripMs float64) string {
+	endMs := float64(in.Schedule.DurationMs + in.Schedule.QuietMs)
+	if in.RunStopMono > 0 {
+		endMs = in.monoMs(in.RunStopMono)
+	}
+	room := 2 * float64(tickOf(in.Schedule).Milliseconds())
+	if endMs <= 0 || tripMs+room <= endMs { // no phases: the run's end is not known
+		return ""
+	}
+	return fmt.Sprintf("the first breaker trip came at +%.0fms, less than two ticks (%.0fms) before the run stopped at +%.0fms: "+
+		"no tick after it tested whether it holds", tripMs, room, endMs)
 }
 
 // decideBreaker records breaker-holds: checked when some task's breaker

@@ -652,6 +652,38 @@ func TestBreakerHeldByFixedRecomputePasses(t *testing.T) {
 	wantStatus(t, check(t, Input{DBPath: path}), Pass)
 }
 
+// TestBreakerTrippedAtTheEndIsNotChecked: a trip that came less than two
+// ticks before the run stopped was never tested (a tick cut between
+// gave_up and recompute_ready promotes nothing): breaker-holds is not
+// checked, never held; with the ticks after it, it holds.
+func TestBreakerTrippedAtTheEndIsNotChecked(t *testing.T) {
+	const id = "t_0000beef"
+	b, path := trippedBoard(t, id)
+	gaveUp := eventTime(t, b, id, kanban.EventGaveUp)
+	closeBoard(t, b)
+	s := schedule.Schedule{TickMs: 20, DurationMs: 800, QuietMs: 300,
+		Profiles: []schedule.Profile{{Name: "ghost", Worker: mustBehaviour(t, "exit-now:1")}}, Tasks: []schedule.Task{{ID: id, Assignee: "ghost"}}}
+	starts := ledger.History{Entries: []ledger.Entry{start(id, 1, 4001, 1e9+1e6), start(id, 2, 4002, 1e9+2e6)}}
+	late := check(t, Input{DBPath: path, Schedule: s, Ledger: starts, RunStartWall: gaveUp - 1.090}) // the trip at +1090 ms of 1100
+	if slices.Contains(late.Checked, BreakerHolds) || !strings.Contains(whyNotChecked(late, BreakerHolds), "no tick after it tested") {
+		t.Errorf("a trip 10 ms before the end: checked %q, why %q", late.Checked, whyNotChecked(late, BreakerHolds))
+	}
+	// Its danger untested, the run is undecided (this synthetic board's
+	// runs are missing, which fails it besides), never a pass.
+	if late.Status == Pass || !slices.ContainsFunc(late.Unknowns, func(u string) bool { return strings.Contains(u, "no breaker decision was tested") }) {
+		t.Errorf("a trip 10 ms before the end: status %s, unknowns %q", late.Status, late.Unknowns)
+	}
+	early := check(t, Input{DBPath: path, Schedule: s, Ledger: starts, RunStartWall: gaveUp - 0.5})
+	if !slices.Contains(early.Held(), BreakerHolds) || slices.ContainsFunc(early.Unknowns, func(u string) bool { return strings.Contains(u, "breaker") }) {
+		t.Errorf("a trip 600 ms before the end: held %q, unknowns %q; want breaker-holds held", early.Held(), early.Unknowns)
+	}
+	// The stop the harness recorded wins over the schedule's end.
+	cut := check(t, Input{DBPath: path, Schedule: s, RunStartWall: gaveUp - 0.5, RunStartMono: 1e9, RunStopMono: 1e9 + 510e6})
+	if slices.Contains(cut.Checked, BreakerHolds) {
+		t.Errorf("a trip 10 ms before the recorded stop: checked %q", cut.Checked)
+	}
+}
+
 // reopen puts a tripped task back to ready behind the dispatcher's back
 // (no event), optionally recording a reset event first, then claims it.
 func reopenAndClaim(t *testing.T, resetKind string) Verdict {

@@ -108,6 +108,7 @@ func checkTargets(v *Verdict, in Input, s *snapshot, obs observed) {
 	}
 	var unclassified, unended misses
 	failing, decided := 0, false
+	lateTrip := "" // a task whose breaker tripped too late to be tested
 	var closest string
 	closestN, closestLimit := 0, 1
 	for _, t := range assigned {
@@ -117,8 +118,14 @@ func checkTargets(v *Verdict, in Input, s *snapshot, obs observed) {
 		case fails(b):
 			failing++
 			limit, _ := sch.EffectiveLimit(t)
-			gaveUp := slices.ContainsFunc(s.events[t.ID], func(e eventRow) bool { return e.kind == kanban.EventGaveUp })
-			decided = decided || gaveUp || n > limit
+			trip := slices.IndexFunc(s.events[t.ID], func(e eventRow) bool { return e.kind == kanban.EventGaveUp })
+			// A trip the run stopped right after is no decision: nothing
+			// tested whether it holds (tripTooLate).
+			tested := trip >= 0 && (in.RunStartWall == 0 || tripTooLate(in, in.relMs(s.events[t.ID][trip].at)) == "")
+			if trip >= 0 && !tested && lateTrip == "" {
+				lateTrip = t.ID
+			}
+			decided = decided || tested || n > limit
 			if closest == "" || n*closestLimit > closestN*limit {
 				closest, closestN, closestLimit = t.ID, n, limit
 			}
@@ -149,7 +156,10 @@ func checkTargets(v *Verdict, in Input, s *snapshot, obs observed) {
 		}
 	}
 	// A crash never classified already says why no decision came.
-	if failing > 0 && !decided && len(unclassified.ids) == 0 && breakerRoom(sch) == "" {
+	if failing > 0 && !decided && lateTrip != "" {
+		v.Unknowns = append(v.Unknowns, fmt.Sprintf("no breaker decision was tested: every trip came less than two ticks before "+
+			"the run stopped (first: %s), so nothing tested whether a breaker holds — the run's time was too short for this machine", lateTrip))
+	} else if failing > 0 && !decided && len(unclassified.ids) == 0 && breakerRoom(sch) == "" {
 		v.Unknowns = append(v.Unknowns, fmt.Sprintf("no breaker decision was ever reached: no gave_up for any of the %d task(s) whose worker fails "+
 			"(closest: %s, worker %s, %d of its limit %d worker starts)", failing, closest, profiles[closest].Worker, closestN, closestLimit))
 	}
