@@ -67,8 +67,13 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "fuzz.xml")
-	args := append([]string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "3", "--seed", "7",
-		"--keep-going", "--shrink-time", "0", "--json", "--junit", junit, "--artifacts", filepath.Join(dir, "arts")}, quick...)
+	// Phases of 2 s + 0.5 s, not the 800 ms of quick: at load 14 (CI beside
+	// three real-release runs) none of three 800 ms draws reached its breaker
+	// decision, and the test needs a failure to look at. A decided run stops
+	// early, so only undecided ones take the whole 2.5 s.
+	args := []string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "3", "--seed", "7",
+		"--keep-going", "--shrink-time", "0", "--json", "--junit", junit, "--artifacts", filepath.Join(dir, "arts"),
+		"--max-duration", "2s", "--max-quiet", "500ms"}
 	code, stdout, stderr := kc(t, args...)
 	if code != exitFail {
 		t.Fatalf("exit %d, want 1\n%s\n%s", code, stdout, stderr)
