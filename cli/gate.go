@@ -150,6 +150,11 @@ func cmdGate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if conformance {
 		return runConformance(ctx, spec, subjectArg, asJSON, stdout, stderr)
 	}
+	if spec.Subject.Hermes != "" && spec.Subject.Workers != hermes.WorkersHermes {
+		// What a violation is made of: a damaged board may be the mixture's.
+		fmt.Fprintf(stderr, "gate: the workers are Go fake workers modelling each scenario's own variant's connections "+
+			"(hermes-0.19 for the findings' scenarios), not %s's; --workers hermes runs the release's own\n", subjectArg)
+	}
 	if !asJSON {
 		fmt.Fprintf(stdout, "kanbanchaos gate  subject=%s  %d entr(ies) × seeds 1–%d  shard %s\n", subjectArg, len(entries), seeds, sh)
 		spec.Progress = func(s gate.Seed) {
