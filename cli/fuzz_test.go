@@ -67,11 +67,11 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "fuzz.xml")
-	// Phases of 2 s + 0.5 s, not the 800 ms of quick: at load 14 (CI beside
-	// three real-release runs) none of three 800 ms draws reached its breaker
-	// decision, and the test needs a failure to look at. A decided run stops
-	// early, so only undecided ones take the whole 2.5 s.
-	args := []string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "3", "--seed", "7",
+	// Six draws one at a time, phases capped at 2 s + 0.5 s: at load 15 (CI
+	// beside other runs) none of three 800 ms draws run three at a time
+	// reached a decision — seed 7's draws are ~1 s — and the test needs a
+	// failure to look at. A decided run stops early.
+	args := []string{"fuzz", "--scenario", "issue-30896", "--variant", "hermes-0.15", "--runs", "6", "--seed", "7", "--parallel", "1",
 		"--keep-going", "--shrink-time", "0", "--json", "--junit", junit, "--artifacts", filepath.Join(dir, "arts"),
 		"--max-duration", "2s", "--max-quiet", "500ms"}
 	code, stdout, stderr := kc(t, args...)
@@ -101,8 +101,8 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 			json.Unmarshal(sc.Bytes(), &sum)
 		}
 	}
-	if len(seeds) != 3 || sum.Verdict != oracle.Fail || sum.Done != 3 {
-		t.Fatalf("want 3 run lines with seeds and a failing summary; seeds %v, summary %+v", seeds, sum)
+	if len(seeds) != 6 || sum.Verdict != oracle.Fail || sum.Done != 6 {
+		t.Fatalf("want 6 run lines with seeds and a failing summary; seeds %v, summary %+v", seeds, sum)
 	}
 
 	data, err := os.ReadFile(junit)
@@ -113,8 +113,8 @@ func TestFuzzJUnitFailuresCarrySeedAndInvariant(t *testing.T) {
 	if err := xml.Unmarshal(data, &doc); err != nil {
 		t.Fatalf("junit does not parse: %v\n%s", err, data)
 	}
-	if len(doc.Suites) != 1 || len(doc.Suites[0].Cases) != 3 {
-		t.Fatalf("want one suite of 3 cases:\n%s", data)
+	if len(doc.Suites) != 1 || len(doc.Suites[0].Cases) != 6 {
+		t.Fatalf("want one suite of 6 cases:\n%s", data)
 	}
 	invariants := []string{oracle.Spawns, oracle.BreakerHolds, oracle.RunBookkeeping, oracle.NoLostRuns, oracle.Integrity}
 	failures := 0

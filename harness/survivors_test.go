@@ -17,17 +17,27 @@ import (
 
 // TestCleanupScenarioHoldsNoSurvivors: the cleanup scenario's hanging
 // workers are alive when the run's time is up, and none outlives the run.
+// On a loaded machine (load 15) a run can end with none of its workers
+// alive — nothing to clean up, so nothing checked: the next seed is tried,
+// up to three; a survivor fails at once.
 func TestCleanupScenarioHoldsNoSurvivors(t *testing.T) {
 	t.Parallel()
-	s := build(t, "cleanup-hang", "fixed", 1)
-	res, err := Run(context.Background(), s, Options{})
-	if err != nil {
-		t.Fatal(err)
+	var v oracle.Verdict
+	for seed := uint64(1); seed <= 3; seed++ {
+		res, err := Run(context.Background(), build(t, "cleanup-hang", "fixed", seed), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = res.Verdict
+		if slices.Contains(v.Failed(), oracle.NoSurvivors) {
+			t.Fatalf("seed %d: %+v", seed, v.Violations)
+		}
+		if slices.Contains(v.Held(), oracle.NoSurvivors) {
+			return
+		}
+		t.Logf("seed %d: %s not checked (%+v); trying the next seed", seed, oracle.NoSurvivors, v.NotChecked)
 	}
-	v := res.Verdict
-	if !slices.Contains(v.Held(), oracle.NoSurvivors) {
-		t.Fatalf("%s not held: verdict %s, failed %v, not checked %+v, unknowns %q", oracle.NoSurvivors, v.Status, v.Failed(), v.NotChecked, v.Unknowns)
-	}
+	t.Fatalf("%s not held on seeds 1-3: verdict %s, failed %v, not checked %+v, unknowns %q", oracle.NoSurvivors, v.Status, v.Failed(), v.NotChecked, v.Unknowns)
 }
 
 // TestSurvivorFailsTheRun: a process of the sandbox that the harness's
