@@ -154,11 +154,20 @@ func markCut(v *oracle.Verdict, d Decision, s schedule.Schedule) {
 		v.AddUnknown(fmt.Sprintf("the run stopped at +%.0fms on a %s violation the ledger showed, which the full audit does not confirm: "+
 			"a run cut short is no pass (--full-duration runs the whole schedule)", d.StoppedMs, d.Invariant))
 	}
-	if d.StoppedMs >= float64(s.DurationMs) || !slices.Contains(v.Held(), oracle.BreakerHolds) {
+	if d.StoppedMs >= float64(s.DurationMs) {
 		return
 	}
-	v.Checked = slices.DeleteFunc(v.Checked, func(inv string) bool { return inv == oracle.BreakerHolds })
-	v.NotChecked = append(v.NotChecked, oracle.Skip{Invariant: oracle.BreakerHolds,
-		Why: fmt.Sprintf("the run stopped at +%.0fms, once %s was established, before its quiet phase (--full-duration runs the whole schedule)",
-			d.StoppedMs, d.Invariant)})
+	unheld(v, oracle.BreakerHolds, fmt.Sprintf("the run stopped at +%.0fms, once %s was established, before its quiet phase (--full-duration runs the whole schedule)",
+		d.StoppedMs, d.Invariant))
+}
+
+// unheld turns a held invariant into a not-checked one, with why: the
+// harness knows the run never put it to the test. A violated or unchecked
+// invariant stays as it is.
+func unheld(v *oracle.Verdict, inv, why string) {
+	if !slices.Contains(v.Held(), inv) {
+		return
+	}
+	v.Checked = slices.DeleteFunc(v.Checked, func(c string) bool { return c == inv })
+	v.NotChecked = append(v.NotChecked, oracle.Skip{Invariant: inv, Why: why})
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kanbanchaos/kanbanchaos/faults"
@@ -132,6 +133,12 @@ func (r *run) judge(ctx context.Context, ev evidence) (oracle.Verdict, error) {
 		markCut(&verdict, *d, r.s)
 		r.logf("stopped at +%.0fms: %s established at +%.0fms (--full-duration runs the whole schedule)",
 			d.StoppedMs, d.Invariant, d.AtMs)
+	}
+	// No false alarm is evidence only where a checkpoint could race a
+	// post-commit check.
+	if slices.Contains(r.s.Expect, oracle.NoFalseAlarm) && !slices.Contains(ev.probes.Reached, ProbeCheckpoint) {
+		unheld(&verdict, oracle.NoFalseAlarm, "no checkpoint ran while two or more processes were committing "+
+			"(probe "+ProbeCheckpoint+"): nothing raced a post-commit check")
 	}
 	if len(ev.leftRunning) > 0 {
 		verdict.AddUnknown(fmt.Sprintf("processes %v did not die after SIGKILL", ev.leftRunning))

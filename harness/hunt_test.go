@@ -1,12 +1,15 @@
 package harness
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kanbanchaos/kanbanchaos/dispatcher"
 	"github.com/kanbanchaos/kanbanchaos/ledger"
+	"github.com/kanbanchaos/kanbanchaos/oracle"
 	"github.com/kanbanchaos/kanbanchaos/schedule"
 )
 
@@ -63,4 +66,40 @@ func TestProbesOfAHermesDriver(t *testing.T) {
 	if len(p.Reached) != 0 {
 		t.Errorf("an empty ledger reached %v", p.Reached)
 	}
+}
+
+// TestFalseAlarmNeedsACheckpoint: no-false-alarm is held only by a run in
+// which a checkpoint ran while processes were committing — what a
+// post-commit check races. With wal_autocheckpoint far above what one card
+// writes, no checkpoint runs: not checked, with why; the scenario as it is
+// checkpoints, and fixed (which never reads the file) holds it.
+func TestFalseAlarmNeedsACheckpoint(t *testing.T) {
+	t.Parallel()
+	small := build(t, "torn-extend-checkpoint", "fixed", 1)
+	small.Tasks = small.Tasks[:1]
+	small.Knobs = map[string]string{"wal_autocheckpoint": "1000000"}
+	small.DurationMs, small.QuietMs = 2000, 500
+	res, err := Run(context.Background(), small, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := notCheckedWhy(res.Verdict, oracle.NoFalseAlarm); !strings.Contains(why, ProbeCheckpoint) {
+		t.Errorf("no checkpoint: no-false-alarm held %v, why not checked %q", slices.Contains(res.Verdict.Held(), oracle.NoFalseAlarm), why)
+	}
+	res, err = Run(context.Background(), build(t, "torn-extend-checkpoint", "fixed", 1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Probes.Reached, ProbeCheckpoint) || !slices.Contains(res.Verdict.Held(), oracle.NoFalseAlarm) {
+		t.Errorf("sixteen writers: probes %v, held %v", res.Probes.Reached, res.Verdict.Held())
+	}
+}
+
+func notCheckedWhy(v oracle.Verdict, inv string) string {
+	for _, x := range v.NotChecked {
+		if x.Invariant == inv {
+			return x.Why
+		}
+	}
+	return ""
 }

@@ -173,7 +173,7 @@ func readSnapshot(ctx context.Context, db *sql.DB) (snapshot, error) {
 func checkBreaker(v *Verdict, in Input, s snapshot) {
 	tripped := false
 	var found []Violation
-	lastTrip := -1.0 // ms after the start of the latest first trip of a task; -1: no trip
+	earliestTrip := -1.0 // ms after the start of the earliest task's first trip, the one tested longest; -1: none
 	for _, task := range slices.Sorted(maps.Keys(s.events)) {
 		es := s.events[task]
 		tripped = tripped || hasGaveUp(es)
@@ -181,13 +181,13 @@ func checkBreaker(v *Verdict, in Input, s snapshot) {
 			found = append(found, *x)
 		}
 		if i := slices.IndexFunc(es, func(e eventRow) bool { return e.kind == kanban.EventGaveUp }); i >= 0 && in.RunStartWall > 0 {
-			if ms := in.relMs(es[i].at); lastTrip < 0 || ms < lastTrip {
-				lastTrip = ms // the earliest first trip: the one tested longest
+			if ms := in.relMs(es[i].at); earliestTrip < 0 || ms < earliestTrip {
+				earliestTrip = ms
 			}
 		}
 	}
-	if tripped && len(found) == 0 && lastTrip >= 0 {
-		if why := tripTooLate(in, lastTrip); why != "" {
+	if tripped && len(found) == 0 && earliestTrip >= 0 {
+		if why := tripTooLate(in, earliestTrip); why != "" {
 			v.skip(BreakerHolds, why)
 			return
 		}

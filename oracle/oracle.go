@@ -60,6 +60,10 @@ type Observability struct {
 	Commits bool   `json:"commits"`        // the dispatcher's own acknowledged commits are in the ledger
 	Errors  bool   `json:"errors"`         // the dispatcher's own SQLite errors are in the ledger
 	FDs     bool   `json:"fds"`            // the harness watched the dispatchers' open file descriptors (sidecars observations)
+	// Alarms: the dispatcher's own corruption alarms (its checks' verdicts,
+	// not SQLite's) are in the ledger — our dispatchers and our Hermes
+	// driver write them; another command's ledger protocol need not.
+	Alarms bool `json:"alarms"`
 }
 
 // Input is what one check looks at.

@@ -150,7 +150,7 @@ func crashLoopBoard(t *testing.T, n, limit int) string {
 
 // reference is what the in-process reference dispatcher can be observed
 // doing: everything.
-var reference = Observability{Name: "reference", Ticks: true, Commits: true, Errors: true, FDs: true}
+var reference = Observability{Name: "reference", Ticks: true, Commits: true, Errors: true, FDs: true, Alarms: true}
 
 // wantStates checks that every run invariant is in exactly one state, and
 // that the not-checked ones are exactly notChecked.
@@ -1015,9 +1015,9 @@ func TestBreakerEvidenceIsTheFirstGaveUp(t *testing.T) {
 }
 
 // TestFalseAlarm: a schedule that expects no-false-alarm fails on a
-// corruption alarm when the board is intact, holds without one, and cannot
-// tell an alarm false on a damaged board or from a subject that records no
-// errors of its own.
+// corruption alarm when the board is intact, holds without one, cannot tell
+// an alarm false on a damaged board, and holds nothing for a subject that
+// records no alarms of its own.
 func TestFalseAlarm(t *testing.T) {
 	ctx := context.Background()
 	b, path := openBoard(t, kanban.DefaultOptions())
@@ -1058,10 +1058,17 @@ func TestFalseAlarm(t *testing.T) {
 	if slices.Contains(v.Failed(), NoFalseAlarm) || !strings.Contains(whyNotChecked(v, NoFalseAlarm), "damaged (no-lost-writes)") {
 		t.Errorf("an alarm beside a lost write: failed %q, why %q", v.Failed(), whyNotChecked(v, NoFalseAlarm))
 	}
-	silent := in(alarm)
-	silent.Subject = Observability{Name: "exec:x", Ticks: true, Commits: true}
-	if why := whyNotChecked(check(t, silent), NoFalseAlarm); !strings.Contains(why, "records none of its own errors") {
-		t.Errorf("a subject that records no errors: why %q", why)
+	// A subject that records no alarms of its own: no alarm is no evidence
+	// (not checked, never held), a worker's alarm is one all the same.
+	silent := in()
+	silent.Subject = Observability{Name: "exec:x", Ticks: true, Commits: true, Errors: true}
+	if why := whyNotChecked(check(t, silent), NoFalseAlarm); !strings.Contains(why, "records none of its own corruption alarms") {
+		t.Errorf("a subject that records no alarms: why %q", why)
+	}
+	silent = in(alarm)
+	silent.Subject = Observability{Name: "exec:x", Ticks: true, Commits: true, Errors: true}
+	if v := check(t, silent); !slices.Equal(v.Failed(), []string{NoFalseAlarm}) {
+		t.Errorf("a worker's alarm beside a subject that records none: failed %q", v.Failed())
 	}
 	s.Expect = nil
 	if why := whyNotChecked(check(t, in(alarm)), NoFalseAlarm); !strings.Contains(why, "opt-in") {

@@ -121,10 +121,6 @@ func checkFalseAlarms(v *Verdict, in Input, obs observed) {
 	if !slices.Contains(in.Schedule.Expect, NoFalseAlarm) {
 		return
 	}
-	if !obs.errors {
-		v.skip(NoFalseAlarm, fmt.Sprintf("%s records none of its own errors: an alarm it raised would not be seen", obs.name))
-		return
-	}
 	damaged := slices.DeleteFunc(slices.Clone(v.Failed()), func(inv string) bool {
 		return !slices.Contains(append(Damage(), NoLostRuns), inv)
 	})
@@ -132,8 +128,15 @@ func checkFalseAlarms(v *Verdict, in Input, obs observed) {
 		v.skip(NoFalseAlarm, fmt.Sprintf("the board was damaged (%s): an alarm cannot be told false", strings.Join(damaged, ", ")))
 		return
 	}
-	v.check(NoFalseAlarm)
+	// The workers are ours and record theirs; a subject that does not
+	// record its own could have raised one unseen: no alarm is then no
+	// evidence, while an alarm seen is one all the same.
 	alarms := in.Ledger.Alarms()
+	if len(alarms) == 0 && !obs.alarms {
+		v.skip(NoFalseAlarm, fmt.Sprintf("%s records none of its own corruption alarms: only the workers' were looked at, and there were none", obs.name))
+		return
+	}
+	v.check(NoFalseAlarm)
 	if len(alarms) == 0 {
 		return
 	}

@@ -22,12 +22,14 @@ type observed struct {
 	ticked  bool
 	commits bool // the subject's own acknowledged commits are in the ledger
 	errors  bool // its own SQLite errors are in the ledger
+	alarms  bool // its own corruption alarms are in the ledger
 	fds     bool // the harness watched its open file descriptors
 }
 
 func observe(in Input) observed {
 	o := observed{name: "the subject", ticks: in.Ledger.Ticks(), nTicks: in.Ticks,
-		commits: in.Subject.Commits, errors: in.Subject.Errors, fds: in.Subject.FDs}
+		commits: in.Subject.Commits, errors: in.Subject.Errors, fds: in.Subject.FDs,
+		alarms: in.Subject.Alarms}
 	if in.Subject.Name != "" {
 		o.name = "the subject (" + in.Subject.Name + ")"
 	}

@@ -55,7 +55,7 @@ func (h hermesSubject) Verify(st *Settings, hist ledger.History, s schedule.Sche
 // Observability: the drivers record the release's ticks, commits and
 // errors; the release's file descriptors are in another process.
 func (h hermesSubject) Observability(ledger.History) oracle.Observability {
-	return oracle.Observability{Name: h.Name(), Ticks: true, Commits: true, Errors: true}
+	return oracle.Observability{Name: h.Name(), Ticks: true, Commits: true, Errors: true, Alarms: true}
 }
 
 // ClockResolution: Hermes stamps times in whole seconds.

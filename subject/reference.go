@@ -37,7 +37,7 @@ func (r reference) Settings(s schedule.Schedule, timing dispatcher.Timing) Setti
 // Observability: this process counts its ticks and watches its file
 // descriptors; its commits and errors are in the ledger.
 func (r reference) Observability(ledger.History) oracle.Observability {
-	return oracle.Observability{Name: r.Name(), Ticks: true, Commits: true, Errors: true, FDs: true}
+	return oracle.Observability{Name: r.Name(), Ticks: true, Commits: true, Errors: true, FDs: true, Alarms: true}
 }
 
 func (reference) ClockResolution() float64 { return 0 }
